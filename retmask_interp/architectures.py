@@ -11,7 +11,11 @@ nothing else branches on the model family. A row says, for one Hugging Face ``mo
   ``"separate"`` (a ``q_proj`` of its own), ``"concat"`` (fused ``[q | k | v]``, Phi-3, GPT-2),
   ``"per_head"`` (fused and interleaved per head as ``[q_h | k_h | v_h]``, GPT-NeoX);
 - ``weight_layout``: ``"linear"`` (``nn.Linear``, weight ``[out, in]``) or ``"conv1d"`` (GPT-2's ``Conv1D``,
-  weight ``[in, out]``).
+  weight ``[in, out]``);
+- ``joint_query_norm``: the attribute of a query norm taken over *all* heads at once (OLMo-2/3's ``q_norm`` on
+  ``[..., heads * head_dim]``). There, zeroing a head's ``q_proj`` rows would change the other heads' normalised
+  queries, so the weight edit that zeroes one head's query zeroes that head's slice of the norm's weight instead.
+  (Per-head norms, as in Qwen3 or Gemma-3, map a zero query to zero and need nothing.)
 
 The number of query heads, KV heads and head_dim come from the config (``ModelGeometry.from_config``).
 """
@@ -31,6 +35,7 @@ class ArchSpec:
     query: str
     query_layout: str = "separate"
     weight_layout: str = "linear"
+    joint_query_norm: str | None = None
 
 
 _LLAMA_LIKE = ArchSpec(layers="model.layers", attn="self_attn", out_proj="o_proj", query="q_proj")
@@ -45,8 +50,8 @@ ARCHITECTURES: dict[str, ArchSpec] = {
     "qwen3": _LLAMA_LIKE,
     "qwen3_moe": _LLAMA_LIKE,
     "olmo": _LLAMA_LIKE,
-    "olmo2": _LLAMA_LIKE,
-    "olmo3": _LLAMA_LIKE,
+    "olmo2": ArchSpec(**{**_LLAMA_LIKE.__dict__, "joint_query_norm": "q_norm"}),
+    "olmo3": ArchSpec(**{**_LLAMA_LIKE.__dict__, "joint_query_norm": "q_norm"}),
     "gemma": _LLAMA_LIKE,
     "gemma2": _LLAMA_LIKE,
     "gemma3_text": _LLAMA_LIKE,
@@ -109,7 +114,9 @@ class ModelGeometry:
     @classmethod
     def from_config(cls, config) -> ModelGeometry:
         config = getattr(config, "text_config", None) or config
-        missing = [a for a in ("num_hidden_layers", "num_attention_heads") if getattr(config, a, None) is None]
+        missing = [
+            a for a in ("num_hidden_layers", "num_attention_heads") if getattr(config, a, None) is None
+        ]
         if missing:
             raise UnsupportedArchitectureError(
                 f"config of type {type(config).__name__} has no {', '.join(missing)}; cannot read head geometry"

@@ -98,7 +98,9 @@ class HeadScores:
         cls, per_sample: Mapping[Head, list[float]], num_layers: int, num_heads: int, **kwargs
     ) -> HeadScores:
         scores = {h: (float(np.mean(v)) if len(v) else 0.0) for h, v in per_sample.items()}
-        return cls(scores, num_layers, num_heads, per_sample={h: list(v) for h, v in per_sample.items()}, **kwargs)
+        return cls(
+            scores, num_layers, num_heads, per_sample={h: list(v) for h, v in per_sample.items()}, **kwargs
+        )
 
     # -- views -------------------------------------------------------------------------------------
     def matrix(self) -> np.ndarray:
@@ -183,7 +185,9 @@ class HeadScores:
         return save_head_scores(self, path, overwrite=overwrite, format=format)
 
 
-def save_head_scores(hs: HeadScores, path: str | Path, *, overwrite: bool = False, format: str = "retmask") -> Path:
+def save_head_scores(
+    hs: HeadScores, path: str | Path, *, overwrite: bool = False, format: str = "retmask"
+) -> Path:
     """Write atomically as ``"retmask"`` (ours) or ``"wu"`` JSON; an existing file needs ``overwrite=True``."""
     refuse_overwrite(path, overwrite, "head list")
     if format == "retmask":
@@ -243,7 +247,8 @@ def _from_ours(obj: Mapping[str, Any], source: str) -> HeadScores:
     per_sample = None
     if isinstance(obj.get("per_sample_scores"), Mapping):
         per_sample = {
-            parse_head_key(k, source=source): _finite(v, source, k) for k, v in obj["per_sample_scores"].items()
+            parse_head_key(k, source=source): _finite(v, source, k)
+            for k, v in obj["per_sample_scores"].items()
         }
     method = obj.get("method") or {}
     if isinstance(method, str):
@@ -268,7 +273,9 @@ def _from_ours(obj: Mapping[str, Any], source: str) -> HeadScores:
     )
 
 
-def load_head_scores(path: str | Path, *, num_layers: int | None = None, num_heads: int | None = None) -> HeadScores:
+def load_head_scores(
+    path: str | Path, *, num_layers: int | None = None, num_heads: int | None = None
+) -> HeadScores:
     """Read a head list in our JSON format or in Wu et al.'s; other formats live in ``retmask_interp.interop``."""
     path = Path(path)
     if not path.exists():
@@ -276,7 +283,9 @@ def load_head_scores(path: str | Path, *, num_layers: int | None = None, num_hea
     try:
         obj = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON ({err}); expected a head list from `retmask detect`") from None
+        raise ValueError(
+            f"{path} is not valid JSON ({err}); expected a head list from `retmask detect`"
+        ) from None
     if not isinstance(obj, Mapping):
         raise ValueError(f"{path}: expected a JSON object, got {type(obj).__name__}")
     if "scores" in obj and isinstance(obj["scores"], Mapping):

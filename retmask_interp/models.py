@@ -197,7 +197,11 @@ def load_model(
         return load_organism(device=device, dtype=dtype)
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
-    kwargs: dict[str, Any] = {"dtype": torch_dtype, "revision": revision, "trust_remote_code": trust_remote_code}
+    kwargs: dict[str, Any] = {
+        "dtype": torch_dtype,
+        "revision": revision,
+        "trust_remote_code": trust_remote_code,
+    }
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
     if device == "auto" and torch.cuda.device_count() > 1:
@@ -213,5 +217,7 @@ def load_model(
     if "device_map" not in kwargs:
         model.to(dev)
     model.eval()
-    tokenizer = AutoTokenizer.from_pretrained(str(name_or_path), revision=revision, trust_remote_code=trust_remote_code)
+    tokenizer = AutoTokenizer.from_pretrained(
+        str(name_or_path), revision=revision, trust_remote_code=trust_remote_code
+    )
     return RetModel(model, tokenizer, name=str(name_or_path), revision=revision)

@@ -1,0 +1,1 @@
+"""Subcommand groups of ``retmask``; see ``retmask_interp.cli``."""

@@ -1,0 +1,180 @@
+"""The decode loop shared by detection and masked generation: one nnsight trace per step.
+
+A batch of prompts is left-padded, prefilled with the model's own attention kernel (only the last position's logits
+are formed), then decoded one token at a time against a ``DynamicCache``. Each step may mask heads (a ``MaskPlan``)
+and may read the top-1 key of every head of every layer (for the retrieval score); both happen inside the same
+trace, layer by layer.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from .models import RetModel
+
+__all__ = ["Batch", "left_pad", "decode_steps", "top1_keys"]
+
+
+@dataclass
+class Batch:
+    """Left-padded prompts with room for ``max_new_tokens``: ``ids``/``mask`` are ``[batch, width + max_new]``."""
+
+    ids: torch.Tensor
+    mask: torch.Tensor
+    width: int
+    pad: list[int]
+
+
+def left_pad(
+    prompts: Sequence[torch.Tensor | Sequence[int]], max_new_tokens: int, device, pad_id: int = 0
+) -> Batch:
+    seqs = [torch.as_tensor(p, dtype=torch.long).reshape(-1) for p in prompts]
+    if any(len(s) == 0 for s in seqs):
+        raise ValueError("empty prompt: every prompt needs at least one token")
+    width = max(len(s) for s in seqs)
+    total = width + max_new_tokens
+    ids = torch.full((len(seqs), total), pad_id, dtype=torch.long, device=device)
+    mask = torch.zeros(len(seqs), total, dtype=torch.long, device=device)
+    pad = []
+    for i, s in enumerate(seqs):
+        p = width - len(s)
+        ids[i, p:width] = s.to(device)
+        mask[i, p:width] = 1
+        pad.append(p)
+    return Batch(ids, mask, width, pad)
+
+
+def top1_keys(query: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Top-1 key of each query head for one query position.
+
+    ``query``: ``[batch, heads, head_dim]`` (post-RoPE), ``keys``: ``[batch, kv_heads, k_len, head_dim]``,
+    ``mask``: ``None``, a bool ``[batch, 1|heads, k_len]`` (True = may attend), an additive float mask of that
+    shape, or a 2-D ``[batch, k_len]`` padding mask. Returns ``[batch, heads]`` indices into ``k_len``.
+    Query heads are grouped over their KV head, so keys are never repeated.
+    """
+    b, h, d = query.shape
+    kv = keys.shape[1]
+    logits = torch.matmul(query.reshape(b, kv, h // kv, d), keys.transpose(-1, -2))  # [b, kv, group, k_len]
+    logits = logits.reshape(b, h, -1)
+    if mask is not None:
+        if mask.dim() == 2:
+            mask = mask[:, None, :].bool()
+        if mask.shape[-1] != logits.shape[-1]:
+            raise RuntimeError(
+                f"attention mask covers {mask.shape[-1]} keys but the cache holds {logits.shape[-1]}; "
+                "static or offloaded caches are not supported by detection"
+            )
+        if mask.dtype == torch.bool:
+            logits = logits.masked_fill(~mask, float("-inf"))
+        else:
+            logits = logits + mask.to(logits.dtype)
+    return logits.argmax(dim=-1)
+
+
+def _last_row_mask(mask: Any) -> torch.Tensor | None:
+    """The attention-mask row of the last query position (4-D masks), or the 2-D padding mask as it is."""
+    if mask is None:
+        return None
+    if not isinstance(mask, torch.Tensor):
+        raise RuntimeError(
+            f"attention mask of type {type(mask).__name__} (flex attention?) is not supported here; "
+            "load the model with attn_implementation='sdpa', 'eager' or 'flash_attention_2'"
+        )
+    return mask[:, :, -1, :] if mask.dim() == 4 else mask
+
+
+def _forward_names(model: torch.nn.Module) -> tuple[str, str | None]:
+    params = inspect.signature(model.forward).parameters
+    cache = "cache" if "cache" in params else "past_key_values"
+    keep = "logits_to_keep" if "logits_to_keep" in params else None
+    return cache, keep
+
+
+def traced_step(
+    rm: RetModel,
+    ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    position_ids: torch.Tensor,
+    cache,
+    total_len: int,
+    mask_plan=None,
+    readout: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """One forward of ``ids`` through nnsight.
+
+    Returns the last position's logits ``[batch, vocab]`` and, with ``readout``, the top-1 key of every head as an
+    absolute position ``[layers, batch, heads]``. ``mask_plan`` masks heads in the same trace.
+    """
+    cache_name, keep_name = _forward_names(rm.model)
+    kwargs: dict[str, Any] = {
+        "attention_mask": attention_mask,
+        "position_ids": position_ids,
+        cache_name: cache,
+        "use_cache": True,
+    }
+    if keep_name:
+        kwargs[keep_name] = 1
+    plan = mask_plan if mask_plan is not None and not mask_plan.is_empty else None
+    tops: list[torch.Tensor] = []
+    top_all = None
+    with torch.no_grad(), rm.lm.trace(ids, **kwargs):
+        if plan is not None or readout:
+            for layer in range(rm.geometry.num_layers):
+                if readout or (plan is not None and plan.touches_query(layer)):
+                    args, call_kwargs = rm.attention_call(layer).inputs
+                    if plan is not None:
+                        plan.apply_query(layer, args[1])
+                    if readout:
+                        keys = args[2]
+                        mask = args[4] if len(args) > 4 else call_kwargs.get("attention_mask")
+                        top = top1_keys(args[1][:, :, -1, :], keys, _last_row_mask(mask))
+                        tops.append(top + (total_len - keys.shape[2]))  # keys cover the last k_len positions
+                if plan is not None and plan.touches_output(layer):
+                    plan.apply_output(layer, rm.out_proj_envoy(layer).input)
+        if readout:
+            top_all = torch.stack(tops).save()
+        logits = rm.lm.output.logits[:, -1, :].save()
+    return logits, top_all
+
+
+def decode_steps(
+    rm: RetModel,
+    batch: Batch,
+    max_new_tokens: int,
+    choose: Callable[[torch.Tensor], torch.Tensor],
+    *,
+    eos: torch.Tensor,
+    mask_plan=None,
+    readout: bool = False,
+) -> Iterator[tuple[int, torch.Tensor, torch.Tensor | None, torch.Tensor]]:
+    """Decode, yielding ``(step, token[b], tops[layers, b, heads] | None, active_before[b])`` for every step.
+
+    ``choose`` maps last-position logits to the next tokens. A sequence stops after it emits a token in ``eos``
+    (that step is still yielded with ``active_before`` True); finished sequences keep being fed (their tokens are
+    ignored). The loop ends when all have finished: that check is the only host sync per step.
+    """
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=rm.model.config)
+    active = torch.ones(batch.ids.shape[0], dtype=torch.bool, device=batch.ids.device)
+    cur = batch.width
+    ids = batch.ids[:, :cur]
+    positions = (batch.mask[:, :cur].cumsum(-1) - 1).clamp(min=0)
+    for step in range(max_new_tokens):
+        logits, tops = traced_step(rm, ids, batch.mask[:, :cur], positions, cache, cur, mask_plan, readout)
+        token = choose(logits)
+        was_active = active.clone()
+        batch.ids[:, cur] = torch.where(active, token, batch.ids[:, cur])
+        batch.mask[:, cur] = 1
+        active &= ~torch.isin(token, eos)
+        cur += 1
+        yield step, token, tops, was_active
+        if step == max_new_tokens - 1 or not bool(active.any()):
+            return
+        ids = token[:, None]
+        positions = positions[:, -1:] + 1

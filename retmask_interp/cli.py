@@ -1,0 +1,62 @@
+"""The ``retmask`` command: a thin layer over the Python API.
+
+Each group of subcommands lives in ``retmask_interp/_cli/<group>.py`` with a ``register(subparsers)`` function
+that adds its parsers and sets ``func`` (called with the parsed arguments, returning an exit code). Heavy imports
+happen inside the ``func``s, so ``retmask --help`` is fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+__all__ = ["main", "build_parser"]
+
+# order = order in --help
+_GROUPS = ["detect", "masking", "analysis", "training", "figures"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="retmask",
+        description="Find retrieval heads (Wu et al.), mask them, and train with RetMask.",
+    )
+    parser.add_argument("--version", action="version", version=f"retmask-interp {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for group in _GROUPS:
+        try:
+            module = importlib.import_module(f"._cli.{group}", __package__)
+        except ModuleNotFoundError as err:
+            if err.name != f"{__package__}._cli.{group}":
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError, FileExistsError) as err:
+        # bad input: one clear line, no traceback (run with -v for one)
+        if args.verbose:
+            raise
+        print(f"retmask {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

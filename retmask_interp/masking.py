@@ -1,0 +1,389 @@
+"""Head masking through nnsight interventions, and the equivalent weight edits.
+
+One generic intervention (``MaskPlan``) with three named variants:
+
+- ``zero``: the head's output is removed: its slice ``[h*d, (h+1)*d)`` of the output projection's *input* is
+  zeroed (equals zeroing those columns of ``o_proj``; what RetMask uses);
+- ``uniform``: the head's post-RoPE query is zeroed, so it attends uniformly over its causal context (equals zeroing
+  the head's rows of ``q_proj``; what Wu et al. use);
+- ``mean``: the head's output is replaced by its mean over a reference set (``mean_head_outputs``).
+
+Python API: ``masked_logits`` (one forward), ``generate`` (greedy or sampled decoding with heads masked at every
+step), ``masked(model, heads)`` (a context for a block of work), ``random_controls`` (control head sets that never
+overlap the heads they control for), and the weight edits ``zero_head_outputs_`` / ``zero_head_queries_``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random as _random
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from ._decode import decode_steps, left_pad
+from .models import RetModel, as_model, get_submodule
+
+__all__ = [
+    "MODES",
+    "MaskPlan",
+    "MaskedModel",
+    "generate",
+    "masked",
+    "masked_logits",
+    "mean_head_outputs",
+    "random_controls",
+    "random_heads",
+    "zero_head_outputs_",
+    "zero_head_queries_",
+]
+
+MODES = ("zero", "uniform", "mean")
+Head = tuple[int, int]
+
+
+@dataclass
+class MaskPlan:
+    """Which heads to mask in which layer, and how. Build with ``MaskPlan.build``."""
+
+    mode: str
+    by_layer: dict[int, torch.Tensor] = field(default_factory=dict)
+    num_heads: int = 0
+    head_dim: int = 0
+    mean_values: torch.Tensor | None = None  # [layers, heads, head_dim] for mode "mean"
+
+    @classmethod
+    def build(cls, model, heads: Iterable[Head], mode: str = "zero", mean_values=None) -> MaskPlan:
+        rm = as_model(model)
+        if mode not in MODES:
+            raise ValueError(f"unknown masking mode {mode!r}; use one of {', '.join(MODES)}")
+        heads = rm.check_heads(heads)
+        g = rm.geometry
+        if mode == "mean" and heads:
+            if mean_values is None:
+                raise ValueError(
+                    "mode 'mean' needs mean_values: compute them with mean_head_outputs(model, ids)"
+                )
+            if tuple(mean_values.shape) != (g.num_layers, g.num_heads, g.head_dim):
+                raise ValueError(
+                    f"mean_values has shape {tuple(mean_values.shape)}, expected "
+                    f"({g.num_layers}, {g.num_heads}, {g.head_dim})"
+                )
+        by_layer: dict[int, list[int]] = {}
+        for layer, head in heads:
+            by_layer.setdefault(layer, []).append(head)
+        device = rm.device
+        return cls(
+            mode=mode,
+            by_layer={layer: torch.tensor(hs, device=device) for layer, hs in by_layer.items()},
+            num_heads=g.num_heads,
+            head_dim=g.head_dim,
+            mean_values=None if mean_values is None else mean_values.to(device),
+        )
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.by_layer
+
+    def touches_query(self, layer: int) -> bool:
+        return self.mode == "uniform" and layer in self.by_layer
+
+    def touches_output(self, layer: int) -> bool:
+        return self.mode in ("zero", "mean") and layer in self.by_layer
+
+    def apply_query(self, layer: int, query: torch.Tensor) -> None:
+        """In place on the attention call's query ``[batch, heads, q_len, head_dim]``."""
+        if self.touches_query(layer):
+            query[:, self.by_layer[layer]] = 0
+
+    def apply_output(self, layer: int, head_outputs: torch.Tensor) -> None:
+        """In place on the output projection's input ``[..., heads * head_dim]``."""
+        if not self.touches_output(layer):
+            return
+        idx = self.by_layer[layer]
+        view = head_outputs.view(*head_outputs.shape[:-1], self.num_heads, self.head_dim)
+        if self.mode == "zero":
+            view[..., idx, :] = 0
+        else:
+            view[..., idx, :] = self.mean_values[layer, idx].to(view.dtype)
+
+    def apply_all(self, rm: RetModel) -> None:
+        """Apply to every layer inside an active ``rm.lm.trace`` (layers in execution order)."""
+        for layer in sorted(self.by_layer):
+            if self.touches_query(layer):
+                args, _ = rm.attention_call(layer).inputs
+                self.apply_query(layer, args[1])
+            if self.touches_output(layer):
+                self.apply_output(layer, rm.out_proj_envoy(layer).input)
+
+
+def masked_logits(
+    model,
+    input_ids: torch.Tensor,
+    heads: Iterable[Head] = (),
+    mode: str = "zero",
+    *,
+    attention_mask: torch.Tensor | None = None,
+    mean_values: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Logits ``[batch, seq, vocab]`` of a forward pass with ``heads`` (``(layer, query_head)`` pairs) masked.
+
+    ``model`` is a Hugging Face causal LM or ``RetModel``; ``input_ids`` is ``[batch, seq]``; no heads = plain model.
+    """
+    rm = as_model(model)
+    input_ids = torch.as_tensor(input_ids)
+    if input_ids.dim() != 2:
+        raise ValueError(f"input_ids must be [batch, seq], got shape {tuple(input_ids.shape)}")
+    plan = MaskPlan.build(rm, heads, mode, mean_values)
+    kwargs = {} if attention_mask is None else {"attention_mask": attention_mask.to(rm.device)}
+    with torch.no_grad(), rm.lm.trace(input_ids.to(rm.device), **kwargs):
+        plan.apply_all(rm)
+        logits = rm.lm.output.logits.save()
+    return logits
+
+
+def _sampler(do_sample: bool, temperature: float, top_p: float, top_k: int, generator):
+    if not do_sample:
+        return lambda logits: logits.argmax(dim=-1)
+    if temperature <= 0:
+        raise ValueError("temperature must be > 0 when sampling (use do_sample=False for greedy)")
+
+    def sample(logits: torch.Tensor) -> torch.Tensor:
+        logits = logits.float() / temperature
+        if top_k and top_k > 0:
+            kth = torch.topk(logits, min(top_k, logits.shape[-1]), dim=-1).values[..., -1:]
+            logits = logits.masked_fill(logits < kth, float("-inf"))
+        if top_p < 1.0:
+            sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+            probs = sorted_logits.softmax(-1)
+            drop = probs.cumsum(-1) - probs > top_p  # keep the smallest prefix with mass >= top_p
+            sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
+            logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
+        probs = logits.softmax(-1)
+        return torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(-1).to(logits.device)
+
+    return sample
+
+
+def generate(
+    model,
+    input_ids: torch.Tensor | Sequence[Sequence[int]],
+    heads: Iterable[Head] = (),
+    mode: str = "zero",
+    *,
+    attention_mask: torch.Tensor | None = None,
+    max_new_tokens: int = 50,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    top_k: int = 0,
+    seed: int | None = None,
+    eos_token_id: int | Sequence[int] | None = None,
+    pad_token_id: int | None = None,
+    mean_values: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Generate with ``heads`` masked at every step (prefill included); returns ``[batch, width + new]`` like
+    ``model.generate``: left-padded prompts followed by the new tokens, padded with ``pad_token_id`` after EOS.
+
+    ``input_ids`` may be a ``[batch, seq]`` tensor (with ``attention_mask`` for left padding) or a list of 1-D
+    prompts of different lengths. ``seed`` seeds sampling (a CPU ``torch.Generator``), so two calls with the same seed
+    draw the same random numbers: the masked and unmasked sides of a RetMask pair differ only by the masking.
+    """
+    rm = as_model(model)
+    if isinstance(input_ids, torch.Tensor) and input_ids.dim() == 2:
+        if attention_mask is None:
+            prompts = list(input_ids)
+        else:
+            prompts = [row[m.bool()] for row, m in zip(input_ids, attention_mask)]
+    else:
+        prompts = [torch.as_tensor(p) for p in input_ids]
+    if eos_token_id is None:
+        eos_ids = rm.eos_token_ids()
+    else:
+        eos_ids = [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id)
+    if pad_token_id is None:
+        pad_token_id = getattr(rm.tokenizer, "pad_token_id", None)
+        if pad_token_id is None:
+            pad_token_id = eos_ids[0] if eos_ids else 0
+    batch = left_pad(prompts, max_new_tokens, rm.device, pad_id=pad_token_id)
+    plan = MaskPlan.build(rm, heads, mode, mean_values)
+    generator = None
+    if seed is not None:
+        generator = torch.Generator().manual_seed(seed)
+    choose = _sampler(do_sample, temperature, top_p, top_k, generator)
+    eos = torch.tensor(eos_ids, dtype=torch.long, device=rm.device)
+    last = batch.width
+    for step, _, _, _ in decode_steps(rm, batch, max_new_tokens, choose, eos=eos, mask_plan=plan):
+        last = batch.width + step + 1
+    return batch.ids[:, :last]
+
+
+class MaskedModel:
+    """A model with a fixed set of heads masked: ``.logits(ids)``, ``.generate(ids, ...)``."""
+
+    def __init__(self, model, heads: Iterable[Head], mode: str = "zero", mean_values=None):
+        self.rm = as_model(model)
+        self.heads = self.rm.check_heads(heads)
+        self.mode = mode
+        self.mean_values = mean_values
+        MaskPlan.build(self.rm, self.heads, mode, mean_values)  # validate now
+
+    def logits(self, input_ids, attention_mask=None) -> torch.Tensor:
+        return masked_logits(
+            self.rm,
+            input_ids,
+            self.heads,
+            self.mode,
+            attention_mask=attention_mask,
+            mean_values=self.mean_values,
+        )
+
+    def generate(self, input_ids, **kwargs) -> torch.Tensor:
+        return generate(self.rm, input_ids, self.heads, self.mode, mean_values=self.mean_values, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"MaskedModel({self.rm.name!r}, {len(self.heads)} heads, mode={self.mode!r})"
+
+
+@contextlib.contextmanager
+def masked(model, heads: Iterable[Head], mode: str = "zero", mean_values=None) -> Iterator[MaskedModel]:
+    """``with masked(model, heads) as m: m.generate(ids)`` — the model itself is never modified."""
+    yield MaskedModel(model, heads, mode, mean_values)
+
+
+def mean_head_outputs(
+    model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Mean of every head's output (the output projection's input) over all non-padding positions of a reference
+    batch: ``[layers, heads, head_dim]``, for mode ``mean``."""
+    rm = as_model(model)
+    g = rm.geometry
+    input_ids = torch.as_tensor(input_ids).to(rm.device)
+    if attention_mask is None:
+        attention_mask = torch.ones_like(input_ids)
+    attention_mask = attention_mask.to(rm.device)
+    weights = attention_mask.float()[..., None]
+    sums: list[torch.Tensor] = []
+    with torch.no_grad(), rm.lm.trace(input_ids, attention_mask=attention_mask):
+        for layer in range(g.num_layers):
+            x = rm.out_proj_envoy(layer).input
+            sums.append((x.float() * weights).sum(dim=(0, 1)).save())
+    total = weights.sum()
+    return torch.stack([s / total for s in sums]).reshape(g.num_layers, g.num_heads, g.head_dim)
+
+
+# --------------------------------------------------------------------------------------------- random controls
+def random_heads(
+    model_or_geometry,
+    n: int,
+    *,
+    exclude: Iterable[Head] = (),
+    seed: int = 0,
+    like: Iterable[Head] | None = None,
+) -> list[Head]:
+    """``n`` heads drawn uniformly without replacement from the heads not in ``exclude``.
+
+    With ``like`` (a head list), the draw is matched per layer: as many heads in each layer as ``like`` has there.
+    """
+    g = getattr(model_or_geometry, "geometry", model_or_geometry)
+    if isinstance(model_or_geometry, torch.nn.Module):
+        g = as_model(model_or_geometry).geometry
+    excluded = {(int(a), int(b)) for a, b in exclude}
+    rng = _random.Random(seed)
+    if like is not None:
+        per_layer: dict[int, int] = {}
+        for layer, _ in like:
+            per_layer[layer] = per_layer.get(layer, 0) + 1
+        out: list[Head] = []
+        for layer, k in sorted(per_layer.items()):
+            pool = [(layer, h) for h in range(g.num_heads) if (layer, h) not in excluded]
+            if len(pool) < k:
+                raise ValueError(
+                    f"layer {layer} has {len(pool)} heads outside the excluded set but {k} are needed for a "
+                    "per-layer matched control; use an unmatched control (like=None)"
+                )
+            out += rng.sample(pool, k)
+        return sorted(out)
+    pool = [
+        (layer, h) for layer in range(g.num_layers) for h in range(g.num_heads) if (layer, h) not in excluded
+    ]
+    if n > len(pool):
+        raise ValueError(
+            f"asked for {n} random heads but only {len(pool)} heads lie outside the excluded set"
+        )
+    return sorted(rng.sample(pool, n))
+
+
+def random_controls(
+    model_or_geometry,
+    heads: Iterable[Head],
+    *,
+    n_seeds: int = 5,
+    seed: int = 0,
+    exclude: Iterable[Head] | None = None,
+    match_per_layer: bool = False,
+) -> list[list[Head]]:
+    """``n_seeds`` control sets, each as many heads as ``heads``, drawn from outside ``exclude`` (default: ``heads``
+    themselves; pass all retrieval heads to draw from non-retrieval heads only). ``exclude`` always includes
+    ``heads``, so a control never overlaps the heads it controls for."""
+    heads = [(int(a), int(b)) for a, b in heads]
+    excluded = set(heads) | {(int(a), int(b)) for a, b in (exclude or ())}
+    return [
+        random_heads(
+            model_or_geometry,
+            len(heads),
+            exclude=excluded,
+            seed=seed + i,
+            like=heads if match_per_layer else None,
+        )
+        for i in range(n_seeds)
+    ]
+
+
+# --------------------------------------------------------------------------------------------- weight edits
+def _by_layer(rm: RetModel, heads) -> dict[int, list[int]]:
+    out: dict[int, list[int]] = {}
+    for layer, head in rm.check_heads(heads):
+        out.setdefault(layer, []).append(head)
+    return out
+
+
+@torch.no_grad()
+def zero_head_outputs_(model, heads: Iterable[Head]) -> None:
+    """In place: zero the output projection's input columns of each head (the RetMask ablated model)."""
+    rm = as_model(model)
+    d = rm.geometry.head_dim
+    for layer, hs in _by_layer(rm, heads).items():
+        proj = get_submodule(rm.attention(layer), rm.spec.out_proj)
+        for h in hs:
+            if rm.spec.weight_layout == "conv1d":  # weight [in, out]
+                proj.weight[h * d : (h + 1) * d, :] = 0
+            else:  # nn.Linear weight [out, in]
+                proj.weight[:, h * d : (h + 1) * d] = 0
+
+
+@torch.no_grad()
+def zero_head_queries_(model, heads: Iterable[Head]) -> None:
+    """In place: zero each head's query (weight rows and bias of its query projection, per the table's
+    ``query_layout``; for a query norm taken over all heads, that head's slice of the norm's weight)."""
+    rm = as_model(model)
+    d = rm.geometry.head_dim
+    for layer, hs in _by_layer(rm, heads).items():
+        if rm.spec.joint_query_norm:
+            norm = get_submodule(rm.attention(layer), rm.spec.joint_query_norm)
+            for h in hs:
+                norm.weight[h * d : (h + 1) * d] = 0
+            continue
+        proj = get_submodule(rm.attention(layer), rm.spec.query)
+        for h in hs:
+            if rm.spec.query_layout == "per_head":  # [q_h | k_h | v_h] per head
+                cols = slice(h * 3 * d, h * 3 * d + d)
+            else:  # separate q_proj, or fused [q | k | v] with q first
+                cols = slice(h * d, (h + 1) * d)
+            if rm.spec.weight_layout == "conv1d":
+                proj.weight[:, cols] = 0
+            else:
+                proj.weight[cols, :] = 0
+            if getattr(proj, "bias", None) is not None:
+                proj.bias[cols] = 0
