@@ -1,0 +1,227 @@
+"""``retmask detect``, ``retmask heads``, ``retmask demo``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def add_model_args(p: argparse.ArgumentParser, default: str | None = "organism") -> None:
+    if default is None:
+        p.add_argument("model", help="hub name, local path, or 'organism' (the embedded model)")
+    else:
+        p.add_argument(
+            "model", nargs="?", default=default, help=f"hub name, local path or 'organism' ({default})"
+        )
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (auto: a GPU if there is one)")
+    p.add_argument(
+        "--dtype", default="auto", help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16"
+    )
+    p.add_argument("--revision", default=None, help="hub revision (branch, tag or commit)")
+    p.add_argument("--attn-implementation", default=None, help="sdpa (default), eager, flash_attention_2")
+
+
+def add_grid_args(p: argparse.ArgumentParser, *, lengths=(0, 5000, 20), depths: int = 10) -> None:
+    g = p.add_argument_group("NIAH grid")
+    g.add_argument(
+        "--haystack",
+        default="synthetic",
+        help="a .txt file, a directory of .txt files, or "
+        "'synthetic[:SEED]' (built-in generator); several paths = one per needle (default: synthetic)",
+        nargs="+",
+    )
+    g.add_argument(
+        "--needles", default=None, help="needles JSONL (needle, question, real_needle); default: ours"
+    )
+    g.add_argument(
+        "--lengths",
+        type=int,
+        nargs="+",
+        default=None,
+        help="total prompt lengths in tokens (overrides --min/--max/--num-lengths)",
+    )
+    g.add_argument("--min-length", type=int, default=lengths[0])
+    g.add_argument("--max-length", type=int, default=lengths[1])
+    g.add_argument("--num-lengths", type=int, default=lengths[2])
+    g.add_argument("--depths", type=float, nargs="+", default=None, help="needle depths in percent")
+    g.add_argument(
+        "--num-depths", type=int, default=depths, help="round(linspace(0, 100, N)) depths (Wu: 10)"
+    )
+    g.add_argument("--prompt-style", choices=["chat", "qa", "continuation"], default="chat")
+    g.add_argument(
+        "--allow-overflow", action="store_true", help="allow prompts longer than the model's window"
+    )
+    g.add_argument("--repeat-haystack", action="store_true", help="repeat a haystack that is too short")
+
+
+def niah_config_from_args(args):
+    from ..niah import NIAHConfig, linspace_lengths, wu_depths
+
+    lengths = args.lengths or linspace_lengths(args.min_length, args.max_length, args.num_lengths)
+    depths = args.depths if args.depths is not None else wu_depths(args.num_depths)
+    haystack = args.haystack[0] if len(args.haystack) == 1 else list(args.haystack)
+    return NIAHConfig(
+        haystack=haystack,
+        needles=args.needles,
+        lengths=lengths,
+        depths=depths,
+        style=args.prompt_style,
+        allow_overflow=args.allow_overflow,
+        repeat_haystack=args.repeat_haystack,
+    )
+
+
+def load_from_args(args):
+    from ..models import load_model
+
+    return load_model(
+        args.model,
+        dtype=args.dtype,
+        device=args.device,
+        revision=args.revision,
+        attn_implementation=args.attn_implementation,
+    )
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "detect",
+        help="retrieval scores of every head on a NIAH grid (Wu et al.)",
+        description="Greedy-decode NIAH samples and score every head's copy-paste hits. Resumable: "
+        "finished samples go to --save-samples (default OUT.samples.jsonl) as they are scored, and "
+        "a re-run continues from there.",
+    )
+    add_model_args(p)
+    p.add_argument("--out", required=True, type=Path, help="head list JSON to write")
+    add_grid_args(p)
+    p.add_argument("--max-new-tokens", type=int, default=50)
+    p.add_argument(
+        "--rouge-threshold",
+        type=float,
+        default=0.5,
+        help="count a sample if ROUGE-1 recall of the answer > this (0 disables the filter)",
+    )
+    p.add_argument("--batch-size", type=int, default=1, help="samples decoded together (similar lengths)")
+    p.add_argument(
+        "--save-samples",
+        type=Path,
+        default=None,
+        help="per-sample JSONL (token ids, span, generation, ROUGE, hits); default OUT.samples.jsonl",
+    )
+    p.add_argument("--format", choices=["retmask", "wu"], default="retmask", help="head-file format")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing head file and start over")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run_detect)
+
+    h = sub.add_parser(
+        "heads", help="print the top heads of a head list (ours, Wu's, DuoAttention, CSV, YAML)"
+    )
+    h.add_argument("file", type=Path)
+    h.add_argument("--top", type=int, default=20)
+    h.add_argument("--threshold", type=float, default=None, help="only heads with score >= this")
+    h.set_defaults(func=run_heads)
+
+    d = sub.add_parser("demo", help="the end-to-end demo on the embedded organism (or --model)")
+    d.add_argument("--out", type=Path, default=Path("demo_out"), help="output directory")
+    d.add_argument("--model", default="organism", help="hub name, local path or 'organism'")
+    d.add_argument("--device", default="auto")
+    d.add_argument("--dtype", default="auto")
+    d.add_argument("--threshold", type=float, default=0.1, help="retrieval heads: score >= this")
+    d.add_argument("--seeds", type=int, default=5, help="random-head control seeds")
+    d.add_argument("--lengths", type=int, nargs="+", default=None, help="NIAH lengths (default: model's)")
+    d.add_argument("--num-depths", type=int, default=None)
+    d.add_argument("--overwrite", action="store_true")
+    d.add_argument("--no-progress", action="store_true")
+    d.set_defaults(func=run_demo)
+
+
+def run_detect(args) -> int:
+    from .._io import refuse_overwrite
+    from ..detect import DetectConfig, detect_heads
+    from ..heads import save_head_scores
+
+    refuse_overwrite(args.out, args.overwrite, "head list")
+    samples_path = args.save_samples or args.out.with_name(args.out.name + ".samples.jsonl")
+    if args.overwrite and samples_path.exists():
+        samples_path.unlink()
+    niah = niah_config_from_args(args)
+    rm = load_from_args(args)
+    if rm.tokenizer is None:
+        raise ValueError(f"{args.model} has no tokenizer; detection needs one to build NIAH prompts")
+    samples = niah.build(rm.tokenizer, max_context=rm.max_context)
+    if not samples:
+        raise ValueError(
+            "the NIAH grid is empty: every length is below the minimum prompt; raise --min-length"
+        )
+    config = DetectConfig(
+        max_new_tokens=args.max_new_tokens, rouge_threshold=args.rouge_threshold, batch_size=args.batch_size
+    )
+    params = {
+        "haystack": niah.haystack,
+        "needles": niah.needles or "retmask_interp default",
+        "lengths": niah.lengths,
+        "depths": niah.depths,
+        "prompt_style": niah.style,
+    }
+    hs = detect_heads(
+        rm, samples, config, samples_path=samples_path, progress=not args.no_progress, params=params
+    )
+    save_head_scores(hs, args.out, overwrite=args.overwrite, format=args.format)
+    rule = (
+        f"ROUGE-1 recall > {args.rouge_threshold}" if args.rouge_threshold > 0 else "success filter disabled"
+    )
+    print(f"{hs.num_counted}/{hs.num_samples} samples counted ({rule})")
+    print(format_head_table(hs, top=10))
+    print(f"wrote {args.out} (per-sample results: {samples_path})")
+    return 0
+
+
+def load_any(path: Path):
+    try:
+        from ..interop import load_any_head_list
+    except ImportError:  # interop is optional at this layer
+        from ..heads import load_head_scores as load_any_head_list
+    return load_any_head_list(path)
+
+
+def format_head_table(hs, top: int = 20, threshold: float | None = None) -> str:
+    rows = hs.ranked()
+    if threshold is not None:
+        rows = [r for r in rows if r[2] >= threshold]
+    rows = rows[:top]
+    lines = [f"{'rank':>4}  {'layer':>5}  {'head':>4}  {'score':>7}"]
+    lines += [f"{i + 1:>4}  {layer:>5}  {head:>4}  {s:>7.4f}" for i, (layer, head, s) in enumerate(rows)]
+    return "\n".join(lines)
+
+
+def run_heads(args) -> int:
+    hs = load_any(args.file)
+    counted = f", {hs.num_counted} counted samples" if hs.num_counted is not None else ""
+    print(
+        f"{hs.model or args.file.name}: {hs.num_layers} layers x {hs.num_heads} heads ({hs.method}{counted})"
+    )
+    for t in (0.1, 0.3):
+        print(f"heads with score >= {t}: {len(hs.above(t))}")
+    print(format_head_table(hs, args.top, args.threshold))
+    return 0
+
+
+def run_demo(args) -> int:
+    from ..demo import DemoConfig
+    from ..demo import run_demo as demo
+
+    config = DemoConfig(
+        model=args.model,
+        device=args.device,
+        dtype=args.dtype,
+        threshold=args.threshold,
+        seeds=args.seeds,
+        lengths=args.lengths,
+        num_depths=args.num_depths,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+    )
+    summary = demo(args.out, config)
+    print(summary["table"], file=sys.stdout)
+    return 0
