@@ -29,6 +29,10 @@ class Batch:
     width: int
     pad: list[int]
 
+    @property
+    def padded(self) -> bool:
+        return any(self.pad)
+
 
 def left_pad(
     prompts: Sequence[torch.Tensor | Sequence[int]], max_new_tokens: int, device, pad_id: int = 0
@@ -98,8 +102,8 @@ def _forward_names(model: torch.nn.Module) -> tuple[str, str | None]:
 def traced_step(
     rm: RetModel,
     ids: torch.Tensor,
-    attention_mask: torch.Tensor,
-    position_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    position_ids: torch.Tensor | None,
     cache,
     total_len: int,
     mask_plan=None,
@@ -111,12 +115,10 @@ def traced_step(
     absolute position ``[layers, batch, heads]``. ``mask_plan`` masks heads in the same trace.
     """
     cache_name, keep_name = _forward_names(rm.model)
-    kwargs: dict[str, Any] = {
-        "attention_mask": attention_mask,
-        "position_ids": position_ids,
-        cache_name: cache,
-        "use_cache": True,
-    }
+    kwargs: dict[str, Any] = {cache_name: cache, "use_cache": True}
+    if attention_mask is not None:  # without padding, no mask: the kernel runs causal (faster)
+        kwargs["attention_mask"] = attention_mask
+        kwargs["position_ids"] = position_ids
     if keep_name:
         kwargs[keep_name] = 1
     plan = mask_plan if mask_plan is not None and not mask_plan.is_empty else None
@@ -166,7 +168,8 @@ def decode_steps(
     ids = batch.ids[:, :cur]
     positions = (batch.mask[:, :cur].cumsum(-1) - 1).clamp(min=0)
     for step in range(max_new_tokens):
-        logits, tops = traced_step(rm, ids, batch.mask[:, :cur], positions, cache, cur, mask_plan, readout)
+        mask = batch.mask[:, :cur] if batch.padded else None
+        logits, tops = traced_step(rm, ids, mask, positions, cache, cur, mask_plan, readout)
         token = choose(logits)
         was_active = active.clone()
         batch.ids[:, cur] = torch.where(active, token, batch.ids[:, cur])
