@@ -48,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    if not args.verbose:  # kaleido's browser logs every start and stop at INFO
+        for noisy in ("kaleido", "choreographer", "logistro", "httpx"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError, FileExistsError) as err:

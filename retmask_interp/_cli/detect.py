@@ -120,6 +120,8 @@ def register(sub) -> None:
     h.add_argument("file", type=Path)
     h.add_argument("--top", type=int, default=20)
     h.add_argument("--threshold", type=float, default=None, help="only heads with score >= this")
+    h.add_argument("--group-size", type=int, default=None,
+                   help="DuoAttention files: query heads per KV head (gates are expanded to query heads)")
     h.set_defaults(func=run_heads)
 
     d = sub.add_parser("demo", help="the end-to-end demo on the embedded organism (or --model)")
@@ -177,12 +179,10 @@ def run_detect(args) -> int:
     return 0
 
 
-def load_any(path: Path):
-    try:
-        from ..interop import load_any_head_list
-    except ImportError:  # interop is optional at this layer
-        from ..heads import load_head_scores as load_any_head_list
-    return load_any_head_list(path)
+def load_any(path: Path, **kwargs):
+    from ..interop import load_any_head_list
+
+    return load_any_head_list(path, **kwargs)
 
 
 def format_head_table(hs, top: int = 20, threshold: float | None = None) -> str:
@@ -196,7 +196,7 @@ def format_head_table(hs, top: int = 20, threshold: float | None = None) -> str:
 
 
 def run_heads(args) -> int:
-    hs = load_any(args.file)
+    hs = load_any(args.file, **({"group_size": args.group_size} if args.group_size else {}))
     counted = f", {hs.num_counted} counted samples" if hs.num_counted is not None else ""
     print(
         f"{hs.model or args.file.name}: {hs.num_layers} layers x {hs.num_heads} heads ({hs.method}{counted})"
