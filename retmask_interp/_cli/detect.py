@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -26,7 +27,7 @@ def add_grid_args(p: argparse.ArgumentParser, *, lengths=(0, 5000, 20), depths: 
     g = p.add_argument_group("NIAH grid")
     g.add_argument(
         "--haystack",
-        default="synthetic",
+        default=["synthetic"],
         help="a .txt file, a directory of .txt files, or "
         "'synthetic[:SEED]' (built-in generator); several paths = one per needle (default: synthetic)",
         nargs="+",
@@ -50,6 +51,13 @@ def add_grid_args(p: argparse.ArgumentParser, *, lengths=(0, 5000, 20), depths: 
     )
     g.add_argument("--prompt-style", choices=["chat", "qa", "continuation"], default="chat")
     g.add_argument(
+        "--chat-template-kwargs",
+        type=json.loads,
+        default=None,
+        metavar="JSON",
+        help="extra chat-template arguments, e.g. '{\"enable_thinking\": false}' for Qwen3",
+    )
+    g.add_argument(
         "--allow-overflow", action="store_true", help="allow prompts longer than the model's window"
     )
     g.add_argument("--repeat-haystack", action="store_true", help="repeat a haystack that is too short")
@@ -69,6 +77,7 @@ def niah_config_from_args(args):
         style=args.prompt_style,
         allow_overflow=args.allow_overflow,
         repeat_haystack=args.repeat_haystack,
+        chat_template_kwargs=args.chat_template_kwargs,
     )
 
 
@@ -120,8 +129,12 @@ def register(sub) -> None:
     h.add_argument("file", type=Path)
     h.add_argument("--top", type=int, default=20)
     h.add_argument("--threshold", type=float, default=None, help="only heads with score >= this")
-    h.add_argument("--group-size", type=int, default=None,
-                   help="DuoAttention files: query heads per KV head (gates are expanded to query heads)")
+    h.add_argument(
+        "--group-size",
+        type=int,
+        default=None,
+        help="DuoAttention files: query heads per KV head (gates are expanded to query heads)",
+    )
     h.set_defaults(func=run_heads)
 
     d = sub.add_parser("demo", help="the end-to-end demo on the embedded organism (or --model)")
