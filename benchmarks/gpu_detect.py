@@ -129,9 +129,9 @@ def section_lengths(model, clock, lengths, n, repeats, results, wu: bool):
         span = (length // 2, length // 2 + 32)
         plain_generate(model, ids[:, :512], 2)  # warm-up
         copy_paste_scores(model, ids[0, :512], (10, 40), 2, eos_token_ids=[])
-        t_plain, m_plain, gen_plain = clock.run(lambda: plain_generate(model, ids, n), repeats)
+        t_plain, m_plain, gen_plain = clock.run(lambda ids=ids: plain_generate(model, ids, n), repeats)
         t_det, m_det, (gen_det, _) = clock.run(
-            lambda: copy_paste_scores(model, ids[0], span, n, eos_token_ids=[]), repeats
+            lambda ids=ids, span=span: copy_paste_scores(model, ids[0], span, n, eos_token_ids=[]), repeats
         )
         same = gen_det.tolist() == gen_plain[0].tolist()
         row = dict(length=length, plain_s=t_plain, plain_peak_gib=m_plain, detect_s=t_det, detect_peak_gib=m_det,
@@ -139,13 +139,12 @@ def section_lengths(model, clock, lengths, n, repeats, results, wu: bool):
         log(f"[lengths] {length:>6} tokens: plain {t_plain:.2f}s ({m_plain:.1f} GiB), detect {t_det:.2f}s "
             f"({m_det:.1f} GiB): detect/plain ratio {t_det / t_plain:.3f}; same tokens: {same}")  # fmt: skip
         if wu:
-            t_wu, m_wu, (gen_wu, _) = clock.run(lambda: wu_style(model, ids, span, n), 1)
+            t_wu, m_wu, (gen_wu, _) = clock.run(lambda ids=ids, span=span: wu_style(model, ids, span, n), 1)
             row.update(wu_s=t_wu, wu_peak_gib=m_wu, speedup_over_wu=t_wu / t_det)
             log(f"[lengths] {length:>6} tokens: Wu-style loop {t_wu:.2f}s ({m_wu:.1f} GiB): "
                 f"speedup over Wu-style {t_wu / t_det:.2f}x")  # fmt: skip
         rows.append(row)
         results["lengths"] = rows
-        del ids
         if device.type == "cuda":
             torch.cuda.empty_cache()
 
@@ -208,7 +207,10 @@ def section_masking(
         heads = [all_heads[i] for i in pick]
         for mode in ("zero", "uniform"):
             t, _, _ = clock.run(
-                lambda: masked_generate(model, ids, heads, mode, max_new_tokens=n, eos_token_id=[]), repeats
+                lambda heads=heads, mode=mode: masked_generate(
+                    model, ids, heads, mode, max_new_tokens=n, eos_token_id=[]
+                ),
+                repeats,
             )
             rows.append(dict(heads=len(heads), mode=mode, seconds=t, over_plain=t / t_plain))
             log(f"[masking] {len(heads):>3} heads {mode:<7}: {t:.2f}s, masked/plain ratio {t / t_plain:.3f} "
