@@ -232,8 +232,14 @@ def score_samples(
         raise ValueError(
             "detection over NIAH samples needs the model's tokenizer (to decode answers for ROUGE)"
         )
-    order = sorted(range(len(samples)), key=lambda i: len(samples[i].input_ids))
-    batches = [order[i : i + config.batch_size] for i in range(0, len(order), config.batch_size)]
+    by_length: dict[int, list[int]] = {}
+    for i, s in enumerate(samples):  # equal lengths batch without padding (the fast causal kernel)
+        by_length.setdefault(len(s.input_ids), []).append(i)
+    batches = [
+        group[j : j + config.batch_size]
+        for _, group in sorted(by_length.items())
+        for j in range(0, len(group), config.batch_size)
+    ]
     bar = tqdm(total=len(samples), desc="detect", unit="sample", disable=not progress)
     for batch in batches:
         items = [samples[i] for i in batch]
@@ -287,6 +293,25 @@ def aggregate(results: Sequence[SampleResult], num_layers: int, num_heads: int, 
     return hs
 
 
+def _read_done(path: str | Path, config: DetectConfig) -> dict[str, SampleResult]:
+    done: dict[str, SampleResult] = {}
+    for rec in read_jsonl(path):
+        r = SampleResult.from_dict(rec)
+        if r.config != config.fingerprint():
+            raise ValueError(
+                f"{path} holds samples scored with other settings (max_new_tokens / masked heads); "
+                "use another --save-samples file or delete it to start over"
+            )
+        done[r.sample_id] = r
+    return done
+
+
+def shard_path(samples_path: str | Path, rank: int, world_size: int) -> Path:
+    """The per-rank samples file of a sharded run: ``NAME.rank{r}-of-{n}.jsonl`` beside ``samples_path``."""
+    p = Path(samples_path)
+    return p.with_name(f"{p.stem}.rank{rank}-of-{world_size}{p.suffix or '.jsonl'}")
+
+
 def detect_heads(
     model,
     samples: Sequence[Any],
@@ -295,37 +320,55 @@ def detect_heads(
     samples_path: str | Path | None = None,
     progress: bool = True,
     params: dict[str, Any] | None = None,
-) -> HeadScores:
+    shard: tuple[int, int] | None = None,
+    barrier=None,
+) -> HeadScores | None:
     """Retrieval scores of every head over NIAH ``samples`` (see ``retmask_interp.niah``).
 
     With ``samples_path`` every finished sample is appended to that JSONL file as soon as it is scored, and a
     re-run with the same file resumes: samples already there are not scored (or written) again. A file written
     with different settings (max_new_tokens, masking) is refused rather than mixed.
+
+    ``shard=(rank, world_size)`` scores only ``samples[rank::world_size]``, into ``shard_path(samples_path, rank,
+    world_size)``; after ``barrier()`` (e.g. ``torch.distributed.barrier``) rank 0 merges every rank's file into
+    one head list and returns it, the other ranks return ``None``. Each shard resumes on its own.
     """
     config = config or DetectConfig()
     rm = as_model(model)
-    done: dict[str, SampleResult] = {}
-    if samples_path is not None:
-        for rec in read_jsonl(samples_path):
-            r = SampleResult.from_dict(rec)
-            if r.config != config.fingerprint():
-                raise ValueError(
-                    f"{samples_path} holds samples scored with other settings (max_new_tokens / masked heads); "
-                    "use another --save-samples file or delete it to start over"
-                )
-            done[r.sample_id] = r
-        if done:
-            log.info("resuming: %d of %d samples already scored in %s", len(done), len(samples), samples_path)
     ids = [s.sample_id for s in samples]
     if len(set(ids)) != len(ids):
         raise ValueError(
             "samples have duplicate sample_id values; each (needle, length, depth) must be unique"
         )
-    todo = [s for s in samples if s.sample_id not in done]
+    rank, world = shard or (0, 1)
+    if world > 1:
+        if samples_path is None:
+            raise ValueError("a sharded run needs samples_path: ranks exchange results through their files")
+        mine = list(samples)[rank::world]
+        path: str | Path | None = shard_path(samples_path, rank, world)
+    else:
+        mine, path = list(samples), samples_path
+    done = _read_done(path, config) if path is not None else {}
+    if done:
+        log.info("resuming: %d of %d samples already scored in %s", len(done), len(mine), path)
+    todo = [s for s in mine if s.sample_id not in done]
     for result in score_samples(rm, todo, config, progress=progress):
         done[result.sample_id] = result
-        if samples_path is not None:
-            append_jsonl(samples_path, [result.to_dict()])
+        if path is not None:
+            append_jsonl(path, [result.to_dict()])
+    if world > 1:
+        if barrier is not None:
+            barrier()
+        if rank != 0:
+            return None
+        done = {}
+        for r in range(world):
+            done.update(_read_done(shard_path(samples_path, r, world), config))
+        missing = [i for i in ids if i not in done]
+        if missing:
+            raise RuntimeError(
+                f"{len(missing)} samples are missing from the shard files (first: {missing[0]})"
+            )
     results = [done[i] for i in ids]
     g = rm.geometry
     run_params = {
@@ -335,6 +378,8 @@ def detect_heads(
         "mask_mode": config.mask_mode if config.mask_heads else None,
         **(params or {}),
     }
+    if world > 1:
+        run_params["shards"] = world
     return aggregate(
         results,
         g.num_layers,

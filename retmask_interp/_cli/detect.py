@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -99,7 +100,8 @@ def register(sub) -> None:
         help="retrieval scores of every head on a NIAH grid (Wu et al.)",
         description="Greedy-decode NIAH samples and score every head's copy-paste hits. Resumable: "
         "finished samples go to --save-samples (default OUT.samples.jsonl) as they are scored, and "
-        "a re-run continues from there.",
+        "a re-run continues from there. Under torchrun (WORLD_SIZE > 1) each rank scores a slice of the grid "
+        "into its own samples file and rank 0 merges them into OUT.",
     )
     add_model_args(p)
     p.add_argument("--out", required=True, type=Path, help="head list JSON to write")
@@ -151,15 +153,31 @@ def register(sub) -> None:
     d.set_defaults(func=run_demo)
 
 
+def _distributed(args) -> tuple[int, int, object]:
+    """(rank, world size, barrier) under torchrun / accelerate launch; (0, 1, None) otherwise."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, None
+    import torch
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    if args.device == "auto" and torch.cuda.is_available():
+        args.device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+    return dist.get_rank(), dist.get_world_size(), dist.barrier
+
+
 def run_detect(args) -> int:
     from .._io import refuse_overwrite
-    from ..detect import DetectConfig, detect_heads
+    from ..detect import DetectConfig, detect_heads, shard_path
     from ..heads import save_head_scores
 
     refuse_overwrite(args.out, args.overwrite, "head list")
+    rank, world, barrier = _distributed(args)
     samples_path = args.save_samples or args.out.with_name(args.out.name + ".samples.jsonl")
-    if args.overwrite and samples_path.exists():
-        samples_path.unlink()
+    if args.overwrite:
+        (shard_path(samples_path, rank, world) if world > 1 else samples_path).unlink(missing_ok=True)
     niah = niah_config_from_args(args)
     rm = load_from_args(args)
     if rm.tokenizer is None:
@@ -180,8 +198,11 @@ def run_detect(args) -> int:
         "prompt_style": niah.style,
     }
     hs = detect_heads(
-        rm, samples, config, samples_path=samples_path, progress=not args.no_progress, params=params
-    )
+        rm, samples, config, samples_path=samples_path, progress=not args.no_progress and rank == 0,
+        params=params, shard=(rank, world), barrier=barrier,
+    )  # fmt: skip
+    if hs is None:  # another rank writes the merged head list
+        return 0
     save_head_scores(hs, args.out, overwrite=args.overwrite, format=args.format)
     rule = (
         f"ROUGE-1 recall > {args.rouge_threshold}" if args.rouge_threshold > 0 else "success filter disabled"
