@@ -90,6 +90,22 @@ def plain_generate(model, ids, n):
 
 
 @torch.no_grad()
+def plain_loop(model, ids, n):
+    """Greedy decoding without nnsight and without an attention mask (the causal kernel), as detection runs."""
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=model.config)
+    logits = model(ids, past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
+    out = []
+    for step in range(n):
+        token = logits.argmax(-1)
+        out.append(token)
+        if step < n - 1:
+            logits = model(token[:, None], past_key_values=cache, use_cache=True).logits[:, -1]
+    return torch.stack(out, 1)
+
+
+@torch.no_grad()
 def wu_style(model, ids, span, n):
     """Wu et al.'s decode loop: sdpa prefill of prompt[:-1], then eager attention with attention outputs and a
     Python loop over every layer x head with a host sync per head."""
@@ -133,11 +149,14 @@ def section_lengths(model, clock, lengths, n, repeats, results, wu: bool):
         t_det, m_det, (gen_det, _) = clock.run(
             lambda ids=ids, span=span: copy_paste_scores(model, ids[0], span, n, eos_token_ids=[]), repeats
         )
-        same = gen_det.tolist() == gen_plain[0].tolist()
+        t_loop, _, gen_loop = clock.run(lambda ids=ids: plain_loop(model, ids, n), repeats)
+        same = gen_det.tolist() == gen_loop[0].tolist()
         row = dict(length=length, plain_s=t_plain, plain_peak_gib=m_plain, detect_s=t_det, detect_peak_gib=m_det,
-                   detect_over_plain=t_det / t_plain, same_tokens=same)  # fmt: skip
+                   detect_over_plain=t_det / t_plain, plain_loop_s=t_loop, detect_over_plain_loop=t_det / t_loop,
+                   same_tokens_as_loop=same)  # fmt: skip
         log(f"[lengths] {length:>6} tokens: plain {t_plain:.2f}s ({m_plain:.1f} GiB), detect {t_det:.2f}s "
-            f"({m_det:.1f} GiB): detect/plain ratio {t_det / t_plain:.3f}; same tokens: {same}")  # fmt: skip
+            f"({m_det:.1f} GiB): detect/plain ratio {t_det / t_plain:.3f}; plain loop without mask/nnsight "
+            f"{t_loop:.2f}s: detect/loop ratio {t_det / t_loop:.3f}; same tokens as the loop: {same}")  # fmt: skip
         if wu:
             t_wu, m_wu, (gen_wu, _) = clock.run(lambda ids=ids, span=span: wu_style(model, ids, span, n), 1)
             row.update(wu_s=t_wu, wu_peak_gib=m_wu, speedup_over_wu=t_wu / t_det)
@@ -267,6 +286,31 @@ def section_overhead(model, clock, repeats, results, length=8192):
     results["overhead"] = dict(length=length, plain_ms=t0 * 1e3, trace_ms=t1 * 1e3, source_ms=t2 * 1e3)
 
 
+def section_profile(model, results, batch=30, length=2600, steps=6):
+    """torch.profiler over a few batched decode steps of detection and of plain HF decoding (the top ops)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    device = model.device
+    ids = torch.randint(0, model.config.vocab_size, (batch, length), device=device)
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    copy_paste_scores_batch(model, list(ids[:, :64]), [(0, 8)] * batch, 2, eos_token_ids=[])
+    key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    for name, fn in [
+        (
+            "detect",
+            lambda: copy_paste_scores_batch(model, list(ids), [(5, 30)] * batch, steps, eos_token_ids=[]),
+        ),
+        ("plain", lambda: plain_generate(model, ids, steps)),
+    ]:
+        with profile(activities=acts) as prof:
+            fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+        table = prof.key_averages().table(sort_by=key, row_limit=12)
+        log(f"[profile] {name}: batch {batch} x {length} tokens, {steps} steps\n{table}")
+        results.setdefault("profile", {})[name] = table
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda")
@@ -307,6 +351,8 @@ def main(argv=None):
         elif section == "masking":
             kw = dict(length=256, pair_batch=4, pair_prompt=16, pair_new=8) if args.tiny else {}
             section_masking(model, clock, args.new_tokens, args.repeats, results, **kw)
+        elif section == "profile":
+            section_profile(model, results, **(dict(batch=4, length=128, steps=3) if args.tiny else {}))
         elif section == "overhead":
             section_overhead(model, clock, args.repeats, results, length=256 if args.tiny else 8192)
         else:

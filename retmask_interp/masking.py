@@ -161,7 +161,7 @@ def _sampler(do_sample: bool, temperature: float, top_p: float, top_k: int, gene
             sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
             logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
         probs = logits.softmax(-1)
-        return torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(-1).to(logits.device)
+        return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
     return sample
 
@@ -189,6 +189,7 @@ def generate(
     ``input_ids`` may be a ``[batch, seq]`` tensor (with ``attention_mask`` for left padding) or a list of 1-D
     prompts of different lengths. ``seed`` seeds sampling (a CPU ``torch.Generator``), so two calls with the same seed
     draw the same random numbers: the masked and unmasked sides of a RetMask pair differ only by the masking.
+    (Sampling happens on the model's device; the same seed gives the same draws on the same kind of device.)
     """
     rm = as_model(model)
     if isinstance(input_ids, torch.Tensor) and input_ids.dim() == 2:
@@ -210,7 +211,7 @@ def generate(
     plan = MaskPlan.build(rm, heads, mode, mean_values)
     generator = None
     if seed is not None:
-        generator = torch.Generator().manual_seed(seed)
+        generator = torch.Generator(device=rm.device).manual_seed(seed)
     choose = _sampler(do_sample, temperature, top_p, top_k, generator)
     eos = torch.tensor(eos_ids, dtype=torch.long, device=rm.device)
     last = batch.width
