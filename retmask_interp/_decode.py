@@ -122,6 +122,9 @@ def traced_step(
     if keep_name:
         kwargs[keep_name] = 1
     plan = mask_plan if mask_plan is not None and not mask_plan.is_empty else None
+    if plan is None and not readout:  # nothing to intervene on: a plain forward, without nnsight's hooks
+        with torch.no_grad():
+            return rm.model(ids, **kwargs).logits[:, -1, :], None
     tops: list[torch.Tensor] = []
     top_all = None
     with torch.no_grad(), rm.lm.trace(ids, **kwargs):
