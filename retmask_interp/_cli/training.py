@@ -1,0 +1,333 @@
+"""``retmask pairs``, ``retmask train``, ``retmask retmask`` (pairs then training), ``retmask evaluate``,
+``retmask compare``: RetMask on the command line, a thin layer over ``pairs``, ``training`` and ``evaluation``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+# -- shared arguments --------------------------------------------------------------------------------------------
+def _model_args(p: argparse.ArgumentParser, dtype: str = "auto") -> None:
+    p.add_argument("model", metavar="MODEL", help="hub name, local path, or 'organism' (the embedded model)")
+    p.add_argument("--device", default="auto", help="auto (a GPU if there is one), cpu, cuda, cuda:1, ...")
+    p.add_argument(
+        "--dtype", default=dtype, help=f"auto (bf16 on GPU, fp32 on CPU), float32, bfloat16 ({dtype})"
+    )
+    p.add_argument("--revision", default=None, help="hub revision of MODEL")
+
+
+def _head_args(p: argparse.ArgumentParser, required: bool = True) -> None:
+    p.add_argument(
+        "--heads", required=required, metavar="FILE", help="head list (ours, Wu et al.'s, CSV, ...)"
+    )
+    sel = p.add_mutually_exclusive_group(required=required)
+    sel.add_argument("--top-k", type=int, metavar="K", help="mask the K highest-scoring heads")
+    sel.add_argument("--threshold", type=float, metavar="T", help="mask every head with mean score >= T")
+    p.add_argument("--mode", default="zero", choices=["zero", "uniform"], help="masking mode (zero: RetMask)")
+
+
+def _prompt_args(p: argparse.ArgumentParser) -> None:
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--prompts", metavar="FILE", help="JSONL with one prompt per line")
+    src.add_argument("--builtin-prompts", type=int, metavar="N", help="N built-in short chat prompts")
+    p.add_argument("--prompt-column", default="prompt", help="field of the prompt in --prompts (prompt)")
+    p.add_argument("--limit", type=int, default=None, help="use the first N prompts only")
+    g = p.add_argument_group("sampling (both sides alike)")
+    g.add_argument("--temperature", type=float, default=0.6, help="0 = greedy (0.6, paper)")
+    g.add_argument("--top-p", type=float, default=1.0, help="(1.0, paper)")
+    g.add_argument("--max-new-tokens", type=int, default=2048, help="(2048, paper)")
+    g.add_argument("--batch-size", type=int, default=8, help="prompts per generation batch (8)")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--format", default="auto", choices=["auto", "conversational", "plain"])
+
+
+def _train_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("DPO (defaults: the RetMask paper)")
+    g.add_argument("--lr", type=float, default=None, help="learning rate (5e-7; LoRA: 5e-5)")
+    g.add_argument("--beta", type=float, default=0.1)
+    g.add_argument("--epochs", type=float, default=2.0)
+    g.add_argument("--effective-batch-size", type=int, default=512, help="per-device x accumulation x GPUs")
+    g.add_argument("--per-device-batch-size", type=int, default=4)
+    g.add_argument("--max-length", type=int, default=2560, help="prompt + response tokens")
+    g.add_argument("--max-steps", type=int, default=-1, help="stop after N optimizer steps (smoke tests)")
+    g.add_argument("--warmup-ratio", type=float, default=0.1)
+    g.add_argument("--weight-decay", type=float, default=0.1)
+    g.add_argument(
+        "--reference", choices=["copy", "precompute"], default="copy", help="full fine-tuning only"
+    )
+    g.add_argument("--lora", action="store_true", help="train a LoRA adapter (merged into the saved model)")
+    g.add_argument("--lora-r", type=int, default=16)
+    g.add_argument("--lora-alpha", type=int, default=32)
+    g.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None, help="(auto: on a GPU)")
+    g.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=None)
+    g.add_argument("--save-steps", type=int, default=None, help="checkpoint every N steps (for --resume)")
+    g.add_argument("--resume", action="store_true", help="continue from the last checkpoint in OUT")
+    g.add_argument("--deepspeed", default=None, metavar="JSON", help="DeepSpeed config")
+    g.add_argument("--train-seed", type=int, default=0)
+
+
+def _load(args):
+    from ..models import load_model
+
+    return load_model(args.model, dtype=args.dtype, device=args.device, revision=args.revision)
+
+
+def _heads(args, rm) -> list[tuple[int, int]]:
+    from ..interop import check_head_list_matches, load_any_head_list
+
+    hs = load_any_head_list(args.heads, geometry=rm.geometry)
+    check_head_list_matches(hs, rm)
+    heads = hs.select(top_k=args.top_k, threshold=args.threshold)
+    if not heads:
+        raise ValueError(f"no head of {args.heads} passes the selection; lower --threshold or use --top-k")
+    log.info("masking %d heads (%s)", len(heads), args.mode)
+    return heads
+
+
+def _prompts(args):
+    from ..pairs import builtin_prompts, load_prompts
+
+    if args.prompts:
+        return load_prompts(args.prompts, column=args.prompt_column, limit=args.limit)
+    return load_prompts(builtin_prompts(args.builtin_prompts, seed=args.seed)[: args.limit])
+
+
+def _pairs_config(args):
+    from ..pairs import PairsConfig
+
+    return PairsConfig(
+        temperature=args.temperature,
+        top_p=args.top_p,
+        max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        mode=args.mode,
+        format=args.format,
+    )
+
+
+def _dpo_settings(args):
+    from ..training import DPOSettings
+
+    lr = args.lr if args.lr is not None else (5e-5 if args.lora else 5e-7)
+    return DPOSettings(
+        beta=args.beta,
+        learning_rate=lr,
+        warmup_ratio=args.warmup_ratio,
+        weight_decay=args.weight_decay,
+        num_train_epochs=args.epochs,
+        effective_batch_size=args.effective_batch_size,
+        per_device_batch_size=args.per_device_batch_size,
+        max_length=args.max_length,
+        max_steps=args.max_steps,
+        reference=args.reference,
+        lora=args.lora,
+        lora_r=args.lora_r,
+        lora_alpha=args.lora_alpha,
+        bf16=args.bf16,
+        gradient_checkpointing=args.gradient_checkpointing,
+        save_steps=args.save_steps,
+        deepspeed=args.deepspeed,
+        seed=args.train_seed,
+    )
+
+
+# -- parsers -----------------------------------------------------------------------------------------------------
+def register(sub) -> None:
+    p = sub.add_parser(
+        "pairs",
+        help="RetMask preference pairs: normal (chosen) vs retrieval-heads-masked (rejected) responses",
+        description="Sample one response per prompt from MODEL and from MODEL with the chosen heads masked "
+        "(same sampling settings and seeds), drop empty or identical pairs, write JSONL for TRL's DPO plus "
+        "OUT.stats.json. Resumable: re-running continues an interrupted file.",
+    )
+    _model_args(p)
+    _head_args(p)
+    _prompt_args(p)
+    p.add_argument("--out", required=True, type=Path, metavar="FILE", help="pairs JSONL to write")
+    p.add_argument("--overwrite", action="store_true", help="replace a finished pairs file")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run_pairs)
+
+    p = sub.add_parser(
+        "train",
+        help="DPO on a pairs file (TRL; full fine-tuning or --lora)",
+        description="Train MODEL with DPO on --pairs and save the model, tokenizer and training_summary.json "
+        "to --out. Several GPUs: run under `accelerate launch` (see retmask_interp.training).",
+    )
+    _model_args(p, dtype="float32")
+    p.add_argument("--pairs", required=True, type=Path, metavar="FILE", help="pairs JSONL (retmask pairs)")
+    p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output model directory")
+    _train_args(p)
+    p.add_argument("--overwrite", action="store_true", help="replace a finished run in DIR")
+    p.set_defaults(func=run_train)
+
+    p = sub.add_parser(
+        "retmask",
+        help="the whole method: pairs with the heads masked, then DPO (DIR/pairs.jsonl, DIR/model)",
+        description="`retmask pairs` into DIR/pairs.jsonl (reused when finished), then `retmask train` into "
+        "DIR/model. Large models: run the two steps separately (pairs in bf16 or with vLLM, training under "
+        "DeepSpeed).",
+    )
+    _model_args(p, dtype="float32")
+    _head_args(p)
+    _prompt_args(p)
+    p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output directory")
+    _train_args(p)
+    p.add_argument("--overwrite", action="store_true", help="redo pairs and training in DIR")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run_retmask)
+
+    p = sub.add_parser(
+        "evaluate",
+        help="long-context suite (recall, RAG, re-ranking, citations, perplexity) at chosen lengths",
+        description="Generate the suite's examples at every --lengths, decode greedily, score, and write one "
+        "row per example to --out (.csv or .jsonl) and the means with bootstrap CIs to OUT.summary.csv.",
+    )
+    _model_args(p)
+    p.add_argument(
+        "--out", required=True, type=Path, metavar="FILE", help="per-example results (.csv/.jsonl)"
+    )
+    p.add_argument(
+        "--tasks", nargs="+", default=None, help="niah multi_needle json_kv rag_qa rerank cite text"
+    )
+    p.add_argument("--lengths", type=int, nargs="+", default=[1024, 2048], help="context lengths")
+    p.add_argument("--length-unit", choices=["tokens", "words"], default="tokens")
+    p.add_argument(
+        "--ppl-length", type=int, default=512, help="length of the perplexity texts (0: --lengths)"
+    )
+    p.add_argument("--n-per-cell", type=int, default=20, help="examples per task and length")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=4)
+    _head_args(p, required=False)
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run_evaluate)
+
+    p = sub.add_parser("compare", help="paired before/after table of two `retmask evaluate` results")
+    p.add_argument("before", type=Path, metavar="BEFORE")
+    p.add_argument("after", type=Path, metavar="AFTER")
+    p.add_argument("--out", type=Path, default=None, metavar="FILE", help="write the table as CSV")
+    p.add_argument("--by", nargs="+", default=["task", "length"], help="grouping columns")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=run_compare)
+
+
+# -- commands ----------------------------------------------------------------------------------------------------
+def run_pairs(args) -> int:
+    from ..pairs import make_pairs
+
+    rm = _load(args)
+    stats = make_pairs(
+        rm,
+        _prompts(args),
+        _heads(args, rm),
+        args.out,
+        config=_pairs_config(args),
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+    )
+    log.info(
+        "kept %d of %d pairs (dropped: %s) -> %s", stats.kept, stats.total_prompts, stats.dropped, args.out
+    )
+    return 0
+
+
+def run_train(args) -> int:
+    from ..training import train_dpo
+
+    rm = _load(args)
+    summary = train_dpo(
+        rm, None, args.pairs, args.out, _dpo_settings(args), overwrite=args.overwrite, resume=args.resume
+    )
+    log.info("trained %d steps on %d pairs -> %s", summary["optimizer_steps"], summary["num_pairs"], args.out)
+    return 0
+
+
+def run_retmask(args) -> int:
+    from ..pairs import make_pairs, pair_paths
+    from ..training import train_dpo
+
+    rm = _load(args)
+    pairs = args.out / "pairs.jsonl"
+    if args.overwrite or not pair_paths(pairs).stats.exists():
+        make_pairs(
+            rm,
+            _prompts(args),
+            _heads(args, rm),
+            pairs,
+            config=_pairs_config(args),
+            overwrite=args.overwrite,
+            progress=not args.no_progress,
+        )
+    else:
+        log.info("reusing the finished pairs in %s", pairs)
+    summary = train_dpo(
+        rm, None, pairs, args.out / "model", _dpo_settings(args), overwrite=args.overwrite, resume=args.resume
+    )
+    log.info("RetMask done: %d steps -> %s", summary["optimizer_steps"], args.out / "model")
+    return 0
+
+
+def _write_table(df, path: Path, overwrite: bool) -> None:
+    from .._io import atomic_write_text, refuse_overwrite
+
+    refuse_overwrite(path, overwrite, "table")
+    if path.suffix.lower() in (".jsonl", ".json"):
+        atomic_write_text(path, df.to_json(orient="records", lines=True))
+    else:
+        atomic_write_text(path, df.to_csv(index=False))
+
+
+def _read_table(path: Path):
+    import pandas as pd
+
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist; make it with `retmask evaluate`")
+    return pd.read_json(path, lines=True) if path.suffix.lower() in (".jsonl", ".json") else pd.read_csv(path)
+
+
+def run_evaluate(args) -> int:
+    from .._io import refuse_overwrite
+    from ..evaluation import DEFAULT_TASKS, evaluate, summarize
+
+    summary_path = args.out.with_name(args.out.stem + ".summary.csv")
+    refuse_overwrite(args.out, args.overwrite, "evaluation")  # check before hours of decoding
+    rm = _load(args)
+    heads = _heads(args, rm) if args.heads else ()
+    if not args.heads and (args.top_k is not None or args.threshold is not None):
+        raise ValueError("--top-k / --threshold need --heads")
+    df = evaluate(
+        rm,
+        tasks=args.tasks or DEFAULT_TASKS,
+        lengths=args.lengths,
+        n_per_cell=args.n_per_cell,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        length_unit=args.length_unit,
+        ppl_length=args.ppl_length or None,
+        heads=heads,
+        mode=args.mode,
+        progress=not args.no_progress,
+    )
+    _write_table(df, args.out, args.overwrite)
+    _write_table(summarize(df), summary_path, True)
+    log.info("%d examples -> %s (means: %s)", len(df), args.out, summary_path)
+    return 0
+
+
+def run_compare(args) -> int:
+    from ..evaluation import compare
+
+    table = compare(_read_table(args.before), _read_table(args.after), by=args.by)
+    if args.out:
+        _write_table(table, args.out, args.overwrite)
+    else:
+        import sys
+
+        sys.stdout.write(table.to_string(index=False) + "\n")
+    return 0
