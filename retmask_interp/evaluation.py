@@ -42,12 +42,13 @@ import logging
 import math
 import re
 import string
-from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
+
+from .detect import rouge1_recall  # the NIAH success rule: rouge1_recall(real_needle, generation) > 0.5
 
 __all__ = [
     "DEFAULT_TASKS",
@@ -90,22 +91,6 @@ def substring_exact_match(prediction: str, answers: Iterable[str]) -> float:
     """1.0 if some normalised answer occurs in the normalised prediction, else 0.0."""
     pred = normalize_answer(prediction)
     return float(any(normalize_answer(a) and normalize_answer(a) in pred for a in answers))
-
-
-def _rouge_tokens(text: str) -> list[str]:
-    return re.findall(r"[a-z0-9]+", text.lower())
-
-
-def rouge1_recall(reference: str, prediction: str) -> float:
-    """ROUGE-1 recall: clipped unigram overlap / unigrams of ``reference`` (lower-cased alphanumeric tokens).
-
-    The NIAH success rule of Wu et al. is ``rouge1_recall(real_needle, generation) > 0.5``.
-    """
-    ref = Counter(_rouge_tokens(reference))
-    if not ref:
-        return 0.0
-    pred = Counter(_rouge_tokens(prediction))
-    return sum(min(c, pred[t]) for t, c in ref.items()) / sum(ref.values())
 
 
 _ID = re.compile(r"\[(\d+)\]")

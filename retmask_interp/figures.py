@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import re
-import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -20,7 +18,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ._io import atomic_write_text, refuse_overwrite
+from ._io import atomic_write_bytes, atomic_write_text, refuse_overwrite
 from .analysis import agreement, score_matrix
 
 __all__ = [
@@ -379,21 +377,6 @@ def _palette(n: int) -> list[str]:
     return [base[i % len(base)] for i in range(n)]
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; give it the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 @contextlib.contextmanager
 def static_export_session():
     """Keep one headless browser open for several static exports (kaleido's sync server): after the first
@@ -460,6 +443,147 @@ def save_figure(
                     err,
                 )
                 continue
-            _atomic_write_bytes(path, data)
+            atomic_write_bytes(path, data)
         written.append(path)
     return written
+
+
+# -- effects of masking (retmask_interp.effects) --------------------------------------------------------
+_ROLE_COLORS = {"masked": "black", "compensates": "#2ca02c", "collapses": "#d62728", "unchanged": "#aaaaaa"}
+
+
+def compensation_figure(df, *, value: str = "span_mass", top_n: int = 15, title: str | None = None):
+    """Output of ``effects.compensation``. Left: each head's ``value`` unmasked (x) against with the retrieval
+    heads masked (y), one trace per role (masked / compensates / collapses / unchanged), and the diagonal (last
+    trace). Right: the ``top_n`` unmasked heads with the largest change, as bars (trace after the roles)."""
+    need = {"layer", "head", "role", f"{value}_before", f"{value}_after", f"delta_{value}"}
+    missing = need - set(df.columns)
+    if missing:
+        raise ValueError(f"compensation results need columns {sorted(need)}; missing {sorted(missing)}")
+    fig = make_subplots(
+        rows=1, cols=2, column_widths=[0.55, 0.45], subplot_titles=["per head", f"largest changes ({value})"]
+    )
+    for role, color in _ROLE_COLORS.items():
+        part = df[df["role"] == role]
+        if part.empty:
+            continue
+        fig.add_trace(
+            go.Scatter(
+                x=part[f"{value}_before"].tolist(),
+                y=part[f"{value}_after"].tolist(),
+                mode="markers",
+                name=role,
+                marker={"color": color, "size": 7, "symbol": "x" if role == "masked" else "circle"},
+                customdata=np.stack([part["layer"], part["head"]], axis=1),
+                hovertemplate="layer %{customdata[0]}, head %{customdata[1]}<br>%{x:.3f} -> %{y:.3f}<extra></extra>",
+            ),
+            row=1,
+            col=1,
+        )
+    free = df[df["role"] != "masked"]
+    top = free.reindex(free[f"delta_{value}"].abs().sort_values(ascending=False).index)[:top_n]
+    fig.add_trace(
+        go.Bar(
+            x=[f"L{a}H{b}" for a, b in zip(top["layer"], top["head"])],
+            y=top[f"delta_{value}"].tolist(),
+            marker_color=[_ROLE_COLORS.get(r, "gray") for r in top["role"]],
+            name="change",
+            showlegend=False,
+        ),
+        row=1,
+        col=2,
+    )
+    hi = float(max(df[f"{value}_before"].max(), df[f"{value}_after"].max(), 1e-9)) * 1.05
+    fig.add_trace(
+        go.Scatter(
+            x=[0, hi], y=[0, hi], mode="lines", line={"dash": "dash", "color": "gray"}, showlegend=False
+        ),
+        row=1,
+        col=1,
+    )
+    fig.update_xaxes(title_text=f"{value}, unmasked", row=1, col=1)
+    fig.update_yaxes(title_text=f"{value}, retrieval heads masked", row=1, col=1)
+    fig.update_yaxes(title_text=f"change in {value}", row=1, col=2)
+    fig.update_layout(
+        title=title or "Which heads take over when the retrieval heads are masked", template="plotly_white"
+    )
+    return fig
+
+
+def single_head_effect_figure(df, *, title: str | None = None):
+    """Output of ``effects.single_head_effects``: retrieval score (x) against the drop in answer log-likelihood
+    when the head alone is masked (y, with bootstrap CI bars); one point per head (trace 0). The title gives the
+    Spearman correlation (``df.attrs["spearman"]``, recomputed when absent)."""
+    from .analysis import spearman
+
+    missing = {"layer", "head", "score", "effect"} - set(df.columns)
+    if missing:
+        raise ValueError(
+            f"single-head effects need columns layer, head, score, effect; missing {sorted(missing)}"
+        )
+    trace = go.Scatter(
+        x=df["score"].tolist(),
+        y=df["effect"].tolist(),
+        mode="markers",
+        marker={"size": 7},
+        customdata=np.stack([df["layer"], df["head"]], axis=1),
+        hovertemplate="layer %{customdata[0]}, head %{customdata[1]}<br>score %{x:.3f}<br>effect %{y:.3f}<extra></extra>",
+        name="heads",
+    )
+    if {"ci_low", "ci_high"} <= set(df.columns):
+        trace.error_y = {
+            "type": "data",
+            "symmetric": False,
+            "array": (df["ci_high"] - df["effect"]).tolist(),
+            "arrayminus": (df["effect"] - df["ci_low"]).tolist(),
+            "thickness": 1,
+        }
+    rho = df.attrs.get("spearman")
+    if rho is None:
+        rho = spearman(df["score"], df["effect"]) if len(df) > 1 else float("nan")
+    fig = go.Figure(trace)
+    fig.add_hline(y=0, line={"color": "gray", "dash": "dot"})
+    fig.update_layout(
+        title=title or f"Masking one head: effect vs retrieval score (Spearman {rho:.2f})",
+        xaxis_title="retrieval score",
+        yaxis_title="drop in answer log-likelihood (nats / token)",
+        template="plotly_white",
+    )
+    return fig
+
+
+def masking_outcome_bars(summary, *, metric: str = "success", by: str = "kind", title: str | None = None):
+    """Output of ``effects.summarize_outcomes``: one bar per ``by`` group (in table order) for ``metric``, with
+    its bootstrap CI as error bars (trace 0)."""
+    missing = {by, "metric", "mean", "ci_low", "ci_high"} - set(summary.columns)
+    if missing:
+        raise ValueError(
+            f"outcome summary needs columns {by}, metric, mean, ci_low, ci_high; missing {sorted(missing)}"
+        )
+    part = summary[summary["metric"] == metric]
+    if part.empty:
+        raise ValueError(f"no rows for metric {metric!r}; metrics present: {sorted(set(summary['metric']))}")
+    fig = go.Figure(
+        go.Bar(
+            x=part[by].astype(str).tolist(),
+            y=part["mean"].tolist(),
+            error_y={
+                "type": "data",
+                "symmetric": False,
+                "array": (part["ci_high"] - part["mean"]).tolist(),
+                "arrayminus": (part["mean"] - part["ci_low"]).tolist(),
+            },
+            marker_color=_palette(len(part)),
+            name=metric,
+        )
+    )
+    yaxis = {"title": metric}
+    if metric in ("success", "rouge"):
+        yaxis["range"] = [0, 1.05]
+    fig.update_layout(
+        title=title or f"NIAH {metric} by condition (95% CI)", yaxis=yaxis, template="plotly_white"
+    )
+    return fig
+
+
+__all__ += ["compensation_figure", "single_head_effect_figure", "masking_outcome_bars"]
