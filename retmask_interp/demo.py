@@ -32,7 +32,7 @@ class DemoConfig:
     num_depths: int | None = None  # default 5
     num_needles: int = 3
     max_new_tokens: int = 24
-    batch_size: int = 8
+    batch_size: int = 16  # the grid has 15 samples per length: one batch per length, no padding
     mask_mode: str = "zero"
     overwrite: bool = False
     progress: bool = True
