@@ -1,0 +1,318 @@
+"""The RetMask experiment on the embedded organisms: RetMask DPO vs random-head DPO vs no training.
+
+For each organism (``concentrated``, ``distributed``):
+
+1. detect retrieval heads on a held-out NIAH grid (``detect.detect_heads``; eval-split needles, synthetic
+   haystack) and compute the organisation metrics (``analysis.organization_metrics``);
+2. choose the retrieval heads (score >= ``--threshold``; at least ``--min-heads`` by rank) and a control set of
+   as many random non-retrieval heads (``masking.random_heads``, excluding every head >= ``--threshold``);
+3. sample preference pairs for both head sets (``pairs.make_pairs`` on ``pairs.builtin_prompts``);
+4. DPO-train a fresh copy of the organism on each pair set (``training.train_dpo``) for every learning rate given;
+5. evaluate no training / random-head DPO / RetMask DPO on the long-context suite (``evaluation.evaluate``) at
+   lengths inside and beyond the training length, plus held-out perplexity, and compare each trained model
+   with the untrained one (``evaluation.compare``: paired deltas with bootstrap CIs).
+
+Every stage writes into ``--out/<organism>/`` and is skipped when its output exists, so an interrupted run resumes.
+The summary goes to ``--results`` (schema: ``docs/experiment.md``). Example (about 2 minutes on one H200; hours on 2 CPU cores)::
+
+    python scripts/retmask_experiment.py --out runs/experiment --results docs/experiment_results.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from retmask_interp._io import atomic_write_json, refuse_overwrite
+
+log = logging.getLogger("retmask_experiment")
+
+CONDITIONS = ("none", "random", "retmask")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", default="runs/experiment", help="working directory (resumable)")
+    p.add_argument("--results", default="docs/experiment_results.json", help="summary JSON to write")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --results file")
+    p.add_argument("--organisms", nargs="+", default=["concentrated", "distributed"])
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    # detection
+    p.add_argument("--detect-lengths", type=int, nargs="+", default=[400, 900, 1400, 1900])
+    p.add_argument("--detect-depths", type=int, default=5)
+    p.add_argument("--detect-needles", type=int, default=3)
+    p.add_argument("--threshold", type=float, default=0.1, help="retrieval head: score >= threshold")
+    p.add_argument("--min-heads", type=int, default=2, help="take at least this many top heads")
+    p.add_argument("--max-heads", type=int, default=8, help="and at most this many")
+    # pairs
+    p.add_argument("--num-prompts", type=int, default=256)
+    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--temperature", type=float, default=0.6)
+    p.add_argument("--pair-batch-size", type=int, default=64)
+    p.add_argument("--random-seed", type=int, default=0, help="seed of the random control head set")
+    # DPO
+    p.add_argument("--lr", type=float, nargs="+", default=[5e-5], help="first = main; others = variants")
+    p.add_argument("--beta", type=float, default=0.1)
+    p.add_argument("--epochs", type=float, default=2.0)
+    p.add_argument(
+        "--batch-size", type=int, default=16, help="effective = per-device batch (no accumulation)"
+    )
+    p.add_argument("--max-length", type=int, default=384)
+    # evaluation
+    p.add_argument("--lengths", type=int, nargs="+", default=[1024, 3072])
+    p.add_argument("--n-per-cell", type=int, default=20)
+    p.add_argument("--eval-batch-size", type=int, default=20)
+    p.add_argument("--tasks", nargs="+", default=None, help="default: evaluation.DEFAULT_TASKS")
+    p.add_argument("--ppl-length", type=int, default=512)
+    p.add_argument("--bootstrap", type=int, default=2000)
+    return p.parse_args(argv)
+
+
+# -- stages ------------------------------------------------------------------------------------------------------
+def niah_samples(rm, args):
+    """The held-out detection grid: eval-split needles in the synthetic haystack (as the demo builds it)."""
+    from retmask_interp.niah import build_grid, load_haystack, wu_depths
+    from retmask_interp.synthetic import make_needles
+
+    needles = make_needles(args.detect_needles, seed=0, split="eval")
+    lengths = [n for n in args.detect_lengths if not rm.max_context or n <= rm.max_context]
+    haystack = load_haystack("synthetic:0", num_words=max(lengths) * 2)
+    style = "chat" if getattr(rm.tokenizer, "chat_template", None) else "qa"
+    return build_grid(
+        rm.tokenizer,
+        haystack,
+        needles,
+        lengths,
+        wu_depths(args.detect_depths),
+        style,
+        max_context=rm.max_context,
+        repeat_haystack=True,
+    )
+
+
+def detect(rm, out: Path, args):
+    from retmask_interp.detect import DetectConfig, detect_heads
+    from retmask_interp.heads import load_head_scores, save_head_scores
+
+    path = out / "heads.json"
+    if path.exists():
+        return load_head_scores(path)
+    samples = niah_samples(rm, args)
+    cfg = DetectConfig(max_new_tokens=24, batch_size=16)
+    hs = detect_heads(
+        rm,
+        samples,
+        cfg,
+        samples_path=out / "detect_samples.jsonl",
+        progress=False,
+        params={"grid": "experiment"},
+    )
+    save_head_scores(hs, path, overwrite=True)
+    return hs
+
+
+def choose_heads(hs, args) -> list[tuple[int, int]]:
+    """Heads >= threshold, topped up to ``min_heads`` and cut to ``max_heads`` by rank."""
+    ranked = [(a, b) for a, b, s in hs.ranked()]
+    above = [(a, b) for a, b, s in hs.ranked() if s >= args.threshold]
+    k = min(max(len(above), args.min_heads), args.max_heads)
+    return sorted(ranked[:k])
+
+
+def make_pair_set(rm, heads, path: Path, args):
+    from retmask_interp.pairs import PairsConfig, PairStats, builtin_prompts, make_pairs, pair_paths
+
+    stats_path = pair_paths(path).stats
+    if stats_path.exists():
+        return PairStats(
+            **{k: v for k, v in json.loads(stats_path.read_text()).items() if k != "num_dropped"}
+        )
+    cfg = PairsConfig(
+        temperature=args.temperature,
+        max_new_tokens=args.max_new_tokens,
+        batch_size=args.pair_batch_size,
+        seed=0,
+    )
+    prompts = builtin_prompts(args.num_prompts, seed=0, split="train")
+    return make_pairs(rm, prompts, heads, path, config=cfg, progress=False)
+
+
+def train(name: str, pairs_path: Path, out: Path, lr: float, args):
+    from retmask_interp.organism import load_organism
+    from retmask_interp.training import SUMMARY_NAME, DPOSettings, train_dpo
+
+    rm = load_organism(name, device=args.device, dtype="float32")
+    if (out / SUMMARY_NAME).exists():
+        from retmask_interp.models import load_model
+
+        return load_model(str(out), device=args.device, dtype="float32"), json.loads(
+            (out / SUMMARY_NAME).read_text()
+        )
+    settings = DPOSettings(
+        beta=args.beta,
+        learning_rate=lr,
+        num_train_epochs=args.epochs,
+        effective_batch_size=args.batch_size,
+        per_device_batch_size=args.batch_size,
+        max_length=args.max_length,
+        logging_steps=5,
+        gradient_checkpointing=False,
+    )
+    summary = train_dpo(rm, None, pairs_path, out, settings)
+    rm.model.eval()
+    return rm, summary
+
+
+def run_eval(rm, path: Path, args):
+    import pandas as pd
+
+    from retmask_interp.evaluation import DEFAULT_TASKS, evaluate
+
+    if path.exists():
+        return pd.read_csv(path, keep_default_na=False)
+    df = evaluate(
+        rm,
+        tasks=args.tasks or DEFAULT_TASKS,
+        lengths=args.lengths,
+        n_per_cell=args.n_per_cell,
+        batch_size=args.eval_batch_size,
+        ppl_length=args.ppl_length,
+        progress=False,
+    )
+    tmp = path.with_suffix(".tmp.csv")
+    df.to_csv(tmp, index=False)
+    tmp.replace(path)
+    return df
+
+
+# -- summaries ---------------------------------------------------------------------------------------------------
+def _records(df) -> list[dict[str, Any]]:
+    out = []
+    for rec in df.to_dict("records"):
+        out.append({k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in rec.items()})
+    return out
+
+
+def condition_summary(df, base, args) -> dict[str, Any]:
+    """Per (task, length) means with CIs, perplexity, and (for trained models) paired deltas vs ``base``."""
+    from retmask_interp.evaluation import LOWER_IS_BETTER, compare, summarize
+
+    gen = df[~df["task"].isin(LOWER_IS_BETTER)]
+    text = df[df["task"].isin(LOWER_IS_BETTER)]
+    res: dict[str, Any] = {"summary": _records(summarize(df, n_resamples=args.bootstrap))}
+    res["long_context_score"] = float(gen.groupby("task")["score"].mean().mean()) if len(gen) else None
+    res["long_context_score_by_length"] = {
+        str(k): float(g.groupby("task")["score"].mean().mean()) for k, g in gen.groupby("length")
+    }
+    if len(text):
+        res["perplexity"] = math.exp((text["score"] * text["tokens"]).sum() / text["tokens"].sum())
+    if base is not None:
+        res["vs_none"] = _records(compare(base, df, n_resamples=args.bootstrap))
+        res["vs_none_by_task"] = _records(compare(base, df, by=("task",), n_resamples=args.bootstrap))
+        b = base[~base["task"].isin(LOWER_IS_BETTER)]
+        res["gain"] = res["long_context_score"] - float(b.groupby("task")["score"].mean().mean())
+        res["gain_by_length"] = {
+            k: v - float(b[b["length"] == int(k)].groupby("task")["score"].mean().mean())
+            for k, v in res["long_context_score_by_length"].items()
+        }
+        if "perplexity" in res:
+            bt = base[base["task"].isin(LOWER_IS_BETTER)]
+            res["perplexity_before"] = math.exp((bt["score"] * bt["tokens"]).sum() / bt["tokens"].sum())
+    return res
+
+
+def _train_info(summary: dict[str, Any]) -> dict[str, Any]:
+    keep = ("optimizer_steps", "num_pairs", "effective_batch_size", "final", "finite_loss", "bf16")
+    return {k: summary.get(k) for k in keep} | {
+        "settings": {k: summary["settings"][k] for k in ("beta", "learning_rate", "num_train_epochs")}
+    }
+
+
+def weights_sha256(name: str) -> str:
+    """SHA-256 of the organism's ``model.safetensors`` (the weights may be retrained; this pins the ones used)."""
+    import hashlib
+
+    from retmask_interp.organism import organism_path
+
+    return hashlib.sha256((organism_path(name) / "model.safetensors").read_bytes()).hexdigest()
+
+
+def run_organism(name: str, args) -> dict[str, Any]:
+    from retmask_interp.analysis import organization_metrics
+    from retmask_interp.masking import random_heads
+    from retmask_interp.organism import load_organism
+
+    out = Path(args.out) / name
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    rm = load_organism(name, device=args.device, dtype="float32")
+    hs = detect(rm, out, args)
+    metrics = {k: v for k, v in organization_metrics(hs).items()}
+    heads = choose_heads(hs, args)
+    all_above = hs.above(min(args.threshold, 0.05))
+    rand = random_heads(rm, len(heads), exclude=set(all_above) | set(heads), seed=args.random_seed)
+    log.info("%s: retrieval heads %s, random control %s", name, heads, rand)
+    head_sets = {"retmask": heads, "random": rand}
+    pair_stats = {
+        c: make_pair_set(rm, h, out / f"pairs_{c}.jsonl", args).to_dict() for c, h in head_sets.items()
+    }
+    base = run_eval(rm, out / "eval_none.csv", args)
+    del rm
+    res: dict[str, Any] = {
+        "metrics": metrics,
+        "top_heads": [[a, b, s] for a, b, s in hs.ranked()[:10]],
+        "retrieval_heads": [list(h) for h in heads],
+        "random_heads": [list(h) for h in rand],
+        "pair_stats": {
+            c: {k: v for k, v in s.items() if k not in ("pairs_path", "dropped_path")}
+            for c, s in pair_stats.items()
+        },
+        "conditions": {"none": condition_summary(base, None, args)},
+        "variants": {},
+    }
+    for i, lr in enumerate(args.lr):
+        block = res["conditions"] if i == 0 else res["variants"].setdefault(f"lr={lr:g}", {})
+        for cond in ("random", "retmask"):
+            tag = f"{cond}_lr{lr:g}"
+            model, summary = train(name, out / f"pairs_{cond}.jsonl", out / f"train_{tag}", lr, args)
+            df = run_eval(model, out / f"eval_{tag}.csv", args)
+            block[cond] = condition_summary(df, base, args) | {"training": _train_info(summary)}
+            del model
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        if i == 0:
+            res["gain"] = {c: res["conditions"][c]["gain"] for c in ("retmask", "random")}
+        else:
+            block["gain"] = {c: block[c]["gain"] for c in ("retmask", "random")}
+    res["weights_sha256"] = weights_sha256(name)
+    res["wall_s"] = time.time() - t0
+    return res
+
+
+def main(argv=None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    results_path = Path(args.results)
+    refuse_overwrite(results_path, args.overwrite, "experiment results")
+    result: dict[str, Any] = {
+        "description": "RetMask DPO vs random-head DPO vs no training on the embedded organisms; see docs/experiment.md",
+        "settings": {k: v for k, v in vars(args).items() if k not in ("overwrite", "results")},
+        "organisms": {},
+    }
+    for name in args.organisms:
+        result["organisms"][name] = run_organism(name, args)
+        atomic_write_json(results_path, result)  # after each organism: partial results survive a timeout
+        log.info("%s done: gain %s", name, result["organisms"][name]["gain"])
+
+
+if __name__ == "__main__":
+    main()
