@@ -59,26 +59,25 @@ def niah_success(
         mask_heads=list(heads),
         mask_mode=mode,
     )
-    rows = []
-    for r in score_samples(model, samples, cfg, progress=progress):
-        rows.append(
-            {
-                "sample_id": r.sample_id,
-                "success": float(r.counted),
-                "rouge": r.rouge,
-                "generated": r.generated_text,
-                **r.meta,
-            }
-        )
+    return outcome_rows(score_samples(model, samples, cfg, progress=progress), samples)
+
+
+def outcome_rows(results, samples) -> list[dict[str, Any]]:
+    """``SampleResult``s (of detection or of ``niah_success``) as rows in the order of ``samples``."""
+    rows = [
+        {"sample_id": r.sample_id, "success": float(r.counted), "rouge": r.rouge, "generated": r.generated_text,
+         **r.meta}
+        for r in results
+    ]  # fmt: skip
     order = {s.sample_id: i for i, s in enumerate(samples)}
-    return sorted(rows, key=lambda row: order[row["sample_id"]])
+    return sorted((row for row in rows if row["sample_id"] in order), key=lambda row: order[row["sample_id"]])
 
 
 def _samples(rm, config: DemoConfig):
     from .niah import build_grid, default_needles, load_haystack, wu_depths
 
     is_organism = config.model == "organism"
-    lengths = config.lengths or ([400, 900, 1400, 1900] if is_organism else [500, 1000, 2000, 4000])
+    lengths = config.lengths or ([400, 800, 1200, 1600] if is_organism else [500, 1000, 2000, 4000])
     if rm.max_context:
         lengths = [n for n in lengths if n <= rm.max_context] or [min(lengths)]
     depths = wu_depths(config.num_depths or 5)
@@ -106,7 +105,7 @@ def run_demo(out_dir: str | Path, config: DemoConfig | None = None) -> dict[str,
     """Run the demo into ``out_dir``; returns the summary (also written to ``summary.json``)."""
     import pandas as pd
 
-    from .detect import DetectConfig, detect_heads
+    from .detect import DetectConfig, detect_heads, load_sample_results
     from .heads import save_head_scores
     from .masking import random_controls
     from .models import load_model
@@ -137,14 +136,14 @@ def run_demo(out_dir: str | Path, config: DemoConfig | None = None) -> dict[str,
     if not retrieval:
         log.warning("no head has score >= %s; masking nothing", config.threshold)
 
-    log.info("[2/4] NIAH unmasked and with %d retrieval heads masked", len(retrieval))
+    log.info("[2/4] NIAH with the %d retrieval heads masked", len(retrieval))
     kw = dict(
         max_new_tokens=config.max_new_tokens,
         batch_size=config.batch_size,
         progress=config.progress,
         mode=config.mask_mode,
     )
-    normal = niah_success(rm, samples, **kw)
+    normal = outcome_rows(load_sample_results(samples_path), samples)  # detection decoded it unmasked already
     masked = niah_success(rm, samples, heads=retrieval, **kw)
     log.info("[3/4] %d random-head controls", config.seeds)
     controls = random_controls(rm, retrieval, n_seeds=config.seeds, seed=0) if retrieval else []
