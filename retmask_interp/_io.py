@@ -9,7 +9,14 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_json", "refuse_overwrite", "read_jsonl", "append_jsonl"]
+__all__ = [
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "atomic_write_json",
+    "refuse_overwrite",
+    "read_jsonl",
+    "append_jsonl",
+]
 
 
 def refuse_overwrite(path: str | Path, overwrite: bool, what: str = "result") -> None:
