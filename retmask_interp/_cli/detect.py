@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 
-def add_model_args(p: argparse.ArgumentParser, default: str | None = "organism") -> None:
+def add_model_args(p: argparse.ArgumentParser, default: str | None = "organism", dtype: str = "auto") -> None:
+    """MODEL (optional with a default), --device, --dtype, --revision, --attn-implementation; see load_from_args."""
     if default is None:
         p.add_argument("model", help="hub name, local path, or 'organism' (the embedded model)")
     else:
@@ -18,7 +19,9 @@ def add_model_args(p: argparse.ArgumentParser, default: str | None = "organism")
         )
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (auto: a GPU if there is one)")
     p.add_argument(
-        "--dtype", default="auto", help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16"
+        "--dtype",
+        default=dtype,
+        help=f"auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16 ({dtype})",
     )
     p.add_argument("--revision", default=None, help="hub revision (branch, tag or commit)")
     p.add_argument("--attn-implementation", default=None, help="sdpa (default), eager, flash_attention_2")

@@ -7,19 +7,12 @@ import argparse
 import logging
 from pathlib import Path
 
+from .detect import add_model_args, load_from_args
+
 log = logging.getLogger(__name__)
 
 
 # -- shared arguments --------------------------------------------------------------------------------------------
-def _model_args(p: argparse.ArgumentParser, dtype: str = "auto") -> None:
-    p.add_argument("model", metavar="MODEL", help="hub name, local path, or 'organism' (the embedded model)")
-    p.add_argument("--device", default="auto", help="auto (a GPU if there is one), cpu, cuda, cuda:1, ...")
-    p.add_argument(
-        "--dtype", default=dtype, help=f"auto (bf16 on GPU, fp32 on CPU), float32, bfloat16 ({dtype})"
-    )
-    p.add_argument("--revision", default=None, help="hub revision of MODEL")
-
-
 def _head_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument(
         "--heads", required=required, metavar="FILE", help="head list (ours, Wu et al.'s, CSV, ...)"
@@ -68,12 +61,6 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--resume", action="store_true", help="continue from the last checkpoint in OUT")
     g.add_argument("--deepspeed", default=None, metavar="JSON", help="DeepSpeed config")
     g.add_argument("--train-seed", type=int, default=0)
-
-
-def _load(args):
-    from ..models import load_model
-
-    return load_model(args.model, dtype=args.dtype, device=args.device, revision=args.revision)
 
 
 def _heads(args, rm) -> list[tuple[int, int]]:
@@ -145,7 +132,7 @@ def register(sub) -> None:
         "(same sampling settings and seeds), drop empty or identical pairs, write JSONL for TRL's DPO plus "
         "OUT.stats.json. Resumable: re-running continues an interrupted file.",
     )
-    _model_args(p)
+    add_model_args(p, default=None)
     _head_args(p)
     _prompt_args(p)
     p.add_argument("--out", required=True, type=Path, metavar="FILE", help="pairs JSONL to write")
@@ -159,7 +146,7 @@ def register(sub) -> None:
         description="Train MODEL with DPO on --pairs and save the model, tokenizer and training_summary.json "
         "to --out. Several GPUs: run under `accelerate launch` (see retmask_interp.training).",
     )
-    _model_args(p, dtype="float32")
+    add_model_args(p, default=None, dtype="float32")
     p.add_argument("--pairs", required=True, type=Path, metavar="FILE", help="pairs JSONL (retmask pairs)")
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output model directory")
     _train_args(p)
@@ -173,7 +160,7 @@ def register(sub) -> None:
         "DIR/model. Large models: run the two steps separately (pairs in bf16 or with vLLM, training under "
         "DeepSpeed).",
     )
-    _model_args(p, dtype="float32")
+    add_model_args(p, default=None, dtype="float32")
     _head_args(p)
     _prompt_args(p)
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output directory")
@@ -188,7 +175,7 @@ def register(sub) -> None:
         description="Generate the suite's examples at every --lengths, decode greedily, score, and write one "
         "row per example to --out (.csv or .jsonl) and the means with bootstrap CIs to OUT.summary.csv.",
     )
-    _model_args(p)
+    add_model_args(p, default=None)
     p.add_argument(
         "--out", required=True, type=Path, metavar="FILE", help="per-example results (.csv/.jsonl)"
     )
@@ -221,7 +208,7 @@ def register(sub) -> None:
 def run_pairs(args) -> int:
     from ..pairs import make_pairs
 
-    rm = _load(args)
+    rm = load_from_args(args)
     stats = make_pairs(
         rm,
         _prompts(args),
@@ -240,7 +227,7 @@ def run_pairs(args) -> int:
 def run_train(args) -> int:
     from ..training import train_dpo
 
-    rm = _load(args)
+    rm = load_from_args(args)
     summary = train_dpo(
         rm, None, args.pairs, args.out, _dpo_settings(args), overwrite=args.overwrite, resume=args.resume
     )
@@ -252,7 +239,7 @@ def run_retmask(args) -> int:
     from ..pairs import make_pairs, pair_paths
     from ..training import train_dpo
 
-    rm = _load(args)
+    rm = load_from_args(args)
     pairs = args.out / "pairs.jsonl"
     if args.overwrite or not pair_paths(pairs).stats.exists():
         make_pairs(
@@ -297,7 +284,7 @@ def run_evaluate(args) -> int:
 
     summary_path = args.out.with_name(args.out.stem + ".summary.csv")
     refuse_overwrite(args.out, args.overwrite, "evaluation")  # check before hours of decoding
-    rm = _load(args)
+    rm = load_from_args(args)
     heads = _heads(args, rm) if args.heads else ()
     if not args.heads and (args.top_k is not None or args.threshold is not None):
         raise ValueError("--top-k / --threshold need --heads")
