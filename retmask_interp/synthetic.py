@@ -193,17 +193,50 @@ def split_rng(*parts: object) -> random.Random:
 
 
 def invented_word(rng: random.Random, split: str, syllables: tuple[int, int] = (2, 3)) -> str:
-    """A pronounceable made-up word (e.g. "kavolin") belonging to ``split`` by the CRC-32 hash rule."""
+    """A pronounceable made-up word (e.g. "kavolin") belonging to ``split`` by the CRC-32 hash rule.
+
+    In the train split a share ``TRAIN_RICH_WORD_RATE`` of them is built from English-like onsets, vowels and codas
+    (e.g. "throughsk", "clend") instead of the fixed syllable list, so that training copies the many sub-word pieces
+    real words break into; the eval split always uses the syllable list.
+    """
     _check_split(split)
     while True:
         n = rng.randint(*syllables)
-        word = "".join(rng.choice(_SYLLABLES) for _ in range(n))
+        if split == "train" and TRAIN_RICH_WORD_RATE and rng.random() < TRAIN_RICH_WORD_RATE:
+            word = _rich_word(rng, n)
+        else:
+            word = "".join(rng.choice(_SYLLABLES) for _ in range(n))
         # the eval split uses a different parity of the hash than the 70/30 rule so invented words stay balanced;
         # a made-up word that happens to be a listed word of the other split is skipped (splits stay disjoint)
         if (zlib.crc32(word.encode()) % 2 == 0) == (split == "train") and word not in _listed_words(
             _other(split)
         ):
             return word
+
+
+_ONSETS = (
+    "b c d f g h j k l m n p q r s t v w x y z bl br ch cl cr dr fl fr gl gr kn pl pr qu sc sh sk sl sm sn sp st "
+    "str sw th thr tr tw wh wr"
+).split()
+_NUCLEI = "a e i o u y a e i o u ai au ay ea ee ei ie oa oi oo ou ow ue ui".split()
+_CODAS = (
+    "b ck d ff g k l ld lf lk ll lm lp lt m mb mp n nch nd ng nk nt p r rb rch rd rf rk rl rm rn rp rs rt s sh sk "
+    "sp ss st t tch th x z ght dge nce se ve ze"
+).split()
+
+_SUFFIXES = "ing ed er ers est ful ly ness ous ary ory ish en ened ter tion ment ble ist age ure ity al ic".split()
+
+
+def _rich_word(rng: random.Random, syllables: int) -> str:
+    parts = []
+    for i in range(syllables):
+        parts.append(rng.choice(_ONSETS) if i or rng.random() < 0.8 else "")
+        parts.append(rng.choice(_NUCLEI))
+        if rng.random() < (0.7 if i == syllables - 1 else 0.35):
+            parts.append(rng.choice(_CODAS))
+    if rng.random() < 0.3:
+        parts.append(rng.choice(_SUFFIXES))
+    return "".join(parts)
 
 
 def _other(split: str) -> str:
@@ -227,6 +260,8 @@ def _listed_words(split: str) -> frozenset[str]:
 # must copy them token by token; with only a few hundred listed words it can instead learn the list and "recall"
 # a plausible word, which fails on the unseen words of the eval split.
 TRAIN_INVENTED_RATE = 0.5
+# Share of train-split made-up words built by ``_rich_word`` (set per organism training stage; 0 = syllables only).
+TRAIN_RICH_WORD_RATE = 0.0
 
 
 def person_name(rng: random.Random, split: str) -> str:

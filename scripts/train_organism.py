@@ -256,6 +256,7 @@ def main(argv=None) -> int:
         spec.steps, spec.time_budget_s, spec.tokens_per_batch = 3, 0.0, 1024
         spec.seq_len, spec.min_len, spec.warmup_steps = 256, 128, 1
         spec.protected_heads = [[0, 0]] if spec.protected_heads else []
+        spec.targeted_dropout = [[0, 1, spec.targeted_dropout[0][2]]] if spec.targeted_dropout else []
     for item in args.set:
         key, _, value = item.partition("=")
         if key not in type(spec).__dataclass_fields__:

@@ -126,3 +126,37 @@ def test_bad_split_and_sizes():
     with pytest.raises(ValueError, match=">= 0"):
         syn.haystack_text(-1)
     assert syn.haystack_text(0) == ""
+
+
+def test_rich_invented_words_train_only(monkeypatch):
+    import random
+
+    monkeypatch.setattr(syn, "TRAIN_RICH_WORD_RATE", 1.0)
+    rng = random.Random(0)
+    rich = {syn.invented_word(rng, "train") for _ in range(400)}
+    syllable_only = set("".join(syn._SYLLABLES))
+    # built from English-like pieces: letters the syllable list never uses show up
+    assert set("".join(rich)) - syllable_only
+    assert not rich & syn._listed_words("eval")
+    # the eval split never changes with the training setting
+    monkeypatch.setattr(syn, "TRAIN_RICH_WORD_RATE", 0.0)
+    before = [syn.invented_word(random.Random(1), "eval") for _ in range(5)]
+    monkeypatch.setattr(syn, "TRAIN_RICH_WORD_RATE", 1.0)
+    assert [syn.invented_word(random.Random(1), "eval") for _ in range(5)] == before
+    assert syn.make_needles(5, seed=3, split="eval") == syn.make_needles(5, seed=3, split="eval")
+
+
+def test_rich_word_rate_zero_keeps_syllable_words():
+    import random
+
+    assert syn.TRAIN_RICH_WORD_RATE == 0.0  # the default reproduces the earlier training stages' data
+    rng = random.Random(0)
+    for _ in range(50):
+        word = syn.invented_word(rng, "train")
+        assert _splits(word), word  # a concatenation of list syllables
+
+
+def _splits(word: str) -> bool:
+    if not word:
+        return True
+    return any(word.startswith(s) and _splits(word[len(s) :]) for s in syn._SYLLABLES)

@@ -79,7 +79,9 @@ def make_sequence(
 
 def make_batch(tokenizer, plan: BatchPlan, step: int) -> tuple[np.ndarray, np.ndarray]:
     """Batch ``step``: ``input_ids`` [B, L] (int32) and ``roles`` [B, L] (int8)."""
-    saved, synthetic.TRAIN_INVENTED_RATE = synthetic.TRAIN_INVENTED_RATE, plan.spec.invented_rate
+    saved = synthetic.TRAIN_INVENTED_RATE, synthetic.TRAIN_RICH_WORD_RATE
+    synthetic.TRAIN_INVENTED_RATE = plan.spec.invented_rate
+    synthetic.TRAIN_RICH_WORD_RATE = plan.spec.rich_word_rate
     try:
         length = batch_length(plan, step)
         n = max(1, plan.spec.tokens_per_batch // length)
@@ -90,7 +92,7 @@ def make_batch(tokenizer, plan: BatchPlan, step: int) -> tuple[np.ndarray, np.nd
             ids[b, : len(seq)] = seq
             roles[b, : len(role)] = role
     finally:
-        synthetic.TRAIN_INVENTED_RATE = saved
+        synthetic.TRAIN_INVENTED_RATE, synthetic.TRAIN_RICH_WORD_RATE = saved
     return ids, roles
 
 
