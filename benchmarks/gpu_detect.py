@@ -8,8 +8,10 @@ use a fixed decode length (50 tokens, no EOS). Sections (each can be skipped):
             head), peak GPU memory of each; ratios detection/plain and Wu-style/detection
   grid      the RetMask detection grid: 3 needles x 20 lengths (0-5000) x 10 depths = 600 samples, batched by
             length; the Wu-style loop on a slice, extrapolated
-  masking   masked generation (zero / uniform; 32 and 128 heads) over plain generation at 8K; pair-sampling
-            throughput (tokens/s) in process, batched
+  masking   masked generation (zero / uniform; 32 and 128 heads; one nnsight trace per generation) over plain HF
+            generation at 8K, on a fresh model nnsight never wrapped (--no-fresh-masking-model: the shared one);
+            pair-sampling throughput (tokens/s) in process, batched; then the per-step-trace reference path
+            (what masked generation was before) at 32 heads, timed and checked token for token
   overhead  nnsight's own overhead on one forward pass at 8K
 
 Usage (on the GPU machine): python benchmarks/gpu_detect.py --out results.json [--sections lengths grid ...]
@@ -31,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from retmask_interp.detect import copy_paste_scores, copy_paste_scores_batch  # noqa: E402
 from retmask_interp.masking import generate as masked_generate  # noqa: E402
+from retmask_interp.masking import generate_per_step_traces  # noqa: E402
 from retmask_interp.models import as_model  # noqa: E402
 
 LLAMA_8B = dict(
@@ -137,19 +140,23 @@ def wu_style(model, ids, span, n):
     return generated, scores
 
 
-def section_lengths(model, clock, lengths, n, repeats, results, wu: bool):
+def section_lengths(model, clock, lengths, n, repeats, results, wu: bool, plain_model=None):
+    """Detection on ``model``; the plain baselines on ``plain_model``, a copy nnsight never wrapped (nnsight's
+    wrapping is permanent and slows any later forward of the model it wrapped, which would flatter the ratio)."""
     device = model.device
+    base = plain_model if plain_model is not None else model
     rows = []
     for length in lengths:
         ids = torch.randint(0, model.config.vocab_size, (1, length), device=device)
         span = (length // 2, length // 2 + 32)
-        plain_generate(model, ids[:, :512], 2)  # warm-up
-        copy_paste_scores(model, ids[0, :512], (10, 40), 2, eos_token_ids=[])
-        t_plain, m_plain, gen_plain = clock.run(lambda ids=ids: plain_generate(model, ids, n), repeats)
+        plain_generate(base, ids, 2)  # warm-ups at the full length (kernel choice, allocator)
+        plain_loop(base, ids, 2)
+        copy_paste_scores(model, ids[0], span, 2, eos_token_ids=[])
+        t_plain, m_plain, gen_plain = clock.run(lambda ids=ids: plain_generate(base, ids, n), repeats)
         t_det, m_det, (gen_det, _) = clock.run(
             lambda ids=ids, span=span: copy_paste_scores(model, ids[0], span, n, eos_token_ids=[]), repeats
         )
-        t_loop, _, gen_loop = clock.run(lambda ids=ids: plain_loop(model, ids, n), repeats)
+        t_loop, _, gen_loop = clock.run(lambda ids=ids: plain_loop(base, ids, n), repeats)
         same = gen_det.tolist() == gen_loop[0].tolist()
         row = dict(length=length, plain_s=t_plain, plain_peak_gib=m_plain, detect_s=t_det, detect_peak_gib=m_det,
                    detect_over_plain=t_det / t_plain, plain_loop_s=t_loop, detect_over_plain_loop=t_det / t_loop,
@@ -206,42 +213,60 @@ def section_grid(model, clock, n, batch_size, results, lengths_max=5000, wu_slic
 
 
 def section_masking(
-    model, clock, n, repeats, results, length=8192, pair_batch=32, pair_prompt=256, pair_new=256
+    model, clock, n, repeats, results, length=8192, pair_batch=32, pair_prompt=256, pair_new=256, fresh=None
 ):
-    device = model.device
-    rm = as_model(model)
+    """Masked generation (one nnsight trace for the whole loop) over plain HF generate, on ``fresh()``: a model that
+    nnsight never wrapped, since earlier sections leave controllers on every module and `.source`-instrumented
+    attention forwards on ``model``, which slow any later generation on it (HF's included)."""
+    base = fresh() if fresh is not None else model
+    device = base.device
+    rm = as_model(base)
     geo = rm.geometry
-    ids = torch.randint(0, model.config.vocab_size, (1, length), device=device)
+    ids = torch.randint(0, base.config.vocab_size, (1, length), device=device)
     g = torch.Generator().manual_seed(1)
     all_heads = [(layer, h) for layer in range(geo.num_layers) for h in range(geo.num_heads)]
     rows = []
-    t_plain, _, _ = clock.run(lambda: plain_generate(model, ids, n), repeats)
+    plain_generate(base, ids, 2)  # warm-ups at the full length (kernel choice, allocator)
+    masked_generate(base, ids, [], max_new_tokens=2, eos_token_id=[])
+    t_plain, _, _ = clock.run(lambda: plain_generate(base, ids, n), repeats)
     t_loop, _, _ = clock.run(
-        lambda: masked_generate(model, ids, [], max_new_tokens=n, eos_token_id=[]), repeats
+        lambda: masked_generate(base, ids, [], max_new_tokens=n, eos_token_id=[]), repeats
     )
     log(f"[masking] {length} tokens, {n} new: plain HF generate {t_plain:.2f}s; our loop, nothing masked "
         f"{t_loop:.2f}s (ratio {t_loop / t_plain:.3f})")  # fmt: skip
+    picks = {}
     for count in (32, 128):
         pick = torch.randperm(len(all_heads), generator=g)[: min(count, len(all_heads))].tolist()
-        heads = [all_heads[i] for i in pick]
+        picks[count] = [all_heads[i] for i in pick]
+    outs = {}
+    for count, heads in picks.items():
         for mode in ("zero", "uniform"):
-            t, _, _ = clock.run(
+            masked_generate(base, ids, heads, mode, max_new_tokens=2, eos_token_id=[])  # warm-up
+            t, _, out = clock.run(
                 lambda heads=heads, mode=mode: masked_generate(
-                    model, ids, heads, mode, max_new_tokens=n, eos_token_id=[]
+                    base, ids, heads, mode, max_new_tokens=n, eos_token_id=[]
                 ),
                 repeats,
             )
-            rows.append(dict(heads=len(heads), mode=mode, seconds=t, over_plain=t / t_plain))
+            outs[count, mode] = out
+            rows.append(
+                dict(heads=len(heads), mode=mode, seconds=t, over_plain=t / t_plain, path="one trace")
+            )
             log(f"[masking] {len(heads):>3} heads {mode:<7}: {t:.2f}s, masked/plain ratio {t / t_plain:.3f} "
-                "(target <= 1.05)")  # fmt: skip
-    results["masking"] = dict(length=length, plain_s=t_plain, unmasked_loop_s=t_loop, rows=rows)
-    prompts = torch.randint(0, model.config.vocab_size, (pair_batch, pair_prompt), device=device)
-    heads = [all_heads[i] for i in torch.randperm(len(all_heads), generator=g)[:32].tolist()]
+                "(target <= 1.05; one nnsight trace for the whole generation)")  # fmt: skip
+    t_again, _, _ = clock.run(lambda: plain_generate(base, ids, n), repeats)
+    log(f"[masking] plain HF generate again, on the model masked generation ran on: {t_again:.2f}s "
+        f"(ratio to the first {t_again / t_plain:.3f}; nnsight now wraps its o_proj/q_proj)")  # fmt: skip
+    results["masking"] = dict(
+        length=length, plain_s=t_plain, unmasked_loop_s=t_loop, plain_again_s=t_again, rows=rows
+    )
+    prompts = torch.randint(0, base.config.vocab_size, (pair_batch, pair_prompt), device=device)
+    heads = picks[32]
 
     def pairs():
-        a = masked_generate(model, prompts, [], max_new_tokens=pair_new, do_sample=True, temperature=0.6,
+        a = masked_generate(base, prompts, [], max_new_tokens=pair_new, do_sample=True, temperature=0.6,
                             seed=0, eos_token_id=[])  # fmt: skip
-        b = masked_generate(model, prompts, heads, max_new_tokens=pair_new, do_sample=True, temperature=0.6,
+        b = masked_generate(base, prompts, heads, max_new_tokens=pair_new, do_sample=True, temperature=0.6,
                             seed=0, eos_token_id=[])  # fmt: skip
         return a, b
 
@@ -252,6 +277,29 @@ def section_masking(
     results["pairs"] = dict(
         batch=pair_batch, prompt=pair_prompt, new=pair_new, seconds=t_pairs, tokens_per_s=tps
     )
+    # Last, since its `.source` instruments the attention forwards for good: the per-step-trace reference path
+    # (what `generate` was before), timed and checked token for token against the one-trace path.
+    for mode in ("zero", "uniform"):
+        heads = picks[32]
+        t, _, out = clock.run(
+            lambda heads=heads, mode=mode: generate_per_step_traces(
+                base, ids, heads, mode, max_new_tokens=n, eos_token_id=[]
+            ),
+            repeats,
+        )
+        same = out.tolist() == outs[32, mode].tolist()
+        rows.append(dict(heads=len(heads), mode=mode, seconds=t, over_plain=t / t_plain, path="per-step traces",
+                         same_tokens_as_one_trace=same))  # fmt: skip
+        log(f"[masking] {len(heads):>3} heads {mode:<7}: per-step traces (reference path) {t:.2f}s, masked/plain "
+            f"ratio {t / t_plain:.3f}; same tokens as one trace: {same}")  # fmt: skip
+    if base is not model:
+        t_inst, _, _ = clock.run(lambda: plain_generate(model, ids, n), repeats)
+        log(f"[masking] plain HF generate on the model the earlier sections instrumented: {t_inst:.2f}s (ratio "
+            f"to the nnsight-free model {t_inst / t_plain:.3f})")  # fmt: skip
+        results["masking"]["plain_on_instrumented_s"] = t_inst
+        del base, rm
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
 
 
 def section_overhead(model, clock, repeats, results, length=8192):
@@ -321,11 +369,18 @@ def main(argv=None):
     ap.add_argument("--grid-batch", type=int, default=30)
     ap.add_argument("--sections", nargs="+", default=["overhead", "lengths", "masking", "grid"])
     ap.add_argument("--no-wu", action="store_true")
+    ap.add_argument(
+        "--fresh-masking-model",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="time the plain baselines (and masking) on a second, never-wrapped copy of the model (+16 GiB)",
+    )
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
     device = torch.device(args.device)
     dtype = torch.float32 if args.tiny else torch.bfloat16
-    model = build(TINY if args.tiny else LLAMA_8B, device, dtype)
+    cfg = TINY if args.tiny else LLAMA_8B
+    model = build(cfg, device, dtype)
     clock = Clock(device)
     lengths = [min(x, 1024) for x in args.lengths] if args.tiny else args.lengths
     info = dict(device=torch.cuda.get_device_name() if device.type == "cuda" else "cpu", torch=torch.__version__,
@@ -341,16 +396,22 @@ def main(argv=None):
         if args.out:
             args.out.write_text(json.dumps(results, indent=1))
 
+    plain_model = None  # a second copy that nnsight never wraps: the baselines of "lengths" and "masking"
+    if args.fresh_masking_model and {"lengths", "masking"} & set(args.sections):
+        plain_model = build(cfg, device, dtype)
     for section in args.sections:
         t0 = time.perf_counter()
         if section == "lengths":
-            section_lengths(model, clock, lengths, args.new_tokens, args.repeats, results, not args.no_wu)
+            section_lengths(
+                model, clock, lengths, args.new_tokens, args.repeats, results, not args.no_wu, plain_model
+            )
         elif section == "grid":
             kw = dict(lengths_max=300, wu_slice=2) if args.tiny else {}
             section_grid(model, clock, args.new_tokens, args.grid_batch, results, **kw)
         elif section == "masking":
             kw = dict(length=256, pair_batch=4, pair_prompt=16, pair_new=8) if args.tiny else {}
-            section_masking(model, clock, args.new_tokens, args.repeats, results, **kw)
+            fresh = (lambda: plain_model) if plain_model is not None else None
+            section_masking(model, clock, args.new_tokens, args.repeats, results, fresh=fresh, **kw)
         elif section == "profile":
             section_profile(model, results, **(dict(batch=4, length=128, steps=3) if args.tiny else {}))
         elif section == "overhead":

@@ -1,14 +1,25 @@
-"""The decode loop shared by detection and masked generation: one nnsight trace per step.
+"""The decode loop shared by detection and masked generation.
 
 A batch of prompts is left-padded, prefilled with the model's own attention kernel (only the last position's logits
-are formed), then decoded one token at a time against a ``DynamicCache``. Each step may mask heads (a ``MaskPlan``)
-and may read the top-1 key of every head of every layer (for the retrieval score); both happen inside the same
-trace, layer by layer.
+are formed), then decoded one token at a time against a ``DynamicCache``.
+
+Two ways to intervene while decoding:
+
+- one nnsight trace per step (``decode_steps(..., mask_plan=..., readout=...)``): each step may mask heads (a
+  ``MaskPlan``) and read the top-1 key of every head of every layer (for the retrieval score), layer by layer in the
+  same trace. Detection uses it: it needs the step's readout on the host side between steps.
+- one nnsight trace for the whole generation (``decode_in_one_trace``): the loop itself (``decode_steps`` with
+  plain forwards) runs as the traced call and the intervention is applied on every forward through
+  ``tracer.iter``, so nnsight sets up once instead of once per step. Masked generation uses it.
+
+Both run the very same loop, sampler and cache, so they produce the same tokens.
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +28,7 @@ import torch
 
 from .models import RetModel
 
-__all__ = ["Batch", "left_pad", "decode_steps", "top1_keys"]
+__all__ = ["Batch", "left_pad", "decode_steps", "decode_in_one_trace", "top1_keys"]
 
 
 @dataclass
@@ -93,7 +104,13 @@ def _last_row_mask(mask: Any) -> torch.Tensor | None:
 
 
 def _forward_names(model: torch.nn.Module) -> tuple[str, str | None]:
-    params = inspect.signature(model.forward).parameters
+    """The names of the forward's cache and logits-to-keep arguments (read once per model class)."""
+    return _forward_names_of(type(model))
+
+
+@functools.cache
+def _forward_names_of(cls: type) -> tuple[str, str | None]:
+    params = inspect.signature(cls.forward).parameters
     cache = "cache" if "cache" in params else "past_key_values"
     keep = "logits_to_keep" if "logits_to_keep" in params else None
     return cache, keep
@@ -161,26 +178,74 @@ def decode_steps(
 
     ``choose`` maps last-position logits to the next tokens. A sequence stops after it emits a token in ``eos``
     (that step is still yielded with ``active_before`` True); finished sequences keep being fed (their tokens are
-    ignored). The loop ends when all have finished: that check is the only host sync per step.
+    ignored). The loop ends when all have finished: that check is the only host sync per step (none when ``eos`` is
+    empty). With a ``mask_plan`` or ``readout`` every step is one nnsight trace; without, plain forwards.
     """
     from transformers import DynamicCache
 
     cache = DynamicCache(config=rm.model.config)
+    track_eos = eos.numel() > 0
     active = torch.ones(batch.ids.shape[0], dtype=torch.bool, device=batch.ids.device)
     cur = batch.width
     ids = batch.ids[:, :cur]
-    positions = (batch.mask[:, :cur].cumsum(-1) - 1).clamp(min=0)
+    padded = batch.padded
+    positions = (batch.mask[:, :cur].cumsum(-1) - 1).clamp(min=0) if padded else None
     for step in range(max_new_tokens):
-        mask = batch.mask[:, :cur] if batch.padded else None
+        mask = batch.mask[:, :cur] if padded else None
         logits, tops = traced_step(rm, ids, mask, positions, cache, cur, mask_plan, readout)
         token = choose(logits)
-        was_active = active.clone()
-        batch.ids[:, cur] = torch.where(active, token, batch.ids[:, cur])
+        if track_eos:
+            was_active = active.clone()
+            batch.ids[:, cur] = torch.where(active, token, batch.ids[:, cur])
+            active &= ~torch.isin(token, eos)
+        else:  # nothing ever finishes: no bookkeeping, no host sync
+            was_active = active
+            batch.ids[:, cur] = token
         batch.mask[:, cur] = 1
-        active &= ~torch.isin(token, eos)
         cur += 1
         yield step, token, tops, was_active
-        if step == max_new_tokens - 1 or not bool(active.any()):
+        if step == max_new_tokens - 1 or (track_eos and not bool(active.any())):
             return
         ids = token[:, None]
-        positions = positions[:, -1:] + 1
+        if padded:
+            positions = positions[:, -1:] + 1
+
+
+# nnsight's warning for a ``tracer.iter`` loop that asked for more forwards than the run made (an early stop at EOS)
+_CUT_SHORT = r".*was never reached: the loop asked for a step the run did not make"
+
+
+def decode_in_one_trace(
+    rm: RetModel,
+    batch: Batch,
+    max_new_tokens: int,
+    choose: Callable[[torch.Tensor], torch.Tensor],
+    *,
+    eos: torch.Tensor,
+    intervene: Callable[[], None],
+    envoy=None,
+) -> int:
+    """Decode like ``decode_steps`` (plain forwards), inside a single nnsight trace that calls ``intervene()`` once per
+    forward (prefill and every step) through ``tracer.iter``; returns the number of steps run.
+
+    ``intervene`` reads and edits envoys of ``envoy`` (default ``rm.lm``; any nnsight envoy over modules of the
+    model) in execution order, as a trace body would (e.g. ``MaskPlan.apply_sites``). The loop, its sampler and its
+    cache are those of ``decode_steps``, so the tokens are the ones a per-step trace with the same intervention
+    gives; only nnsight's setup is paid once instead of once per step. Written into ``batch.ids`` like
+    ``decode_steps``.
+    """
+    steps = 0
+
+    def run(_ids: torch.Tensor) -> None:
+        nonlocal steps
+        for step, *_ in decode_steps(rm, batch, max_new_tokens, choose, eos=eos):
+            steps = step + 1
+
+    # A generation that stops early (every sequence hit EOS) leaves the loop below waiting for a forward that never
+    # comes; nnsight ends it with a warning that is expected here.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_CUT_SHORT)
+        with torch.no_grad(), (envoy if envoy is not None else rm.lm).trace(batch.ids, fn=run) as tracer:
+            for _ in tracer.iter[:max_new_tokens]:
+                intervene()
+    return steps

@@ -8,6 +8,13 @@ One generic intervention (``MaskPlan``) with three named variants:
   the head's rows of ``q_proj``; what Wu et al. use);
 - ``mean``: the head's output is replaced by its mean over a reference set (``mean_head_outputs``).
 
+Where the interventions act (``MaskPlan.sites``): ``zero``/``mean`` edit the output projection's input; ``uniform``
+zeroes the head's slice of the query projection's *output* (its slice of the fused ``qkv`` output per the table's
+``query_layout``; for OLMo-2/3, whose query norm spans all heads, the norm's output), which is the exact counterpart
+of the weight edit ``zero_head_queries_`` (a zero query stays zero through per-head norms and RoPE). Neither needs
+``.source``, which would permanently instrument the attention forward. ``generate`` runs the whole decode loop in one
+nnsight trace with the sites edited on every forward (``_decode.decode_in_one_trace``).
+
 Python API: ``masked_logits`` (one forward), ``generate`` (greedy or sampled decoding with heads masked at every
 step), ``masked(model, heads)`` (a context for a block of work), ``random_controls`` (control head sets that never
 overlap the heads they control for), and the weight edits ``zero_head_outputs_`` / ``zero_head_queries_``.
@@ -16,31 +23,56 @@ overlap the heads they control for), and the weight edits ``zero_head_outputs_``
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import random as _random
+import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
-from ._decode import decode_steps, left_pad
+from ._decode import decode_in_one_trace, decode_steps, left_pad
 from .models import RetModel, as_model, get_submodule
 
 __all__ = [
     "MODES",
     "MaskPlan",
+    "MaskSite",
     "MaskedModel",
     "generate",
+    "generate_per_step_traces",
     "masked",
     "masked_logits",
     "mean_head_outputs",
     "random_controls",
     "random_heads",
+    "site_envoy",
     "zero_head_outputs_",
     "zero_head_queries_",
 ]
 
 MODES = ("zero", "uniform", "mean")
 Head = tuple[int, int]
+
+
+@dataclass
+class MaskSite:
+    """One in-place edit per forward: ``envoy``'s input (or output) features where ``mask`` is True become 0, or
+    ``fill`` (mode ``mean``)."""
+
+    layer: int
+    envoy: Any
+    output: bool
+    mask: torch.Tensor  # bool [features]
+    fill: torch.Tensor | None = None  # [features], mode "mean"
+
+    def apply(self) -> None:
+        x = self.envoy.output if self.output else self.envoy.input
+        if self.fill is None:
+            x.masked_fill_(self.mask, 0)
+        else:
+            x.copy_(torch.where(self.mask, self.fill.to(x.dtype), x))
 
 
 @dataclass
@@ -108,14 +140,80 @@ class MaskPlan:
         else:
             view[..., idx, :] = self.mean_values[layer, idx].to(view.dtype)
 
+    def site_name(self, rm: RetModel) -> tuple[str, bool]:
+        """The attention submodule this plan edits and whether it edits its output (else its input)."""
+        if self.mode == "uniform":
+            return rm.spec.joint_query_norm or rm.spec.query, True
+        return rm.spec.out_proj, False
+
+    def sites(self, rm: RetModel, root=None) -> list[MaskSite]:
+        """The edits that apply this plan, in execution order (``MaskSite.apply`` inside a trace, one forward each).
+
+        ``zero``/``mean``: the output projection's input, ``[..., heads * head_dim]``. ``uniform``: the query
+        projection's output (per ``query_layout``: ``[h*d, (h+1)*d)`` of a separate or ``[q | k | v]`` projection,
+        ``[3*h*d, 3*h*d + d)`` of GPT-NeoX's per-head layout), or for a query norm over all heads the norm's output.
+        The envoys are ``rm.lm``'s, or with ``root`` (``site_envoy(rm, self.site_name(rm)[0])``) that envoy's.
+        """
+        spec, d = rm.spec, self.head_dim
+        name, output = self.site_name(rm)
+        out: list[MaskSite] = []
+        for layer in sorted(self.by_layer):
+            heads = self.by_layer[layer].tolist()
+            module = get_submodule(rm.attention(layer), name)
+            envoy = root[layer] if root is not None else get_submodule(rm.attention_envoy(layer), name)
+            device = module.weight.device
+            if self.mode == "uniform":
+                # output features: nn.Linear's out_features, GPT-2 Conv1D's nf, a norm's weight length
+                features = getattr(module, "out_features", None) or getattr(module, "nf", None)
+                features = int(features or module.weight.shape[0])
+                stride = 3 * d if spec.query_layout == "per_head" and not spec.joint_query_norm else d
+                mask = torch.zeros(features, dtype=torch.bool)  # built on the host, moved once
+                for h in heads:
+                    mask[h * stride : h * stride + d] = True
+                out.append(MaskSite(layer, envoy, output, mask.to(device)))
+                continue
+            mask = torch.zeros(self.num_heads, d, dtype=torch.bool)
+            mask[heads] = True
+            fill = None
+            if self.mode == "mean":
+                fill = torch.zeros(self.num_heads, d, dtype=self.mean_values.dtype, device=device)
+                fill[heads] = self.mean_values[layer, heads].to(device)
+                fill = fill.reshape(-1)
+            out.append(MaskSite(layer, envoy, output, mask.reshape(-1).to(device), fill))
+        return out
+
+    @staticmethod
+    def apply_sites(sites: Sequence[MaskSite]) -> None:
+        """Apply ``sites`` (from ``sites``) inside an active trace of their envoys' root."""
+        for site in sites:
+            site.apply()
+
     def apply_all(self, rm: RetModel) -> None:
         """Apply to every layer inside an active ``rm.lm.trace`` (layers in execution order)."""
-        for layer in sorted(self.by_layer):
-            if self.touches_query(layer):
-                args, _ = rm.attention_call(layer).inputs
-                self.apply_query(layer, args[1])
-            if self.touches_output(layer):
-                self.apply_output(layer, rm.out_proj_envoy(layer).input)
+        self.apply_sites(self.sites(rm))
+
+
+_SITE_ENVOYS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def site_envoy(model, name: str):
+    """An nnsight envoy over only the submodule ``name`` of every layer's attention: ``NNsight`` of a ``ModuleList``
+    holding those modules themselves (not copies), cached per model; ``envoy[layer]`` is that layer's module.
+
+    Masked generation traces its decode loop through this envoy rather than ``rm.lm``: an nnsight trace hands every
+    module it wraps over to the interleaver on every call (input, skip gate, output), so a trace of the whole model
+    pays that at every module of every step, while the masking touches one module per layer. nnsight routes a
+    module wrapped by several envoys to whichever one is tracing, so ``rm.lm`` keeps working on the same modules.
+    """
+    from nnsight import NNsight
+
+    rm = as_model(model)
+    modules = [get_submodule(rm.attention(layer), name) for layer in range(rm.geometry.num_layers)]
+    per_model = _SITE_ENVOYS.setdefault(rm.model, {})
+    cached = per_model.get(name)
+    if cached is None or any(a is not b for a, b in zip(cached[0], modules)):  # new, or a module was replaced
+        cached = per_model[name] = (modules, NNsight(torch.nn.ModuleList(modules)))
+    return cached[1]
 
 
 def masked_logits(
@@ -187,9 +285,12 @@ def generate(
     ``model.generate``: left-padded prompts followed by the new tokens, padded with ``pad_token_id`` after EOS.
 
     ``input_ids`` may be a ``[batch, seq]`` tensor (with ``attention_mask`` for left padding) or a list of 1-D
-    prompts of different lengths. ``seed`` seeds sampling (a CPU ``torch.Generator``), so two calls with the same seed
-    draw the same random numbers: the masked and unmasked sides of a RetMask pair differ only by the masking.
-    (Sampling happens on the model's device; the same seed gives the same draws on the same kind of device.)
+    prompts of different lengths. ``seed`` seeds sampling (a ``torch.Generator`` on the model's device), so two calls
+    with the same seed draw the same random numbers: the masked and unmasked sides of a RetMask pair differ only by
+    the masking. (The same seed gives the same draws on the same kind of device.)
+
+    With heads to mask, the whole decode loop runs inside one nnsight trace and the heads are masked on every forward
+    (``MaskPlan.sites``); with none, it runs plain forwards. Both run the same loop and sampler (``_decode``).
     """
     rm = as_model(model)
     if isinstance(input_ids, torch.Tensor) and input_ids.dim() == 2:
@@ -214,10 +315,32 @@ def generate(
         generator = torch.Generator(device=rm.device).manual_seed(seed)
     choose = _sampler(do_sample, temperature, top_p, top_k, generator)
     eos = torch.tensor(eos_ids, dtype=torch.long, device=rm.device)
-    last = batch.width
-    for step, _, _, _ in decode_steps(rm, batch, max_new_tokens, choose, eos=eos, mask_plan=plan):
-        last = batch.width + step + 1
-    return batch.ids[:, :last]
+    if plan.is_empty or _PER_STEP_TRACES.get():  # plain forwards (no nnsight), or the reference path
+        steps = 0
+        for step, _, _, _ in decode_steps(rm, batch, max_new_tokens, choose, eos=eos, mask_plan=plan):
+            steps = step + 1
+    else:  # one trace for the whole generation, the heads masked on every forward
+        root = site_envoy(rm, plan.site_name(rm)[0])
+        sites = plan.sites(rm, root)
+        steps = decode_in_one_trace(
+            rm, batch, max_new_tokens, choose, eos=eos, envoy=root, intervene=lambda: plan.apply_sites(sites)
+        )
+    return batch.ids[:, : batch.width + steps]
+
+
+_PER_STEP_TRACES: contextvars.ContextVar[bool] = contextvars.ContextVar("per_step_traces", default=False)
+
+
+def generate_per_step_traces(model, input_ids, heads: Iterable[Head] = (), mode: str = "zero", **kwargs):
+    """``generate`` on the reference path: one nnsight trace per step, the query zeroed at the attention call
+    (``.source``) and head outputs zeroed by index (``MaskPlan.apply_query`` / ``apply_output``), as detection's loop
+    does. Slower (nnsight sets up every step, and ``.source`` permanently instruments the attention forwards);
+    kept to check and time the one-trace path against. Same arguments and result as ``generate``."""
+    token = _PER_STEP_TRACES.set(True)
+    try:
+        return generate(model, input_ids, heads, mode, **kwargs)
+    finally:
+        _PER_STEP_TRACES.reset(token)
 
 
 class MaskedModel:
