@@ -186,15 +186,17 @@ def load_model(
 ) -> RetModel:
     """Load a causal LM and its tokenizer from the hub or a local directory.
 
-    ``"organism"`` loads the package's embedded model organism. ``device="auto"`` uses a GPU when there is
-    one (and ``device_map="auto"`` when several are visible); ``dtype="auto"`` is bf16 on GPU, fp32 on CPU.
+    ``"organism"`` loads the package's embedded model organism (``"organism:distributed"`` names one).
+    ``device="auto"`` uses a GPU when there is one (and ``device_map="auto"`` when several are visible);
+    ``dtype="auto"`` is bf16 on GPU, fp32 on CPU.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    if str(name_or_path) == "organism":
-        from .organism import load_organism
+    if str(name_or_path) == "organism" or str(name_or_path).startswith("organism:"):
+        from .organism import DEFAULT_ORGANISM, load_organism
 
-        return load_organism(device=device, dtype=dtype)
+        name = str(name_or_path).partition(":")[2] or DEFAULT_ORGANISM
+        return load_organism(name, device=device, dtype=dtype)
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
     kwargs: dict[str, Any] = {

@@ -196,13 +196,18 @@ def invented_word(rng: random.Random, split: str, syllables: tuple[int, int] = (
     """A pronounceable made-up word (e.g. "kavolin") belonging to ``split`` by the CRC-32 hash rule.
 
     In the train split a share ``TRAIN_RICH_WORD_RATE`` of them is built from English-like onsets, vowels and codas
-    (e.g. "throughsk", "clend") instead of the fixed syllable list, so that training copies the many sub-word pieces
-    real words break into; the eval split always uses the syllable list.
+    (e.g. "throughsk", "clend") and a share ``TRAIN_TOKEN_WORD_RATE`` from random ``TRAIN_TOKEN_PIECES`` (a
+    tokenizer's alphabetic vocabulary pieces, set by the organism's training data) instead of the fixed syllable
+    list, so that training copies the sub-word pieces real words break into; the eval split always uses the
+    syllable list.
     """
     _check_split(split)
     while True:
         n = rng.randint(*syllables)
-        if split == "train" and TRAIN_RICH_WORD_RATE and rng.random() < TRAIN_RICH_WORD_RATE:
+        r = rng.random() if split == "train" and (TRAIN_RICH_WORD_RATE or TRAIN_TOKEN_WORD_RATE) else 1.0
+        if r < TRAIN_TOKEN_WORD_RATE and TRAIN_TOKEN_PIECES:
+            word = "".join(rng.choice(TRAIN_TOKEN_PIECES) for _ in range(n))
+        elif r < TRAIN_TOKEN_WORD_RATE + TRAIN_RICH_WORD_RATE:
             word = _rich_word(rng, n)
         else:
             word = "".join(rng.choice(_SYLLABLES) for _ in range(n))
@@ -260,8 +265,11 @@ def _listed_words(split: str) -> frozenset[str]:
 # must copy them token by token; with only a few hundred listed words it can instead learn the list and "recall"
 # a plausible word, which fails on the unseen words of the eval split.
 TRAIN_INVENTED_RATE = 0.5
-# Share of train-split made-up words built by ``_rich_word`` (set per organism training stage; 0 = syllables only).
+# Shares of train-split made-up words built by ``_rich_word`` and from ``TRAIN_TOKEN_PIECES`` (set per organism
+# training stage; 0 = syllables only).
 TRAIN_RICH_WORD_RATE = 0.0
+TRAIN_TOKEN_WORD_RATE = 0.0
+TRAIN_TOKEN_PIECES: tuple[str, ...] = ()
 
 
 def person_name(rng: random.Random, split: str) -> str:

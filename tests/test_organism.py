@@ -230,18 +230,27 @@ def test_load_organism(name):
     assert rm.eos_token_ids() == [rm.tokenizer.eos_token_id]
     size = sum(f.stat().st_size for f in organism.organism_path(name).iterdir())
     assert size < 25e6
+    from retmask_interp.models import load_model
+
+    assert load_model(f"organism:{name}").name == rm.name  # the CLI's --model organism:NAME
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", organism.ORGANISMS)
 def test_organism_retrieval_heads_matter(name):
-    """Held-out needles are retrieved, and masking the five copy heads of layers 4-5 removes retrieval."""
+    """Held-out needles are retrieved, and masking the retrieval heads recorded in the model card's verification
+    file (train_logs/<name>_verify_gpu.json) removes retrieval, on a grid of its own."""
     if name not in organism.available_organisms():
         pytest.skip(f"weights of {name!r} are not in this checkout")
+    import json
+    from pathlib import Path
+
+    record = Path(organism.__file__).parent / "train_logs" / f"{name}_verify_gpu.json"
+    heads = [tuple(h) for h in json.loads(record.read_text())["retrieval_heads"]]
+    assert len(heads) >= 3
     rm = organism.load_organism(name)
     items = quickcheck.niah_items(rm.tokenizer, [300, 900], [0, 50, 100], needles=2, seed=99)
     acc, _ = quickcheck.niah_success(rm.model, rm.tokenizer, items)
-    assert acc >= 0.4  # measured 0.5-0.65 on the model card's grid; the target of 0.9 is not reached yet
-    heads = [(4, 4), (4, 5), (4, 6), (5, 4), (5, 5)]
+    assert acc >= 0.8  # 0.99-1.0 on the model card's 120-prompt grid
     masked, _ = quickcheck.niah_success(rm.model, rm.tokenizer, items, heads)
-    assert masked <= 0.1
+    assert masked <= acc - 0.5

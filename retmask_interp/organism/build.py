@@ -89,6 +89,7 @@ class TrainSpec:
         0.5  # share of listed words replaced by made-up ones in training text (synthetic.py)
     )
     rich_word_rate: float = 0.0  # share of those made-up words built from English-like pieces (synthetic.py)
+    token_word_rate: float = 0.0  # share built from random alphabetic pieces of the tokenizer's vocabulary
     head_dropout: float = 0.0  # probability of zeroing a head's output, per sequence, during training
     protected_heads: list[list[int]] = field(default_factory=list)  # (layer, head) pairs never dropped
     targeted_dropout: list[list[float]] = field(

@@ -77,11 +77,31 @@ def make_sequence(
     return ids[:length], roles[:length]  # give up trimming: cut (rare; the answer may be lost, roles say so)
 
 
+_PIECES: dict[int, tuple[str, ...]] = {}
+
+
+def token_pieces(tokenizer) -> tuple[str, ...]:
+    """The tokenizer's purely alphabetic lower-case vocabulary pieces (a leading-space marker stripped), sorted:
+    made-up words built from them make training copy every piece that unseen words can break into."""
+    key = id(tokenizer)
+    if key not in _PIECES:
+        pieces = set()
+        for token in tokenizer.get_vocab():
+            text = tokenizer.convert_tokens_to_string([token]).strip()
+            if text.isascii() and text.isalpha() and text.islower():
+                pieces.add(text)
+        _PIECES[key] = tuple(sorted(pieces))
+    return _PIECES[key]
+
+
 def make_batch(tokenizer, plan: BatchPlan, step: int) -> tuple[np.ndarray, np.ndarray]:
     """Batch ``step``: ``input_ids`` [B, L] (int32) and ``roles`` [B, L] (int8)."""
-    saved = synthetic.TRAIN_INVENTED_RATE, synthetic.TRAIN_RICH_WORD_RATE
+    names = ("TRAIN_INVENTED_RATE", "TRAIN_RICH_WORD_RATE", "TRAIN_TOKEN_WORD_RATE", "TRAIN_TOKEN_PIECES")
+    saved = [getattr(synthetic, n) for n in names]
     synthetic.TRAIN_INVENTED_RATE = plan.spec.invented_rate
     synthetic.TRAIN_RICH_WORD_RATE = plan.spec.rich_word_rate
+    synthetic.TRAIN_TOKEN_WORD_RATE = plan.spec.token_word_rate
+    synthetic.TRAIN_TOKEN_PIECES = token_pieces(tokenizer) if plan.spec.token_word_rate else ()
     try:
         length = batch_length(plan, step)
         n = max(1, plan.spec.tokens_per_batch // length)
@@ -92,7 +112,8 @@ def make_batch(tokenizer, plan: BatchPlan, step: int) -> tuple[np.ndarray, np.nd
             ids[b, : len(seq)] = seq
             roles[b, : len(role)] = role
     finally:
-        synthetic.TRAIN_INVENTED_RATE, synthetic.TRAIN_RICH_WORD_RATE = saved
+        for n, v in zip(names, saved):
+            setattr(synthetic, n, v)
     return ids, roles
 
 

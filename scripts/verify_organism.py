@@ -1,0 +1,122 @@
+"""Measure an organism's acceptance numbers with the package's own pipeline (niah -> detect -> masking).
+
+    python scripts/verify_organism.py --organism concentrated --out retmask_interp/organism/train_logs/concentrated_verify.json
+    python scripts/verify_organism.py --model runs/some_checkpoint --out /tmp/verify.json
+
+Held-out grid: eval-split needles (``make_needles(N, seed, split="eval")``: words, names and codes never seen in
+training) in an eval-split synthetic haystack, chat template, lengths inside the trained 2048 tokens, Wu depths.
+Reports NIAH success (detection's success filter: ROUGE-1 recall > 0.5), every head's retrieval score, NIAH success
+with the retrieval heads (score >= threshold) masked in ``zero`` mode, and with as many random non-retrieval heads
+masked for several seeds (``masking.random_controls``), plus the organisation metrics of the 48 scores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from retmask_interp import analysis
+from retmask_interp._io import atomic_write_json, refuse_overwrite
+from retmask_interp.demo import niah_success, outcome_rows
+from retmask_interp.detect import DetectConfig, detect_heads, load_sample_results
+from retmask_interp.masking import random_controls
+from retmask_interp.models import load_model
+from retmask_interp.niah import build_grid, load_haystack, wu_depths
+from retmask_interp.synthetic import make_needles
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--organism", help="a shipped organism: concentrated or distributed")
+    src.add_argument("--model", help="a model directory (e.g. a training run's output)")
+    ap.add_argument("--out", required=True, help="JSON file to write")
+    ap.add_argument("--needles", type=int, default=6)
+    ap.add_argument("--needle-seed", type=int, default=2024)
+    ap.add_argument(
+        "--haystack", default="synthetic:11", help="haystack spec (synthetic ones are eval split)"
+    )
+    ap.add_argument("--lengths", type=int, nargs="+", default=[500, 1000, 1500, 2000])
+    ap.add_argument("--depths", type=int, default=5, help="number of Wu depths")
+    ap.add_argument("--threshold", type=float, default=0.1)
+    ap.add_argument("--seeds", type=int, default=5, help="random-head control seeds")
+    ap.add_argument("--max-new-tokens", type=int, default=24)
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--overwrite", action="store_true")
+    return ap.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    out = Path(args.out)
+    refuse_overwrite(out, args.overwrite, "verification")
+    t0 = time.time()
+    rm = load_model(
+        f"organism:{args.organism}" if args.organism else args.model, device=args.device, dtype="float32"
+    )
+    needles = make_needles(args.needles, seed=args.needle_seed, split="eval")
+    haystack = load_haystack(args.haystack, num_words=max(args.lengths) * 2)
+    samples = build_grid(
+        rm.tokenizer, haystack, needles, args.lengths, wu_depths(args.depths), "chat", repeat_haystack=True
+    )
+    det = DetectConfig(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
+    with tempfile.TemporaryDirectory() as tmp_dir:
+        tmp = Path(tmp_dir) / "samples.jsonl"
+        hs = detect_heads(rm, samples, det, samples_path=tmp, progress=False)
+        normal = outcome_rows(load_sample_results(tmp), samples)
+    retrieval = hs.above(args.threshold)
+    kw = dict(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
+    masked = niah_success(rm, samples, heads=retrieval, **kw)
+    controls = random_controls(rm, retrieval, n_seeds=args.seeds, seed=0) if retrieval else []
+    random_acc = [
+        statistics.fmean(r["success"] for r in niah_success(rm, samples, heads=c, **kw)) for c in controls
+    ]
+
+    def acc(rows):
+        return statistics.fmean(r["success"] for r in rows)
+
+    scores = hs.matrix().flatten().tolist()
+    ranked = hs.ranked()
+    result = {
+        "model": rm.name,
+        "num_samples": len(samples),
+        "lengths": args.lengths,
+        "depths": wu_depths(args.depths),
+        "needles": needles,
+        "haystack": f"{args.haystack} (eval split)",
+        "niah_success": acc(normal),
+        "heads_ge_0.3": sum(s >= 0.3 for s in scores),
+        "heads_ge_0.1": sum(s >= 0.1 for s in scores),
+        "top_heads": [[layer, head, round(s, 4)] for layer, head, s in ranked[:12]],
+        "retrieval_heads": [list(h) for h in retrieval],
+        "masked_retrieval_success": acc(masked),
+        "masked_retrieval_drop": acc(normal) - acc(masked),
+        "random_controls": [[list(h) for h in c] for c in controls],
+        "masked_random_success": random_acc,
+        "masked_random_drop_mean": acc(normal) - statistics.fmean(random_acc) if random_acc else None,
+        "organisation": analysis.metrics_table({rm.name: hs}).to_dict(orient="records")[0],
+        "failures": [r["generated"] for r in normal if not r["success"]][:10],
+        "command": "python scripts/verify_organism.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "wall_s": round(time.time() - t0, 1),
+    }
+    atomic_write_json(out, result)
+    logging.getLogger("verify").info(
+        "NIAH %.3f | heads >= 0.3: %d | masked retrieval %.3f | random mean %s | wrote %s",
+        result["niah_success"],
+        result["heads_ge_0.3"],
+        result["masked_retrieval_success"],
+        result["masked_random_drop_mean"],
+        out,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
