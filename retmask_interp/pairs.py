@@ -53,6 +53,7 @@ __all__ = [
     "PairPaths",
     "Prompt",
     "builtin_prompts",
+    "task_prompts",
     "heads_hash",
     "load_prompts",
     "make_pairs",
@@ -223,6 +224,38 @@ def builtin_prompts(n: int, *, seed: int = 0, split: str = "train") -> list[str]
     return [
         rng.choice(_PROMPT_TEMPLATES).format(**{k: rng.choice(v) for k, v in words.items()}) for _ in range(n)
     ]
+
+
+def task_prompts(
+    n: int,
+    *,
+    tokenizer=None,
+    num_tokens: int = 320,
+    tasks: Sequence[str] = ("niah", "multi_needle", "json_kv", "rag_qa", "cite"),
+    seed: int = 0,
+    split: str = "train",
+) -> list[str]:
+    """``n`` long-context task prompts (a document and a question, ``retmask_interp.tasks``), cycling through
+    ``tasks``; about ``num_tokens`` tokens each with ``tokenizer`` (else words). A pure function of its arguments.
+
+    For a model that cannot hold a general conversation (the organism), these are the prompts where the normal
+    and the masked model differ in the way RetMask is about: one copies from the context, the other cannot.
+    """
+    from .tasks import make_example
+
+    if n < 0:
+        raise ValueError("n must be >= 0")
+    if not tasks:
+        raise ValueError("tasks must name at least one task")
+    out = []
+    for i in range(n):
+        task = tasks[i % len(tasks)]
+        if tokenizer is not None:
+            ex = make_example(task, i, seed=seed, split=split, tokenizer=tokenizer, num_tokens=num_tokens)
+        else:
+            ex = make_example(task, i, seed=seed, split=split, num_words=num_tokens)
+        out.append(ex.prompt)
+    return out
 
 
 # -- heads and seeds ---------------------------------------------------------------------------------------------

@@ -6,7 +6,8 @@ For each organism (``concentrated``, ``distributed``):
    haystack) and compute the organisation metrics (``analysis.organization_metrics``);
 2. choose the retrieval heads (score >= ``--threshold``; at least ``--min-heads`` by rank) and a control set of
    as many random non-retrieval heads (``masking.random_heads``, excluding every head >= ``--threshold``);
-3. sample preference pairs for both head sets (``pairs.make_pairs`` on ``pairs.builtin_prompts``);
+3. sample preference pairs for both head sets (``pairs.make_pairs`` on ``pairs.builtin_prompts``, or with
+   ``--prompts tasks`` on ``pairs.task_prompts``: long-context task prompts of the training split);
 4. DPO-train a fresh copy of the organism on each pair set (``training.train_dpo``) for every learning rate given;
 5. evaluate no training / random-head DPO / RetMask DPO on the long-context suite (``evaluation.evaluate``) at
    lengths inside and beyond the training length, plus held-out perplexity, and compare each trained model
@@ -54,6 +55,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--max-heads", type=int, default=8, help="and at most this many")
     # pairs
     p.add_argument("--num-prompts", type=int, default=256)
+    p.add_argument(
+        "--prompts",
+        choices=("general", "tasks"),
+        default="general",
+        help="general: pairs.builtin_prompts (short chat prompts, as in the paper); tasks: pairs.task_prompts "
+        "(long-context task prompts of --prompt-tokens tokens, where copying matters)",
+    )
+    p.add_argument("--prompt-tokens", type=int, default=320)
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--temperature", type=float, default=0.6)
     p.add_argument("--pair-batch-size", type=int, default=64)
@@ -128,7 +137,14 @@ def choose_heads(hs, args) -> list[tuple[int, int]]:
 
 
 def make_pair_set(rm, heads, path: Path, args):
-    from retmask_interp.pairs import PairsConfig, PairStats, builtin_prompts, make_pairs, pair_paths
+    from retmask_interp.pairs import (
+        PairsConfig,
+        PairStats,
+        builtin_prompts,
+        make_pairs,
+        pair_paths,
+        task_prompts,
+    )
 
     stats_path = pair_paths(path).stats
     if stats_path.exists():
@@ -141,7 +157,10 @@ def make_pair_set(rm, heads, path: Path, args):
         batch_size=args.pair_batch_size,
         seed=0,
     )
-    prompts = builtin_prompts(args.num_prompts, seed=0, split="train")
+    if args.prompts == "tasks":
+        prompts = task_prompts(args.num_prompts, tokenizer=rm.tokenizer, num_tokens=args.prompt_tokens)
+    else:
+        prompts = builtin_prompts(args.num_prompts, seed=0, split="train")
     return make_pairs(rm, prompts, heads, path, config=cfg, progress=False)
 
 

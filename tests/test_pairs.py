@@ -22,6 +22,7 @@ from retmask_interp.pairs import (
     pairs_from_responses,
     resolve_heads,
     sample_seed,
+    task_prompts,
 )
 
 HEADS = [(0, 0), (0, 3), (1, 2), (2, 5), (3, 1), (4, 6)]
@@ -274,3 +275,19 @@ def test_make_pairs_input_errors(stories, tmp_path):
         make_pairs(stories, PROMPTS, [], tmp_path / "x.jsonl", config=CFG)
     with pytest.raises(ValueError, match="out of range"):
         make_pairs(stories, PROMPTS, [(9, 0)], tmp_path / "x.jsonl", config=CFG)
+
+
+def test_task_prompts_hold_a_document_and_a_question():
+    from retmask_interp.organism import load_organism
+
+    tok = load_organism().tokenizer
+    prompts = task_prompts(10, tokenizer=tok, num_tokens=300)
+    assert prompts == task_prompts(10, tokenizer=tok, num_tokens=300)
+    assert len(set(prompts)) == 10
+    for p in prompts:
+        n = len(tok(p, add_special_tokens=False).input_ids)
+        assert 150 <= n <= 300 + 80, n  # a document of about the asked size (plus the question)
+        assert "?" in p  # and a question about it
+    assert task_prompts(2, tasks=("json_kv",), num_tokens=80)[0] != task_prompts(2, num_tokens=80)[0]
+    with pytest.raises(ValueError, match="at least one task"):
+        task_prompts(1, tasks=())
