@@ -229,7 +229,9 @@ _CODAS = (
     "sp ss st t tch th x z ght dge nce se ve ze"
 ).split()
 
-_SUFFIXES = "ing ed er ers est ful ly ness ous ary ory ish en ened ter tion ment ble ist age ure ity al ic".split()
+_SUFFIXES = (
+    "ing ed er ers est ful ly ness ous ary ory ish en ened ter tion ment ble ist age ure ity al ic".split()
+)
 
 
 def _rich_word(rng: random.Random, syllables: int) -> str:
