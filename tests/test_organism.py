@@ -76,7 +76,7 @@ def test_encode_example_matches_chat_template(tok):
 def test_config_files_parse():
     for path in sorted(CONFIGS.glob("*.json")):
         cfg = build.OrganismConfig.from_json(path)
-        assert cfg.name == path.stem
+        assert path.stem == cfg.name or path.stem.startswith(cfg.name + "_")  # <organism>[_<stage>].json
         assert cfg.model.num_attention_heads % cfg.model.num_key_value_heads == 0
         assert cfg.model.max_position_embeddings >= 2 * cfg.train.seq_len >= 4096
 
