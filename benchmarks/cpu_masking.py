@@ -10,7 +10,7 @@ steadier when other processes share the machine) of:
     plain HF generate         ``model.generate`` greedy (``do_sample=False``), the reference
     ours, nothing masked      ``masking.generate(model, ids, [])``
     ours, zero/uniform, 25 %  and 100 % of the heads masked (random heads, seeded)
-    per-step traces           with --per-step: the reference path (``generate_per_step_traces``), which was
+    per-step traces           with --per-step: the reference path (``generate(..., per_step_traces=True)``), which was
                               ``generate`` before it ran the whole loop in one trace
 
 and each time over plain HF generate (on a twin of the model that nnsight never wraps). The runs are timed
@@ -40,7 +40,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from retmask_interp.masking import generate as masked_generate  # noqa: E402
 from retmask_interp.masking import (  # noqa: E402
-    generate_per_step_traces,  # noqa: E402
     zero_head_outputs_,
     zero_head_queries_,
 )
@@ -128,7 +127,9 @@ def main(argv=None):
         return masked_generate(model, ids, heads, mode, max_new_tokens=n, eos_token_id=[], **kw)
 
     def per_step(heads, mode, **kw):
-        return generate_per_step_traces(old_model, ids, heads, mode, max_new_tokens=n, eos_token_id=[], **kw)
+        return masked_generate(
+            old_model, ids, heads, mode, max_new_tokens=n, eos_token_id=[], per_step_traces=True, **kw
+        )
 
     if args.profile:
         mode, percent = args.profile.split(":")

@@ -33,7 +33,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from retmask_interp.detect import copy_paste_scores, copy_paste_scores_batch  # noqa: E402
 from retmask_interp.masking import generate as masked_generate  # noqa: E402
-from retmask_interp.masking import generate_per_step_traces  # noqa: E402
 from retmask_interp.models import as_model  # noqa: E402
 
 LLAMA_8B = dict(
@@ -282,8 +281,8 @@ def section_masking(
     for mode in ("zero", "uniform"):
         heads = picks[32]
         t, _, out = clock.run(
-            lambda heads=heads, mode=mode: generate_per_step_traces(
-                base, ids, heads, mode, max_new_tokens=n, eos_token_id=[]
+            lambda heads=heads, mode=mode: masked_generate(
+                base, ids, heads, mode, max_new_tokens=n, eos_token_id=[], per_step_traces=True
             ),
             repeats,
         )

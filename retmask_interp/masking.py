@@ -23,7 +23,6 @@ overlap the heads they control for), and the weight edits ``zero_head_outputs_``
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import random as _random
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
@@ -41,7 +40,6 @@ __all__ = [
     "MaskSite",
     "MaskedModel",
     "generate",
-    "generate_per_step_traces",
     "masked",
     "masked_logits",
     "mean_head_outputs",
@@ -166,10 +164,9 @@ class MaskPlan:
                 # output features: nn.Linear's out_features, GPT-2 Conv1D's nf, a norm's weight length
                 features = getattr(module, "out_features", None) or getattr(module, "nf", None)
                 features = int(features or module.weight.shape[0])
-                stride = 3 * d if spec.query_layout == "per_head" and not spec.joint_query_norm else d
                 mask = torch.zeros(features, dtype=torch.bool)  # built on the host, moved once
                 for h in heads:
-                    mask[h * stride : h * stride + d] = True
+                    mask[_query_features(spec, h, d)] = True
                 out.append(MaskSite(layer, envoy, output, mask.to(device)))
                 continue
             mask = torch.zeros(self.num_heads, d, dtype=torch.bool)
@@ -280,6 +277,7 @@ def generate(
     eos_token_id: int | Sequence[int] | None = None,
     pad_token_id: int | None = None,
     mean_values: torch.Tensor | None = None,
+    per_step_traces: bool = False,
 ) -> torch.Tensor:
     """Generate with ``heads`` masked at every step (prefill included); returns ``[batch, width + new]`` like
     ``model.generate``: left-padded prompts followed by the new tokens, padded with ``pad_token_id`` after EOS.
@@ -291,6 +289,10 @@ def generate(
 
     With heads to mask, the whole decode loop runs inside one nnsight trace and the heads are masked on every forward
     (``MaskPlan.sites``); with none, it runs plain forwards. Both run the same loop and sampler (``_decode``).
+    ``per_step_traces=True`` takes the reference path instead: one nnsight trace per step, the query zeroed at the
+    attention call (``.source``) and head outputs zeroed by index (``MaskPlan.apply_query`` / ``apply_output``), as
+    detection's loop does. It is slower (nnsight sets up every step, and ``.source`` permanently instruments the
+    attention forwards) and kept to check and time the one-trace path against; the tokens are the same.
     """
     rm = as_model(model)
     if isinstance(input_ids, torch.Tensor) and input_ids.dim() == 2:
@@ -315,7 +317,7 @@ def generate(
         generator = torch.Generator(device=rm.device).manual_seed(seed)
     choose = _sampler(do_sample, temperature, top_p, top_k, generator)
     eos = torch.tensor(eos_ids, dtype=torch.long, device=rm.device)
-    if plan.is_empty or _PER_STEP_TRACES.get():  # plain forwards (no nnsight), or the reference path
+    if plan.is_empty or per_step_traces:  # plain forwards (no nnsight), or the reference path
         steps = 0
         for step, _, _, _ in decode_steps(rm, batch, max_new_tokens, choose, eos=eos, mask_plan=plan):
             steps = step + 1
@@ -326,21 +328,6 @@ def generate(
             rm, batch, max_new_tokens, choose, eos=eos, envoy=root, intervene=lambda: plan.apply_sites(sites)
         )
     return batch.ids[:, : batch.width + steps]
-
-
-_PER_STEP_TRACES: contextvars.ContextVar[bool] = contextvars.ContextVar("per_step_traces", default=False)
-
-
-def generate_per_step_traces(model, input_ids, heads: Iterable[Head] = (), mode: str = "zero", **kwargs):
-    """``generate`` on the reference path: one nnsight trace per step, the query zeroed at the attention call
-    (``.source``) and head outputs zeroed by index (``MaskPlan.apply_query`` / ``apply_output``), as detection's loop
-    does. Slower (nnsight sets up every step, and ``.source`` permanently instruments the attention forwards);
-    kept to check and time the one-trace path against. Same arguments and result as ``generate``."""
-    token = _PER_STEP_TRACES.set(True)
-    try:
-        return generate(model, input_ids, heads, mode, **kwargs)
-    finally:
-        _PER_STEP_TRACES.reset(token)
 
 
 class MaskedModel:
@@ -487,6 +474,14 @@ def zero_head_outputs_(model, heads: Iterable[Head]) -> None:
                 proj.weight[:, h * d : (h + 1) * d] = 0
 
 
+def _query_features(spec, head: int, head_dim: int) -> slice:
+    """``head``'s features in the output of the module that holds the queries: a query norm over all heads (OLMo-2/3),
+    else the query projection: ``[q_h | k_h | v_h]`` per head (GPT-NeoX), or separate / fused ``[q | k | v]``."""
+    if spec.query_layout == "per_head" and not spec.joint_query_norm:
+        return slice(head * 3 * head_dim, head * 3 * head_dim + head_dim)
+    return slice(head * head_dim, (head + 1) * head_dim)
+
+
 @torch.no_grad()
 def zero_head_queries_(model, heads: Iterable[Head]) -> None:
     """In place: zero each head's query (weight rows and bias of its query projection, per the table's
@@ -497,14 +492,11 @@ def zero_head_queries_(model, heads: Iterable[Head]) -> None:
         if rm.spec.joint_query_norm:
             norm = get_submodule(rm.attention(layer), rm.spec.joint_query_norm)
             for h in hs:
-                norm.weight[h * d : (h + 1) * d] = 0
+                norm.weight[_query_features(rm.spec, h, d)] = 0
             continue
         proj = get_submodule(rm.attention(layer), rm.spec.query)
         for h in hs:
-            if rm.spec.query_layout == "per_head":  # [q_h | k_h | v_h] per head
-                cols = slice(h * 3 * d, h * 3 * d + d)
-            else:  # separate q_proj, or fused [q | k | v] with q first
-                cols = slice(h * d, (h + 1) * d)
+            cols = _query_features(rm.spec, h, d)
             if rm.spec.weight_layout == "conv1d":
                 proj.weight[:, cols] = 0
             else:

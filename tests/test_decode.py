@@ -1,6 +1,6 @@
 """Masked generation in one nnsight trace equals the per-step-trace path and the weight-edited model, on every family.
 
-The reference path (``generate_per_step_traces``: one trace per step, the query zeroed at the attention call through
+The reference path (``generate(..., per_step_traces=True)``: one trace per step, the query zeroed at the attention call through
 ``.source`` and the head outputs zeroed by index) is the implementation masked generation used before;
 the fast path (``masking.generate``: the whole loop in one trace over ``site_envoy``, the query zeroed at the query
 projection's output, ``masked_fill_``) must give the same tokens, greedy and sampled with a seed.
@@ -21,7 +21,6 @@ from retmask_interp._decode import _forward_names
 from retmask_interp.detect import copy_paste_scores
 from retmask_interp.masking import (
     generate,
-    generate_per_step_traces,
     masked_logits,
     mean_head_outputs,
     site_envoy,
@@ -41,7 +40,7 @@ def per_step_generate(
     model, prompts, heads, mode, *, max_new_tokens, eos_ids=(), mean_values=None, **sampling
 ):
     """The per-step-trace path, called with the same padding as the tests' ``generate`` calls."""
-    return generate_per_step_traces(
+    return generate(
         model,
         prompts,
         heads,
@@ -50,6 +49,7 @@ def per_step_generate(
         eos_token_id=list(eos_ids),
         pad_token_id=0,
         mean_values=mean_values,
+        per_step_traces=True,
         **sampling,
     )
 
