@@ -16,7 +16,7 @@ from typing import Any
 
 from ._io import atomic_write_json, atomic_write_text, refuse_overwrite
 
-__all__ = ["DemoConfig", "run_demo", "niah_success"]
+__all__ = ["DemoConfig", "MaskingRun", "detect_and_mask", "run_demo", "niah_success"]
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,53 @@ def outcome_rows(results, samples) -> list[dict[str, Any]]:
     return sorted((row for row in rows if row["sample_id"] in order), key=lambda row: order[row["sample_id"]])
 
 
+@dataclass
+class MaskingRun:
+    """Detection on a NIAH grid and NIAH outcomes with its retrieval heads / random controls masked."""
+
+    heads: Any  # HeadScores
+    retrieval: list[tuple[int, int]]
+    normal: list[dict[str, Any]]
+    masked: list[dict[str, Any]]
+    controls: list[list[tuple[int, int]]]
+    random_runs: list[list[dict[str, Any]]]
+
+
+def detect_and_mask(
+    rm,
+    samples,
+    *,
+    samples_path: str | Path,
+    threshold: float = 0.1,
+    seeds: int = 5,
+    max_new_tokens: int = 24,
+    batch_size: int = 16,
+    mode: str = "zero",
+    progress: bool = False,
+    params: dict[str, Any] | None = None,
+) -> MaskingRun:
+    """Detect retrieval heads on ``samples`` (resumable through ``samples_path``), then NIAH success unmasked (the
+    detection's own decoding), with the heads scoring >= ``threshold`` masked, and with ``seeds`` random control
+    sets of as many heads masked (``masking.random_controls``)."""
+    from .detect import DetectConfig, detect_heads, load_sample_results
+    from .masking import random_controls
+
+    log.info("[1/4] detection on %d NIAH samples", len(samples))
+    det_cfg = DetectConfig(max_new_tokens=max_new_tokens, batch_size=batch_size)
+    hs = detect_heads(rm, samples, det_cfg, samples_path=samples_path, progress=progress, params=params)
+    retrieval = hs.above(threshold)
+    if not retrieval:
+        log.warning("no head has score >= %s; masking nothing", threshold)
+    log.info("[2/4] NIAH with the %d retrieval heads masked", len(retrieval))
+    kw = dict(max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress, mode=mode)
+    normal = outcome_rows(load_sample_results(samples_path), samples)  # detection decoded it unmasked already
+    masked = niah_success(rm, samples, heads=retrieval, **kw)
+    log.info("[3/4] %d random-head controls", seeds)
+    controls = random_controls(rm, retrieval, n_seeds=seeds, seed=0) if retrieval else []
+    random_runs = [niah_success(rm, samples, heads=c, **kw) for c in controls]
+    return MaskingRun(hs, retrieval, normal, masked, controls, random_runs)
+
+
 def _samples(rm, config: DemoConfig):
     from .niah import build_grid, default_needles, load_haystack, wu_depths
 
@@ -105,9 +152,7 @@ def run_demo(out_dir: str | Path, config: DemoConfig | None = None) -> dict[str,
     """Run the demo into ``out_dir``; returns the summary (also written to ``summary.json``)."""
     import pandas as pd
 
-    from .detect import DetectConfig, detect_heads, load_sample_results
     from .heads import save_head_scores
-    from .masking import random_controls
     from .models import load_model
 
     config = config or DemoConfig()
@@ -121,33 +166,21 @@ def run_demo(out_dir: str | Path, config: DemoConfig | None = None) -> dict[str,
     log.info("loading %s", config.model)
     rm = load_model(config.model, device=config.device, dtype=config.dtype)
     samples = _samples(rm, config)
-    log.info("[1/4] detection on %d NIAH samples", len(samples))
-    det_cfg = DetectConfig(max_new_tokens=config.max_new_tokens, batch_size=config.batch_size)
-    hs = detect_heads(
+    run = detect_and_mask(
         rm,
         samples,
-        det_cfg,
         samples_path=samples_path,
+        threshold=config.threshold,
+        seeds=config.seeds,
+        max_new_tokens=config.max_new_tokens,
+        batch_size=config.batch_size,
+        mode=config.mask_mode,
         progress=config.progress,
         params={"haystack": "synthetic:0", "grid": "demo"},
     )
+    hs, retrieval, normal, masked = run.heads, run.retrieval, run.normal, run.masked
+    controls, random_runs = run.controls, run.random_runs
     save_head_scores(hs, out / "heads.json", overwrite=True)
-    retrieval = hs.above(config.threshold)
-    if not retrieval:
-        log.warning("no head has score >= %s; masking nothing", config.threshold)
-
-    log.info("[2/4] NIAH with the %d retrieval heads masked", len(retrieval))
-    kw = dict(
-        max_new_tokens=config.max_new_tokens,
-        batch_size=config.batch_size,
-        progress=config.progress,
-        mode=config.mask_mode,
-    )
-    normal = outcome_rows(load_sample_results(samples_path), samples)  # detection decoded it unmasked already
-    masked = niah_success(rm, samples, heads=retrieval, **kw)
-    log.info("[3/4] %d random-head controls", config.seeds)
-    controls = random_controls(rm, retrieval, n_seeds=config.seeds, seed=0) if retrieval else []
-    random_runs = [niah_success(rm, samples, heads=c, **kw) for c in controls]
 
     def acc(rows):
         return statistics.fmean(r["success"] for r in rows) if rows else float("nan")

@@ -22,9 +22,7 @@ from pathlib import Path
 
 from retmask_interp import analysis
 from retmask_interp._io import atomic_write_json, refuse_overwrite
-from retmask_interp.demo import niah_success, outcome_rows
-from retmask_interp.detect import DetectConfig, detect_heads, load_sample_results
-from retmask_interp.masking import random_controls
+from retmask_interp.demo import detect_and_mask
 from retmask_interp.models import load_model
 from retmask_interp.niah import build_grid, load_haystack, wu_depths
 from retmask_interp.synthetic import make_needles
@@ -66,18 +64,18 @@ def main(argv=None) -> int:
     samples = build_grid(
         rm.tokenizer, haystack, needles, args.lengths, wu_depths(args.depths), "chat", repeat_haystack=True
     )
-    det = DetectConfig(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
     with tempfile.TemporaryDirectory() as tmp_dir:
-        tmp = Path(tmp_dir) / "samples.jsonl"
-        hs = detect_heads(rm, samples, det, samples_path=tmp, progress=False)
-        normal = outcome_rows(load_sample_results(tmp), samples)
-    retrieval = hs.above(args.threshold)
-    kw = dict(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
-    masked = niah_success(rm, samples, heads=retrieval, **kw)
-    controls = random_controls(rm, retrieval, n_seeds=args.seeds, seed=0) if retrieval else []
-    random_acc = [
-        statistics.fmean(r["success"] for r in niah_success(rm, samples, heads=c, **kw)) for c in controls
-    ]
+        run = detect_and_mask(
+            rm,
+            samples,
+            samples_path=Path(tmp_dir) / "samples.jsonl",
+            threshold=args.threshold,
+            seeds=args.seeds,
+            max_new_tokens=args.max_new_tokens,
+            batch_size=args.batch_size,
+        )
+    hs, retrieval, normal, masked, controls = run.heads, run.retrieval, run.normal, run.masked, run.controls
+    random_acc = [statistics.fmean(r["success"] for r in rows) for rows in run.random_runs]
 
     def acc(rows):
         return statistics.fmean(r["success"] for r in rows)
