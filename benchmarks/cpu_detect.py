@@ -23,7 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from reference_impl import eager_copy, naive_copy_paste_scores  # noqa: E402
 
-from retmask_interp.detect import copy_paste_scores  # noqa: E402
+from retmask_interp.measure.detect import copy_paste_scores  # noqa: E402
 
 
 def build_model(layers=8, hidden=512, heads=8, kv=2, vocab=8192, seed=0):

@@ -1,4 +1,4 @@
-"""CPU benchmark: per-step cost of masked generation (``retmask_interp.masking.generate``) vs plain HF generate.
+"""CPU benchmark: per-step cost of masked generation (``retmask_interp.interventions.masking.generate``) vs plain HF generate.
 
 On a GPU, batch-1 decoding of an 8B model is bound by the CPU launching kernels, so every microsecond of Python and
 nnsight work per step shows up in the wall time. A small random GQA Llama on the CPU has the same character: its
@@ -38,11 +38,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from retmask_interp.masking import generate as masked_generate  # noqa: E402
-from retmask_interp.masking import (  # noqa: E402
-    zero_head_outputs_,
-    zero_head_queries_,
-)
+from retmask_interp.interventions.masking import generate as masked_generate  # noqa: E402
+from retmask_interp.interventions.weights import zero_head_outputs_, zero_head_queries_
 
 
 def build_model(layers, hidden, heads, kv, vocab, seed=0):

@@ -31,9 +31,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from retmask_interp.detect import copy_paste_scores, copy_paste_scores_batch  # noqa: E402
-from retmask_interp.masking import generate as masked_generate  # noqa: E402
-from retmask_interp.models import as_model  # noqa: E402
+from retmask_interp.core.models import as_model  # noqa: E402
+from retmask_interp.interventions.masking import generate as masked_generate  # noqa: E402
+from retmask_interp.measure.detect import copy_paste_scores, copy_paste_scores_batch  # noqa: E402
 
 LLAMA_8B = dict(
     vocab_size=128256, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,

@@ -15,11 +15,11 @@ import sys
 __all__ = ["main", "build_parser"]
 
 # order = order in --help
-_GROUPS = ["detect", "masking", "analysis", "training", "figures"]
+_GROUPS = ["detect", "analysis", "training", "figures"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from retmask_interp import __version__
 
     parser = argparse.ArgumentParser(
         prog="retmask",
@@ -30,13 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for group in _GROUPS:
-        try:
-            module = importlib.import_module(f"._cli.{group}", __package__)
-        except ModuleNotFoundError as err:
-            if err.name != f"{__package__}._cli.{group}":
-                raise
-            continue
-        module.register(sub)
+        importlib.import_module(f"retmask_interp._cli.{group}").register(sub)
     return parser
 
 

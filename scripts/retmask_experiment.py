@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from retmask_interp._io import atomic_write_json, refuse_overwrite
+from retmask_interp.core.io import atomic_write_json, refuse_overwrite
 
 log = logging.getLogger("retmask_experiment")
 
@@ -88,8 +88,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 # -- stages ------------------------------------------------------------------------------------------------------
 def niah_samples(rm, args):
     """The held-out detection grid: eval-split needles in the synthetic haystack (as the demo builds it)."""
-    from retmask_interp.niah import build_grid, load_haystack, wu_depths
-    from retmask_interp.synthetic import make_needles
+    from retmask_interp.data.niah import build_grid, load_haystack, wu_depths
+    from retmask_interp.data.synthetic import make_needles
 
     needles = make_needles(args.detect_needles, seed=0, split="eval")
     lengths = [n for n in args.detect_lengths if not rm.max_context or n <= rm.max_context]
@@ -108,8 +108,8 @@ def niah_samples(rm, args):
 
 
 def detect(rm, out: Path, args):
-    from retmask_interp.detect import DetectConfig, detect_heads
-    from retmask_interp.heads import load_head_scores, save_head_scores
+    from retmask_interp.heads.scores import load_head_scores, save_head_scores
+    from retmask_interp.measure.detect import DetectConfig, detect_heads
 
     path = out / "heads.json"
     if path.exists():
@@ -137,7 +137,7 @@ def choose_heads(hs, args) -> list[tuple[int, int]]:
 
 
 def make_pair_set(rm, heads, path: Path, args):
-    from retmask_interp.pairs import (
+    from retmask_interp.retmask.pairs import (
         PairsConfig,
         PairStats,
         builtin_prompts,
@@ -166,11 +166,11 @@ def make_pair_set(rm, heads, path: Path, args):
 
 def train(name: str, pairs_path: Path, out: Path, lr: float, args):
     from retmask_interp.organism import load_organism
-    from retmask_interp.training import SUMMARY_NAME, DPOSettings, train_dpo
+    from retmask_interp.retmask.training import SUMMARY_NAME, DPOSettings, train_dpo
 
     rm = load_organism(name, device=args.device, dtype="float32")
     if (out / SUMMARY_NAME).exists():
-        from retmask_interp.models import load_model
+        from retmask_interp.core.models import load_model
 
         return load_model(str(out), device=args.device, dtype="float32"), json.loads(
             (out / SUMMARY_NAME).read_text()
@@ -193,7 +193,7 @@ def train(name: str, pairs_path: Path, out: Path, lr: float, args):
 def run_eval(rm, path: Path, args):
     import pandas as pd
 
-    from retmask_interp.evaluation import DEFAULT_TASKS, evaluate
+    from retmask_interp.retmask.evaluation import DEFAULT_TASKS, evaluate
 
     if path.exists():
         return pd.read_csv(path, keep_default_na=False)
@@ -222,7 +222,7 @@ def _records(df) -> list[dict[str, Any]]:
 
 def condition_summary(df, base, args) -> dict[str, Any]:
     """Per (task, length) means with CIs, perplexity, and (for trained models) paired deltas vs ``base``."""
-    from retmask_interp.evaluation import LOWER_IS_BETTER, compare, summarize
+    from retmask_interp.retmask.evaluation import LOWER_IS_BETTER, compare, summarize
 
     gen = df[~df["task"].isin(LOWER_IS_BETTER)]
     text = df[df["task"].isin(LOWER_IS_BETTER)]
@@ -265,8 +265,8 @@ def weights_sha256(name: str) -> str:
 
 
 def run_organism(name: str, args) -> dict[str, Any]:
-    from retmask_interp.analysis import organization_metrics
-    from retmask_interp.masking import random_heads
+    from retmask_interp.analysis.metrics import organization_metrics
+    from retmask_interp.interventions.controls import random_heads
     from retmask_interp.organism import load_organism
 
     out = Path(args.out) / name

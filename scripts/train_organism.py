@@ -219,7 +219,9 @@ def parse_args(argv=None):
     ap.add_argument(
         "--check-lengths", default="384,896,1408,1920", help="context lengths (tokens) of the check"
     )
-    ap.add_argument("--check-depths", default="0,20,40,60,80,100")
+    ap.add_argument(
+        "--check-depths", type=int, default=5, help="number of Wu depths of the end-of-training check"
+    )
     ap.add_argument("--no-check", action="store_true", help="skip the final NIAH / masking check")
     ap.add_argument("--log-every", type=int, default=25)
     ap.add_argument("--overwrite", action="store_true")
@@ -424,14 +426,16 @@ def main(argv=None) -> int:
     model.save_pretrained(str(out), safe_serialization=True)
     check = None
     if not args.no_check:
-        from retmask_interp.organism.quickcheck import full_check, niah_items
+        from retmask_interp.core.models import RetModel
+        from retmask_interp.workflows.organism_check import CheckConfig, organism_check
 
         t0 = time.time()
         try:
             lengths = [64] if args.tiny else [int(x) for x in args.check_lengths.split(",")]
-            depths = [float(x) for x in args.check_depths.split(",")]
-            items = niah_items(tok, lengths, depths, needles=args.check_needles, seed=12345)
-            check = full_check(model, tok, items)
+            check = organism_check(
+                RetModel(model, tok, name=cfg.name),
+                CheckConfig(lengths=tuple(lengths), depths=args.check_depths, needles=args.check_needles),
+            )
             check["dtype"] = str(model.dtype)
             log("check: " + json.dumps({k: v for k, v in check.items() if k != "scores"}))
         except Exception as err:  # keep the trained weights and the log even if the check breaks

@@ -7,25 +7,20 @@ Held-out grid: eval-split needles (``make_needles(N, seed, split="eval")``: word
 training) in an eval-split synthetic haystack, chat template, lengths inside the trained 2048 tokens, Wu depths.
 Reports NIAH success (detection's success filter: ROUGE-1 recall > 0.5), every head's retrieval score, NIAH success
 with the retrieval heads (score >= threshold) masked in ``zero`` mode, and with as many random non-retrieval heads
-masked for several seeds (``masking.random_controls``), plus the organisation metrics of the 48 scores.
+masked for several seeds (``controls.random_controls``), plus the organisation metrics of the 48 scores.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from retmask_interp import analysis
-from retmask_interp._io import atomic_write_json, refuse_overwrite
-from retmask_interp.demo import detect_and_mask
-from retmask_interp.models import load_model
-from retmask_interp.niah import build_grid, load_haystack, wu_depths
-from retmask_interp.synthetic import make_needles
+from retmask_interp.core.io import atomic_write_json, refuse_overwrite
+from retmask_interp.core.models import load_model
+from retmask_interp.workflows.organism_check import CheckConfig, organism_check
 
 
 def parse_args(argv=None):
@@ -59,51 +54,22 @@ def main(argv=None) -> int:
     rm = load_model(
         f"organism:{args.organism}" if args.organism else args.model, device=args.device, dtype="float32"
     )
-    needles = make_needles(args.needles, seed=args.needle_seed, split="eval")
-    haystack = load_haystack(args.haystack, num_words=max(args.lengths) * 2)
-    samples = build_grid(
-        rm.tokenizer, haystack, needles, args.lengths, wu_depths(args.depths), "chat", repeat_haystack=True
+    cfg = CheckConfig(
+        needles=args.needles,
+        needle_seed=args.needle_seed,
+        haystack=args.haystack,
+        lengths=tuple(args.lengths),
+        depths=args.depths,
+        threshold=args.threshold,
+        seeds=args.seeds,
+        max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size,
     )
-    with tempfile.TemporaryDirectory() as tmp_dir:
-        run = detect_and_mask(
-            rm,
-            samples,
-            samples_path=Path(tmp_dir) / "samples.jsonl",
-            threshold=args.threshold,
-            seeds=args.seeds,
-            max_new_tokens=args.max_new_tokens,
-            batch_size=args.batch_size,
-        )
-    hs, retrieval, normal, masked, controls = run.heads, run.retrieval, run.normal, run.masked, run.controls
-    random_acc = [statistics.fmean(r["success"] for r in rows) for rows in run.random_runs]
-
-    def acc(rows):
-        return statistics.fmean(r["success"] for r in rows)
-
-    scores = hs.matrix().flatten().tolist()
-    ranked = hs.ranked()
-    result = {
-        "model": rm.name,
-        "num_samples": len(samples),
-        "lengths": args.lengths,
-        "depths": wu_depths(args.depths),
-        "needles": needles,
-        "haystack": f"{args.haystack} (eval split)",
-        "niah_success": acc(normal),
-        "heads_ge_0.3": sum(s >= 0.3 for s in scores),
-        "heads_ge_0.1": sum(s >= 0.1 for s in scores),
-        "top_heads": [[layer, head, round(s, 4)] for layer, head, s in ranked[:12]],
-        "retrieval_heads": [list(h) for h in retrieval],
-        "masked_retrieval_success": acc(masked),
-        "masked_retrieval_drop": acc(normal) - acc(masked),
-        "random_controls": [[list(h) for h in c] for c in controls],
-        "masked_random_success": random_acc,
-        "masked_random_drop_mean": acc(normal) - statistics.fmean(random_acc) if random_acc else None,
-        "organisation": analysis.metrics_table({rm.name: hs}).to_dict(orient="records")[0],
-        "failures": [r["generated"] for r in normal if not r["success"]][:10],
-        "command": "python scripts/verify_organism.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        "wall_s": round(time.time() - t0, 1),
-    }
+    result = organism_check(rm, cfg)
+    result["command"] = "python scripts/verify_organism.py " + " ".join(
+        sys.argv[1:] if argv is None else argv
+    )
+    result["wall_s"] = round(time.time() - t0, 1)
     atomic_write_json(out, result)
     logging.getLogger("verify").info(
         "NIAH %.3f | heads >= 0.3: %d | masked retrieval %.3f | random mean %s | wrote %s",

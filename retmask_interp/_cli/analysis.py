@@ -57,7 +57,8 @@ def register(sub) -> None:
 
 
 def run_analyze(args: argparse.Namespace) -> int:
-    from ..analysis import analyze_files, to_markdown
+    from retmask_interp.analysis.metrics import to_markdown
+    from retmask_interp.workflows.analyze import analyze_files
 
     if not args.verbose:  # kaleido's browser driver logs every start and stop at INFO
         for name in ("kaleido", "choreographer"):
@@ -78,8 +79,9 @@ def run_analyze(args: argparse.Namespace) -> int:
 
 
 def run_export_masked(args: argparse.Namespace) -> int:
-    from ..interop import check_head_list_matches, export_masked, load_any_head_list
-    from ..models import load_model
+    from retmask_interp.core.models import load_model
+    from retmask_interp.heads.formats import check_head_list_matches, load_any_head_list
+    from retmask_interp.interventions.weights import export_masked
 
     rm = load_model(args.model, dtype=args.dtype, device=args.device, revision=args.revision)
     hs = load_any_head_list(args.heads, geometry=rm.geometry)

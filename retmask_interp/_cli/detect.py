@@ -68,7 +68,7 @@ def add_grid_args(p: argparse.ArgumentParser, *, lengths=(0, 5000, 20), depths: 
 
 
 def niah_config_from_args(args):
-    from ..niah import NIAHConfig, linspace_lengths, wu_depths
+    from retmask_interp.data.niah import NIAHConfig, linspace_lengths, wu_depths
 
     lengths = args.lengths or linspace_lengths(args.min_length, args.max_length, args.num_lengths)
     depths = args.depths if args.depths is not None else wu_depths(args.num_depths)
@@ -86,7 +86,7 @@ def niah_config_from_args(args):
 
 
 def load_from_args(args):
-    from ..models import load_model
+    from retmask_interp.core.models import load_model
 
     return load_model(
         args.model,
@@ -172,9 +172,9 @@ def _distributed(args) -> tuple[int, int, object]:
 
 
 def run_detect(args) -> int:
-    from .._io import refuse_overwrite
-    from ..detect import DetectConfig, detect_heads, shard_path
-    from ..heads import save_head_scores
+    from retmask_interp.core.io import refuse_overwrite
+    from retmask_interp.heads.scores import save_head_scores
+    from retmask_interp.measure.detect import DetectConfig, detect_heads, shard_path
 
     refuse_overwrite(args.out, args.overwrite, "head list")
     rank, world, barrier = _distributed(args)
@@ -217,7 +217,7 @@ def run_detect(args) -> int:
 
 
 def load_any(path: Path, **kwargs):
-    from ..interop import load_any_head_list
+    from retmask_interp.heads.formats import load_any_head_list
 
     return load_any_head_list(path, **kwargs)
 
@@ -245,8 +245,8 @@ def run_heads(args) -> int:
 
 
 def run_demo(args) -> int:
-    from ..demo import DemoConfig
-    from ..demo import run_demo as demo
+    from retmask_interp.workflows.demo import DemoConfig
+    from retmask_interp.workflows.demo import run_demo as demo
 
     config = DemoConfig(
         model=args.model,

@@ -67,7 +67,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..paper_figures import FigureConfig, regenerate_all
+    from retmask_interp.workflows.paper_figures import FigureConfig, regenerate_all
 
     settings = dict(
         organisms=tuple(args.organisms), device=args.device, formats=tuple(args.formats), html=args.html

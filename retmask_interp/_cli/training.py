@@ -7,7 +7,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from .detect import add_model_args, load_from_args
+from retmask_interp._cli.detect import add_model_args, load_from_args
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 
 
 def _heads(args, rm) -> list[tuple[int, int]]:
-    from ..interop import check_head_list_matches, load_any_head_list
+    from retmask_interp.heads.formats import check_head_list_matches, load_any_head_list
 
     hs = load_any_head_list(args.heads, geometry=rm.geometry)
     check_head_list_matches(hs, rm)
@@ -76,7 +76,7 @@ def _heads(args, rm) -> list[tuple[int, int]]:
 
 
 def _prompts(args):
-    from ..pairs import builtin_prompts, load_prompts
+    from retmask_interp.retmask.pairs import builtin_prompts, load_prompts
 
     if args.prompts:
         return load_prompts(args.prompts, column=args.prompt_column, limit=args.limit)
@@ -84,7 +84,7 @@ def _prompts(args):
 
 
 def _pairs_config(args):
-    from ..pairs import PairsConfig
+    from retmask_interp.retmask.pairs import PairsConfig
 
     return PairsConfig(
         temperature=args.temperature,
@@ -98,7 +98,7 @@ def _pairs_config(args):
 
 
 def _dpo_settings(args):
-    from ..training import DPOSettings
+    from retmask_interp.retmask.training import DPOSettings
 
     lr = args.lr if args.lr is not None else (5e-5 if args.lora else 5e-7)
     return DPOSettings(
@@ -206,7 +206,7 @@ def register(sub) -> None:
 
 # -- commands ----------------------------------------------------------------------------------------------------
 def run_pairs(args) -> int:
-    from ..pairs import make_pairs
+    from retmask_interp.retmask.pairs import make_pairs
 
     rm = load_from_args(args)
     stats = make_pairs(
@@ -225,7 +225,7 @@ def run_pairs(args) -> int:
 
 
 def run_train(args) -> int:
-    from ..training import train_dpo
+    from retmask_interp.retmask.training import train_dpo
 
     rm = load_from_args(args)
     summary = train_dpo(
@@ -236,8 +236,8 @@ def run_train(args) -> int:
 
 
 def run_retmask(args) -> int:
-    from ..pairs import make_pairs, pair_paths
-    from ..training import train_dpo
+    from retmask_interp.retmask.pairs import make_pairs, pair_paths
+    from retmask_interp.retmask.training import train_dpo
 
     rm = load_from_args(args)
     pairs = args.out / "pairs.jsonl"
@@ -261,7 +261,7 @@ def run_retmask(args) -> int:
 
 
 def _write_table(df, path: Path, overwrite: bool) -> None:
-    from .._io import atomic_write_text, refuse_overwrite
+    from retmask_interp.core.io import atomic_write_text, refuse_overwrite
 
     refuse_overwrite(path, overwrite, "table")
     if path.suffix.lower() in (".jsonl", ".json"):
@@ -279,8 +279,8 @@ def _read_table(path: Path):
 
 
 def run_evaluate(args) -> int:
-    from .._io import refuse_overwrite
-    from ..evaluation import DEFAULT_TASKS, evaluate, summarize
+    from retmask_interp.core.io import refuse_overwrite
+    from retmask_interp.retmask.evaluation import DEFAULT_TASKS, evaluate, summarize
 
     summary_path = args.out.with_name(args.out.stem + ".summary.csv")
     refuse_overwrite(args.out, args.overwrite, "evaluation")  # check before hours of decoding
@@ -308,7 +308,7 @@ def run_evaluate(args) -> int:
 
 
 def run_compare(args) -> int:
-    from ..evaluation import compare
+    from retmask_interp.retmask.evaluation import compare
 
     table = compare(_read_table(args.before), _read_table(args.after), by=args.by)
     if args.out:

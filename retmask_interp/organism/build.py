@@ -143,7 +143,7 @@ class OrganismConfig:
 # ---- tokenizer -------------------------------------------------------------------------------------------------
 def tokenizer_corpus(num_examples: int = 600, seed: int = 0) -> list[str]:
     """Training-split text of every task (prompts and targets), the corpus the BPE is trained on."""
-    from ..tasks import TASKS, make_example
+    from retmask_interp.data.tasks import TASKS, make_example
 
     rng = random.Random(seed)
     texts = []
@@ -233,7 +233,7 @@ def build_model(spec: ModelSpec, tokenizer, seed: int = 0, attn_implementation: 
 
 # ---- encoding --------------------------------------------------------------------------------------------------
 def encode_example(ex, tokenizer, *, chat: bool = True, num_bos: int = 1) -> tuple[list[int], list[int]]:
-    """Token ids and a role mask for one :class:`~retmask_interp.tasks.TaskExample`.
+    """Token ids and a role mask for one :class:`~retmask_interp.data.tasks.TaskExample`.
 
     Role mask: 0 = context (prompt, template), 1 = answer (target and the closing ``<|end|>``), as the loss
     weights them. ``chat=False`` writes ``"{prompt} {target}<|end|>"`` (no template). Plain text (empty prompt) is

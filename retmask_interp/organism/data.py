@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import synthetic
-from ..tasks import make_example
-from .build import TrainSpec, encode_example
+from retmask_interp.data import synthetic
+from retmask_interp.data.tasks import make_example
+from retmask_interp.organism.build import TrainSpec, encode_example
 
 __all__ = ["BatchPlan", "batch_length", "make_batch"]
 

@@ -1,0 +1,1 @@
+"""Organisation metrics of head scores, plotly figures, and the one figure writer."""

@@ -1,0 +1,85 @@
+"""The one figure writer: plotly figures to HTML (offline) and static images through kaleido."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+from retmask_interp.core.io import atomic_write_bytes, atomic_write_text, refuse_overwrite
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def static_export_session():
+    """Keep one headless browser open for several static exports (kaleido's sync server): after the first
+    image each takes a fraction of a second instead of seconds. Does nothing when a server already runs (it is
+    left running) or kaleido is missing; the server is stopped on leaving."""
+    try:
+        import kaleido
+        from kaleido._sync_server import GlobalKaleidoServer
+
+        running = GlobalKaleidoServer().is_running()
+    except Exception:  # kaleido absent or its internals moved: export image by image
+        yield
+        return
+    if running:
+        yield
+        return
+    kaleido.start_sync_server(silence_warnings=True)
+    try:
+        yield
+    finally:
+        kaleido.stop_sync_server(silence_warnings=True)
+
+
+def save_figure(
+    fig,
+    path_stem: str | Path,
+    formats: Sequence[str] = ("html", "png", "svg", "pdf"),
+    *,
+    overwrite: bool = False,
+    scale: float = 2.0,
+) -> list[Path]:
+    """Write ``fig`` as ``<path_stem>.<fmt>`` for each format, atomically; returns the files written.
+
+    HTML embeds plotly.js (works offline) with a fixed element id, so it is byte-identical for the same figure.
+    Static formats (png, svg, pdf, jpeg, webp) go through kaleido, which needs Chrome/Chromium; when it is
+    missing a warning names the fix and the other formats are still written. Existing files are refused
+    unless ``overwrite``.
+    """
+    stem = Path(path_stem)
+    paths = {
+        fmt.lower().lstrip("."): stem.with_name(f"{stem.name}.{fmt.lower().lstrip('.')}") for fmt in formats
+    }
+    unknown = set(paths) - {"html", "png", "svg", "pdf", "jpeg", "jpg", "webp"}
+    if unknown:
+        raise ValueError(f"unknown figure formats {sorted(unknown)}; use html, png, svg, pdf, jpeg or webp")
+    for path in paths.values():
+        refuse_overwrite(path, overwrite, "figure")
+    written = []
+    for fmt, path in paths.items():
+        if fmt == "html":
+            div_id = "retmask-" + (re.sub(r"[^A-Za-z0-9_-]", "-", stem.name) or "figure")
+            atomic_write_text(path, fig.to_html(include_plotlyjs=True, full_html=True, div_id=div_id))
+        else:
+            try:
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", message="The kopts argument is ignored")
+                    data = fig.to_image(format="jpeg" if fmt == "jpg" else fmt, scale=scale)
+            except Exception as err:  # kaleido raises several types when no browser is found
+                log.warning(
+                    "could not write %s (%s: %s). Static export needs Chrome/Chromium for kaleido: "
+                    "`apt-get install chromium` (Debian/Ubuntu) or `plotly_get_chrome`; HTML is still written.",
+                    path,
+                    type(err).__name__,
+                    err,
+                )
+                continue
+            atomic_write_bytes(path, data)
+        written.append(path)
+    return written

@@ -1,0 +1,562 @@
+"""Needle-in-a-haystack (NIAH) samples: the inputs of retrieval-head detection (Wu et al. 2024).
+
+A sample is a prompt of ``context_length`` tokens in total (template, haystack, needle and question) with a needle
+inserted at ``depth`` percent of its haystack part, and the token span of the needle's answer (``real_needle``):
+
+- The haystack is tokenized once (:func:`tokenize_haystack`), keeping character offsets. Its first ``B`` tokens are
+  kept, ``B`` chosen so that the whole prompt has ``context_length`` tokens.
+- The needle goes at haystack token ``round(B * depth / 100)``, moved back to the nearest *sentence boundary*: a
+  token starting after a sentence-ending ``.``/``!``/``?`` (then optional closing quotes or brackets, then
+  whitespace or a capital letter), after a blank line, or at the start. Depth 100 is no exception (the needle goes
+  before the last, cut, sentence; Wu et al. put it after the cut). Boundaries come from the tokenizer's offsets,
+  never from token ids; abbreviations such as "Mr." can pass for sentence ends.
+- The needle is joined with one space on each side, except where the haystack has whitespace there already
+  (``"... there. NEEDLE We ..."``; after a blank line ``"...\n\nNEEDLE Next ..."``).
+- The final prompt string is tokenized once, with offsets: ``input_ids`` are exactly that tokenization, and the
+  answer span is the tokens whose characters overlap ``real_needle``'s characters in it (no fuzzy matching).
+  Tokens can merge at the cut and around the needle, so ``B`` is corrected and the prompt rebuilt while the
+  length misses; the result is within :data:`LENGTH_TOLERANCE` tokens of ``context_length`` (in practice exact).
+
+Styles: ``"chat"`` puts :data:`WU_PROMPT_TEMPLATE` in the user turn of the tokenizer's chat template; ``"qa"`` is the
+same text with no template (with BOS where the tokenizer adds one); ``"continuation"`` is the haystack, a newline
+and the needle's lead-in (its text before ``real_needle``), for small base models.
+
+A haystack too short for a length is an error that says how many tokens it has, unless it is repeated
+(``tokenize_haystack(..., repeat=True)``, ``NIAHConfig.repeat_haystack``), as Wu et al.'s code does. Lengths below
+the prompt without haystack are an error in :func:`build_sample` and skipped with a warning by :func:`build_grid`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.resources
+import json
+import logging
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "WU_PROMPT_TEMPLATE",
+    "STYLES",
+    "LENGTH_TOLERANCE",
+    "Haystack",
+    "TokenizedHaystack",
+    "NIAHSample",
+    "NIAHConfig",
+    "load_haystack",
+    "tokenize_haystack",
+    "read_needles",
+    "validate_needles",
+    "default_needles",
+    "answer_char_span",
+    "wu_depths",
+    "linspace_lengths",
+    "min_context_length",
+    "build_sample",
+    "build_grid",
+    "sample_id",
+]
+
+log = logging.getLogger(__name__)
+
+WU_PROMPT_TEMPLATE = "<book>{context}</book>\nBased on the content of the book, Question: {question}\nAnswer:"
+STYLES = ("chat", "qa", "continuation")
+LENGTH_TOLERANCE = 2  # |num_tokens - context_length| is at most this many tokens (in practice 0)
+_MAX_ROUNDS = 5
+_NEEDLE_FIELDS = ("needle", "question", "real_needle")
+_CLOSERS = "\"'\u201d\u2019)\\]\u00bb"
+_SENTENCE_END = re.compile(rf"(?P<p>[.!?]+[{_CLOSERS}]*)(?:\s+|(?=[A-Z]))")
+_PARAGRAPH = re.compile(r"\n[ \t\r\f\v]*\n\s*")
+
+
+# ------------------------------------------------------------------------------------------------ haystacks
+@dataclass(frozen=True)
+class Haystack:
+    """Haystack text and a short name (used in sample ids)."""
+
+    name: str
+    text: str
+
+
+def load_haystack(spec: str | Path, *, num_words: int = 8192) -> Haystack:
+    """A haystack from a source spec: a ``.txt`` file, a directory (its ``.txt`` files, recursively, sorted by
+    relative path, joined by blank lines), or ``"synthetic"`` / ``"synthetic:SEED"`` (the package's synthetic
+    prose, ``num_words`` words; a longer text with the same seed starts with the shorter one)."""
+    s = str(spec)
+    if s == "synthetic" or s.startswith("synthetic:"):
+        seed_text = s.partition(":")[2] or "0"
+        if not seed_text.lstrip("-").isdigit():
+            raise ValueError(f"bad haystack spec {s!r}: the seed after 'synthetic:' must be an integer")
+        from retmask_interp.data import synthetic
+
+        return Haystack(
+            f"synthetic:{int(seed_text)}", synthetic.haystack_text(num_words, seed=int(seed_text))
+        )
+    path = Path(s).expanduser()
+    if path.is_dir():
+        files = sorted(
+            (p for p in path.rglob("*.txt") if p.is_file()), key=lambda p: p.relative_to(path).as_posix()
+        )
+        if not files:
+            raise ValueError(
+                f"haystack directory {path} has no .txt files; point to a text file or directory"
+            )
+        text = "\n\n".join(p.read_text(encoding="utf-8", errors="replace").strip() for p in files)
+    elif path.is_file():
+        text = path.read_text(encoding="utf-8", errors="replace")
+    else:
+        raise FileNotFoundError(f"haystack {s!r} is neither a file, a directory nor 'synthetic[:SEED]'")
+    text = text.strip()
+    if not text:
+        raise ValueError(f"haystack {path} is empty; give a file or directory with text in it")
+    return Haystack(path.name or s, text)
+
+
+@dataclass
+class TokenizedHaystack:
+    """A haystack tokenized once (no special tokens): token character offsets and sentence-boundary tokens.
+
+    ``starts[i]`` / ``ends[i]`` are token ``i``'s character offsets in ``text``; ``boundaries`` are the sorted
+    indices of tokens where a needle may be inserted (0 and ``num_tokens``, the end of the text, included).
+    """
+
+    name: str
+    text: str
+    starts: np.ndarray
+    ends: np.ndarray
+    boundaries: np.ndarray
+
+    @property
+    def num_tokens(self) -> int:
+        return len(self.starts)
+
+    def cut_char(self, num_tokens: int) -> int:
+        """Character position where the first ``num_tokens`` tokens end (the start of the next token)."""
+        return len(self.text) if num_tokens >= self.num_tokens else int(self.starts[num_tokens])
+
+    def insertion_token(self, num_tokens: int, depth: float) -> int:
+        """The last boundary at or before token ``round(num_tokens * depth / 100)`` of a ``num_tokens`` prefix."""
+        target = min(num_tokens, math.floor(num_tokens * depth / 100 + 0.5))
+        i = int(np.searchsorted(self.boundaries, target, side="right")) - 1
+        return int(self.boundaries[max(i, 0)])
+
+
+def _check_fast(tokenizer) -> None:
+    if not getattr(tokenizer, "is_fast", False):
+        raise ValueError(
+            f"{type(tokenizer).__name__} is a slow tokenizer and gives no character offsets, which NIAH samples "
+            "need; load a fast one (AutoTokenizer.from_pretrained(path), which needs tokenizer.json or "
+            "use_fast=True)"
+        )
+
+
+def _encode(tokenizer, text: str, add_special_tokens: bool) -> tuple[list[int], list[tuple[int, int]]]:
+    enc = tokenizer(text, add_special_tokens=add_special_tokens, return_offsets_mapping=True)
+    return list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
+
+
+def _offset_arrays(offsets: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+    arr = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
+    return arr[:, 0].copy(), arr[:, 1].copy()
+
+
+def _boundary_tokens(text: str, starts: np.ndarray) -> np.ndarray:
+    lo, hi = [], []
+    for m in _SENTENCE_END.finditer(text):
+        lo.append(m.end("p"))
+        hi.append(m.end())
+    for m in _PARAGRAPH.finditer(text):
+        lo.append(m.start())
+        hi.append(m.end())
+    ends = [0, len(starts)]  # the start and the end of the text
+    if not lo or not len(starts):
+        return np.asarray(sorted(set(ends)), dtype=np.int64)
+    lo_a, hi_a = np.asarray(lo), np.asarray(hi)
+    idx = np.searchsorted(starts, hi_a, side="right") - 1  # last token starting inside each gap
+    ok = (idx >= 0) & (starts[np.clip(idx, 0, None)] >= lo_a)
+    return np.unique(np.concatenate([ends, idx[ok]])).astype(np.int64)
+
+
+def tokenize_haystack(
+    tokenizer, haystack: str | Haystack, *, name: str = "", min_tokens: int = 0, repeat: bool = False
+) -> TokenizedHaystack:
+    """Tokenize ``haystack`` once for many samples. With ``repeat=True`` a haystack of fewer than
+    ``min_tokens`` tokens is repeated (joined by blank lines) until it is long enough."""
+    _check_fast(tokenizer)
+    if isinstance(haystack, Haystack):
+        name, text = name or haystack.name, haystack.text
+    else:
+        text = haystack
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError("the haystack is empty; give a text file, a directory of .txt files, or 'synthetic'")
+    text = text.strip()
+    ids, offsets = _encode(tokenizer, text, add_special_tokens=False)
+    if repeat and 0 < len(ids) < min_tokens:
+        text = "\n\n".join([text] * (math.ceil(min_tokens / len(ids)) + 1))
+        ids, offsets = _encode(tokenizer, text, add_special_tokens=False)
+    starts, ends = _offset_arrays(offsets)
+    return TokenizedHaystack(name or "haystack", text, starts, ends, _boundary_tokens(text, starts))
+
+
+# -------------------------------------------------------------------------------------------------- needles
+def answer_char_span(needle: dict, index: int | None = None) -> tuple[int, int]:
+    """Character span of ``real_needle`` in ``needle``: an exact match, else a case-insensitive one."""
+    text, answer = needle["needle"], needle["real_needle"]
+    pos = text.find(answer)
+    if pos >= 0:
+        return pos, pos + len(answer)
+    m = re.search(re.escape(answer), text, flags=re.IGNORECASE)
+    if m:
+        return m.start(), m.end()
+    which = f"needle {index}" if index is not None else "the needle"
+    raise ValueError(
+        f"{which}: real_needle {answer!r} is not a substring of needle {text!r} (even ignoring case); "
+        "real_needle must be the exact answer text inside the needle"
+    )
+
+
+def validate_needles(records: Sequence[Any], source: str = "needles") -> list[dict]:
+    """Check each record has non-empty string ``needle``, ``question``, ``real_needle`` and that the answer is
+    inside the needle; errors name the record (line) number."""
+    out = []
+    for i, rec in enumerate(records, start=1):
+        if not isinstance(rec, dict):
+            raise ValueError(f"{source}: line {i} is not a JSON object")
+        for key in _NEEDLE_FIELDS:
+            if not isinstance(rec.get(key), str) or not rec[key].strip():
+                raise ValueError(
+                    f"{source}: line {i} has a missing or empty {key!r}; each needle needs non-empty "
+                    f"{', '.join(_NEEDLE_FIELDS)}"
+                )
+        answer_char_span(rec, index=i)
+        out.append(dict(rec))
+    if not out:
+        raise ValueError(f"{source} holds no needles")
+    return out
+
+
+def read_needles(path: str | Path) -> list[dict]:
+    """Needles from a JSONL file in Wu et al.'s format (``needle``, ``question``, ``real_needle`` per line)."""
+    path = Path(path)
+    records = []
+    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}: line {i} is not valid JSON ({e.msg})") from None
+    return validate_needles(records, source=str(path))
+
+
+def default_needles() -> list[dict]:
+    """The package's own needles (``retmask_interp/data/needles.jsonl``)."""
+    res = importlib.resources.files("retmask_interp").joinpath("data/needles.jsonl")
+    lines = [json.loads(line) for line in res.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return validate_needles(lines, source="retmask_interp/data/needles.jsonl")
+
+
+# ------------------------------------------------------------------------------------------------------ grids
+def wu_depths(n: int = 10) -> list[int]:
+    """Needle depths in percent: ``round(linspace(0, 100, n))`` (Wu et al.: n = 10)."""
+    return [int(x) for x in np.round(np.linspace(0, 100, n))]
+
+
+def linspace_lengths(lo: int, hi: int, n: int = 20) -> list[int]:
+    """``n`` context lengths in tokens, ``round(linspace(lo, hi, n))`` (Wu et al.: 20; RetMask: 0-5000)."""
+    return [int(x) for x in np.round(np.linspace(lo, hi, n))]
+
+
+# ------------------------------------------------------------------------------------------------------ samples
+@dataclass
+class NIAHSample:
+    """One NIAH prompt. ``answer_span`` / ``needle_span`` are token index ranges ``[start, end)`` in ``input_ids``
+    of ``real_needle`` / the whole needle; ``context_length`` and ``depth`` are the targets, ``num_tokens`` and
+    ``needle_position`` (haystack tokens before the needle, in percent of the prompt's haystack tokens) what was
+    built; ``answer_text`` is the decoded answer span, stripped."""
+
+    sample_id: str
+    input_ids: list[int]
+    answer_span: tuple[int, int]
+    needle: dict
+    needle_index: int
+    context_length: int
+    depth: float
+    num_tokens: int
+    needle_position: float
+    style: str
+    answer_text: str
+    needle_span: tuple[int, int] = (0, 0)
+    haystack_name: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["answer_span"], d["needle_span"] = list(self.answer_span), list(self.needle_span)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> NIAHSample:
+        """Inverse of :meth:`to_dict`; keys this version does not know are ignored."""
+        d = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        for key in ("answer_span", "needle_span"):
+            if key in d:
+                d[key] = tuple(d[key])
+        return cls(**d)
+
+
+def sample_id(
+    haystack_name: str, needle: dict, needle_index: int, context_length: int, depth: float, style: str
+):
+    """Stable id: haystack name, needle index and a hash of the needle, length, depth and style."""
+    digest = hashlib.sha1(json.dumps(needle, sort_keys=True).encode()).hexdigest()[:8]
+    return f"{haystack_name}|n{needle_index}-{digest}|L{int(context_length)}|d{float(depth):g}|{style}"
+
+
+def _prompt_parts(tokenizer, style: str, needle: dict, chat_template_kwargs: dict | None):
+    """A function ``context -> (prompt string, char offset of context, add_special_tokens)`` for ``style``."""
+    head, _, tail = WU_PROMPT_TEMPLATE.partition("{context}")
+    tail = tail.replace("{question}", needle["question"])
+    if style == "qa":
+        return lambda ctx: (head + ctx + tail, len(head), True)
+    if style == "continuation":
+        lead = needle["needle"][: answer_char_span(needle)[0]].rstrip()
+        if not lead:
+            raise ValueError(
+                f"needle {needle['needle']!r} starts with its answer, so the 'continuation' style has no lead-in to "
+                "continue; use --prompt-style qa or chat, or a needle with text before real_needle"
+            )
+        return lambda ctx: (ctx + "\n" + lead, 0, True)
+    if style != "chat":
+        raise ValueError(f"unknown prompt style {style!r}; use one of {', '.join(STYLES)}")
+    if not getattr(tokenizer, "chat_template", None):
+        raise ValueError(
+            "this tokenizer has no chat template, so the 'chat' prompt style cannot be used; "
+            "use --prompt-style qa (base models) or --prompt-style continuation (small base models)"
+        )
+
+    def render(ctx: str):
+        content = head + ctx + tail
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": content}],
+            add_generation_prompt=True,
+            tokenize=False,
+            **(chat_template_kwargs or {}),
+        )
+        pos = text.find(content)
+        if pos < 0:
+            raise ValueError("the chat template changed the message text; use --prompt-style qa instead")
+        return text, pos + len(head), False
+
+    return render
+
+
+def _join(left: str, needle: str, right: str) -> tuple[str, int]:
+    pre = "" if not left or left[-1].isspace() else " "
+    post = "" if not right or right[0].isspace() else " "
+    return left + pre + needle + post + right, len(left) + len(pre)
+
+
+def _token_range(starts: np.ndarray, ends: np.ndarray, lo: int, hi: int) -> tuple[int, int]:
+    """Tokens overlapping characters ``[lo, hi)`` (tokens of zero width, such as BOS, never overlap)."""
+    hit = np.nonzero((starts < hi) & (ends > lo) & (ends > starts))[0]
+    return (int(hit[0]), int(hit[-1]) + 1) if len(hit) else (0, 0)
+
+
+def min_context_length(
+    tokenizer, needle: dict, style: str = "chat", chat_template_kwargs: dict | None = None
+) -> int:
+    """Tokens of a prompt with the needle and no haystack: the shortest possible ``context_length``."""
+    _check_fast(tokenizer)
+    render = _prompt_parts(tokenizer, style, needle, chat_template_kwargs)
+    return len(_encode(tokenizer, *render(needle["needle"])[::2])[0])
+
+
+def build_sample(
+    tokenizer,
+    haystack: str | Haystack | TokenizedHaystack,
+    needle: dict,
+    context_length: int,
+    depth: float,
+    style: str = "chat",
+    *,
+    needle_index: int = 0,
+    max_context: int | None = None,
+    allow_overflow: bool = False,
+    haystack_name: str = "",
+    chat_template_kwargs: dict | None = None,
+) -> NIAHSample:
+    """One NIAH sample of ``context_length`` prompt tokens in total with the needle at ``depth`` percent.
+
+    Pass a :class:`TokenizedHaystack` when building many samples from one haystack (a plain string is tokenized
+    on every call). ``max_context`` is the model's window: longer prompts are refused unless ``allow_overflow``.
+    ``chat_template_kwargs`` go to ``apply_chat_template`` (e.g. ``{"enable_thinking": False}`` for Qwen3).
+    """
+    _check_fast(tokenizer)
+    validate_needles([needle], source=f"needle {needle_index}")
+    if not 0 <= depth <= 100:
+        raise ValueError(f"depth must be a percentage in [0, 100], got {depth}")
+    if max_context is not None and context_length > max_context and not allow_overflow:
+        raise ValueError(
+            f"context_length {context_length} exceeds the model's window of {max_context} tokens; "
+            "use shorter lengths or pass allow_overflow=True (CLI: --allow-overflow) to build them anyway"
+        )
+    render = _prompt_parts(tokenizer, style, needle, chat_template_kwargs)
+    minimum = len(_encode(tokenizer, *render(needle["needle"])[::2])[0])
+    if context_length < minimum:
+        raise ValueError(
+            f"context_length {context_length} is below the {minimum} tokens of the prompt with this needle and no "
+            "haystack; use a longer context length"
+        )
+    hay = haystack if isinstance(haystack, TokenizedHaystack) else tokenize_haystack(tokenizer, haystack)
+    name = haystack_name or hay.name
+    ans_lo, ans_hi = answer_char_span(needle, needle_index)
+    budget, best = context_length - minimum, None
+    tried: set[int] = set()
+    k: int | None = None
+    for _ in range(_MAX_ROUNDS):
+        if budget > hay.num_tokens and best is not None:
+            break
+        if budget > hay.num_tokens:
+            raise ValueError(
+                f"haystack {name!r} has {hay.num_tokens} tokens but a {context_length}-token prompt needs about "
+                f"{budget}; use a longer haystack (a directory of files, or 'synthetic') or repeat it "
+                "(tokenize_haystack(..., repeat=True), CLI: --repeat-haystack)"
+            )
+        budget = max(budget, 0)
+        tried.add(budget)
+        if k is None or k > budget:  # insertion point fixed after the first round: only the cut moves
+            k = hay.insertion_token(budget, depth)
+        cut, at = hay.cut_char(budget), hay.cut_char(k)
+        context, n_at = _join(hay.text[:at], needle["needle"], hay.text[at:cut])
+        prompt, ctx_at, special = render(context)
+        ids, offsets = _encode(tokenizer, prompt, special)
+        miss = len(ids) - context_length
+        cand = (abs(miss), miss > 0, budget, k, prompt, ctx_at, ids, offsets, len(context), n_at)
+        if best is None or cand[:2] < best[:2]:
+            best = cand
+        if miss == 0 or budget - miss in tried:
+            break
+        budget -= miss
+    err, _, budget, k, prompt, ctx_at, ids, offsets, ctx_len, n_at = best
+    if err > LENGTH_TOLERANCE:
+        raise RuntimeError(
+            f"could not build a {context_length}-token prompt (off by {err} tokens); please report"
+        )
+    if max_context is not None and len(ids) > max_context and not allow_overflow:
+        raise ValueError(f"the prompt has {len(ids)} tokens, over the model's window of {max_context}")
+    starts, ends = _offset_arrays(offsets)
+    n0 = ctx_at + n_at
+    answer = _token_range(starts, ends, n0 + ans_lo, n0 + ans_hi)
+    needle_span = _token_range(starts, ends, n0, n0 + len(needle["needle"]))
+    if answer[1] <= answer[0] or prompt[n0 : n0 + len(needle["needle"])] != needle["needle"]:
+        raise ValueError(f"answer span of needle {needle_index} not found in the tokenized prompt")
+    ctx = _token_range(starts, ends, ctx_at, ctx_at + ctx_len)
+    before, after = needle_span[0] - ctx[0], ctx[1] - needle_span[1]
+    position = 100.0 * before / (before + after) if before + after > 0 else float(depth)
+    return NIAHSample(
+        sample_id=sample_id(name, needle, needle_index, context_length, depth, style),
+        input_ids=[int(i) for i in ids],
+        answer_span=answer,
+        needle=dict(needle),
+        needle_index=needle_index,
+        context_length=int(context_length),
+        depth=float(depth),
+        num_tokens=len(ids),
+        needle_position=position,
+        style=style,
+        answer_text=tokenizer.decode(ids[answer[0] : answer[1]]).strip(),
+        needle_span=needle_span,
+        haystack_name=name,
+    )
+
+
+def build_grid(
+    tokenizer,
+    haystack: str | Haystack | TokenizedHaystack | Sequence[Haystack | TokenizedHaystack],
+    needles: Sequence[dict],
+    lengths: Sequence[int],
+    depths: Sequence[float],
+    style: str = "chat",
+    *,
+    repeat_haystack: bool = False,
+    **kw,
+) -> list[NIAHSample]:
+    """Samples for every needle x length x depth, in that (needle-major) order.
+
+    ``haystack`` is one haystack for all needles, or a sequence of one per needle (Wu et al. pair needle ``i``
+    with ``haystack_for_detect/part{i+1}``). Lengths below a needle's minimum prompt are skipped with a warning.
+    Other keyword arguments go to :func:`build_sample`.
+    """
+    needles = validate_needles(list(needles))
+    per_needle = isinstance(haystack, Sequence) and not isinstance(haystack, str | Haystack)
+    hays = list(haystack) if per_needle else [haystack]
+    if per_needle and len(hays) != len(needles):
+        raise ValueError(
+            f"{len(hays)} haystacks for {len(needles)} needles; give one haystack or one per needle"
+        )
+    need = max(lengths, default=0)
+    tok_hay = lambda h: tokenize_haystack(tokenizer, h, min_tokens=need, repeat=repeat_haystack)  # noqa: E731
+    tokenized = [h if isinstance(h, TokenizedHaystack) else tok_hay(h) for h in hays]
+    samples, skipped = [], []
+    for i, needle in enumerate(needles):
+        hay = tokenized[i if per_needle else 0]
+        low = min_context_length(tokenizer, needle, style, kw.get("chat_template_kwargs"))
+        for length in lengths:
+            if length < low:
+                skipped.append((i, int(length), low))
+                continue
+            for depth in depths:
+                samples.append(
+                    build_sample(tokenizer, hay, needle, int(length), depth, style, needle_index=i, **kw)
+                )
+    if skipped:
+        log.warning(
+            "skipped %d (needle, length) pairs below the minimum prompt length (needle, length, minimum): %s",
+            len(skipped),
+            skipped[:10],
+        )
+    return samples
+
+
+# ------------------------------------------------------------------------------------------------------ config
+@dataclass
+class NIAHConfig:
+    """What NIAH samples to build. ``haystack``: a path, ``"synthetic"`` or ``"synthetic:SEED"``, or a list of
+    such specs, one per needle; ``needles``: a JSONL path, or None for the package's default needles;
+    ``lengths``: total prompt lengths in tokens; ``depths``: needle depths in percent; ``style``: ``chat``,
+    ``qa`` or ``continuation``; ``allow_overflow``: build prompts longer than the model's window;
+    ``repeat_haystack``: repeat a haystack that is too short instead of failing."""
+
+    haystack: str | list[str] = "synthetic"
+    needles: str | None = None
+    lengths: list[int] = field(default_factory=lambda: linspace_lengths(0, 5000, 20))
+    depths: list[float] = field(default_factory=wu_depths)
+    style: str = "chat"
+    allow_overflow: bool = False
+    repeat_haystack: bool = False
+    chat_template_kwargs: dict | None = None
+
+    def build(self, tokenizer, max_context: int | None = None) -> list[NIAHSample]:
+        """The samples, for a tokenizer and (optionally) the model's window ``max_context``."""
+        needles = read_needles(self.needles) if self.needles else default_needles()
+        specs = [self.haystack] if isinstance(self.haystack, str) else list(self.haystack)
+        # synthetic text: every word is at least one token, so max(lengths) words are enough
+        hays = [load_haystack(spec, num_words=max([4096, *self.lengths])) for spec in specs]
+        return build_grid(
+            tokenizer,
+            hays[0] if isinstance(self.haystack, str) else hays,
+            needles,
+            self.lengths,
+            self.depths,
+            self.style,
+            repeat_haystack=self.repeat_haystack,
+            max_context=max_context,
+            allow_overflow=self.allow_overflow,
+            chat_template_kwargs=self.chat_template_kwargs,
+        )

@@ -1,0 +1,608 @@
+"""Deterministic synthetic text: haystack prose, needles, names and random values.
+
+Every generator takes a ``split`` ("train" or "eval"). The two splits draw their *content* words (nouns,
+adjectives, colours, substances, invented names and places, random values) from disjoint pools, so a needle or a
+haystack built for evaluation contains no content word that the embedded organism saw in training. Function
+words and sentence templates are shared (they are the "grammar" of the synthetic language).
+
+Pools are split by a stable hash of each word (CRC-32), not by list position, so adding words to a list never
+moves an existing word to the other split. Everything is a pure function of ``(seed, split, sizes)``.
+"""
+
+from __future__ import annotations
+
+import random
+import zlib
+from collections.abc import Sequence
+from functools import cache
+
+__all__ = [
+    "SPLITS",
+    "haystack_text",
+    "make_needles",
+    "needle_with_subject",
+    "pool",
+    "invented_word",
+    "plural",
+    "person_name",
+    "place_name",
+    "random_code",
+    "split_rng",
+]
+
+SPLITS = ("train", "eval")
+
+# ---- word lists (shared source; each word lands in exactly one split) -----------------------------------------
+_WORDS: dict[str, str] = {
+    "adj": """ancient quiet bright narrow heavy gentle restless hollow silver golden crooked patient curious
+        fragile wooden distant hidden broken sleepy stubborn humble clever sturdy polished rusty velvet frozen
+        tiny enormous modest proud lonely noisy graceful clumsy honest secret faded shiny dusty rough smooth
+        bitter sweet hungry famous forgotten crowded empty tall short crisp damp dry warm cool gloomy cheerful
+        careful reckless brave timid elegant plain odd strange ordinary rare common vivid pale dark muddy sandy
+        rocky grassy leafy misty windy stormy sunny cloudy snowy icy lazy busy eager weary nimble sluggish
+        tidy messy spotless crumbling tangled woven carved painted gilded marble copper bronze iron glass
+        paper woolen silken linen hasty slow swift steady shaky loyal fierce mild wild tame royal rustic""",
+    "noun": """lantern bridge garden river tower market harbor forest meadow castle village library kitchen
+        workshop orchard valley island mountain cottage temple fountain chapel mill barn cellar attic balcony
+        courtyard corridor staircase window mirror clock compass kettle basket ladder wagon carriage boat
+        anchor bell drum flute violin piano statue painting map letter journal diary ledger scroll candle
+        blanket pillow curtain carpet table chair bench cabinet wardrobe chest trunk box jar bottle cup bowl
+        plate spoon knife hammer saw needle thread button ribbon scarf cloak boot glove hat helmet shield
+        sword bow arrow spear banner flag crown ring necklace bracelet brooch coin key lock gate fence wall
+        roof chimney well pond lake stream cliff cave hill field road path trail square station school hospital
+        bakery tavern inn museum theater observatory lighthouse windmill greenhouse stable kennel aviary""",
+    "animal": """fox badger heron otter falcon sparrow raven owl hare deer wolf bear lynx beaver squirrel mole
+        hedgehog tortoise lizard frog salmon trout eel crab lobster whale dolphin seal walrus penguin pelican
+        stork crane swan goose duck hen rooster goat sheep cow horse donkey camel llama yak buffalo bison
+        moose elk antelope gazelle zebra giraffe elephant rhino hippo lion tiger leopard cheetah jaguar puma
+        monkey gorilla lemur sloth koala kangaroo wombat platypus bat mouse rat hamster ferret weasel mink""",
+    "color": """red blue green yellow purple orange violet indigo crimson scarlet amber ochre teal turquoise
+        cyan magenta maroon olive lime navy ivory ebony charcoal cream beige tan rust coral salmon lavender
+        lilac mauve plum cherry rose saffron mustard emerald jade sapphire cobalt azure cerulean sepia umber
+        khaki pearl slate ash""",
+    "substance": """honey ink oil vinegar syrup salt pepper sugar flour butter cream milk tea coffee cocoa
+        wine cider juice broth sauce resin wax soap clay sand ash chalk dust smoke steam mist dew rainwater
+        seawater moss lichen pollen nectar sap amber tar pitch glue paint dye powder spice cinnamon nutmeg
+        ginger clove saffron vanilla mint thyme basil sage rosemary lavender fennel anise mustard""",
+    "unit": """drops spoons cups pinches handfuls grains threads leaves petals slices flakes ounces jars
+        bottles buckets barrels sacks baskets bundles strands crumbs scoops ladles""",
+    "activity": """reading walking painting singing fishing sailing climbing rowing baking knitting dancing
+        whistling drawing writing gardening cycling swimming skating sketching juggling weaving carving
+        hiking camping picnicking stargazing birdwatching""",
+    "profession": """baker tailor smith carpenter weaver potter miller farmer fisher sailor merchant scholar
+        scribe painter sculptor musician poet healer herbalist cartographer astronomer clockmaker glassblower
+        cobbler mason brewer gardener shepherd innkeeper librarian courier ferryman jeweler""",
+    "material": """oak pine birch maple cedar willow ash elm walnut cherry granite slate marble limestone
+        sandstone brick tin lead zinc nickel pewter brass steel leather canvas felt cotton hemp straw bamboo""",
+}
+
+# Topics give each paragraph its own flavour: topic nouns and topic verbs (past tense).
+_TOPICS: dict[str, tuple[str, str]] = {
+    "weather": (
+        "cloud wind rain frost thunder breeze drizzle fog hail gale season morning evening",
+        "drifted gathered faded rolled passed settled lingered cleared swept returned",
+    ),
+    "cooking": (
+        "stew soup bread pie cake dough oven pot pan recipe spice feast loaf",
+        "simmered baked boiled cooled rose thickened burned browned filled smelled",
+    ),
+    "sailing": (
+        "ship sail mast deck wave tide current voyage crew captain harbor storm shore",
+        "sailed drifted anchored turned sank rose crossed reached waited followed",
+    ),
+    "farming": (
+        "wheat barley field plough harvest seed soil orchard herd flock barn fence crop",
+        "grew ripened sprouted withered spread yielded dried flourished failed recovered",
+    ),
+    "music": (
+        "song melody chord rhythm choir drum flute tune verse ballad concert note band",
+        "played echoed rang faded swelled changed began ended repeated rose",
+    ),
+    "trade": (
+        "coin price merchant caravan bargain ledger debt profit cargo stall market guild contract",
+        "rose fell changed doubled vanished arrived grew shrank recovered spread",
+    ),
+    "astronomy": (
+        "star moon planet comet orbit telescope eclipse galaxy constellation horizon dawn sky",
+        "shone rose set moved vanished appeared dimmed glowed circled crossed",
+    ),
+    "building": (
+        "wall tower arch beam stone brick roof foundation scaffold column gate vault",
+        "stood fell cracked rose settled leaned held collapsed remained lasted",
+    ),
+    "travel": (
+        "road journey map inn traveler cart horse trail border pass milestone camp",
+        "continued ended began wound climbed crossed turned narrowed widened vanished",
+    ),
+    "school": (
+        "lesson teacher pupil book slate chalk exam essay library lecture desk bell",
+        "began ended continued improved failed passed started changed grew mattered",
+    ),
+    "medicine": (
+        "fever remedy herb tonic wound bandage healer patient illness cure salve pulse",
+        "worked failed helped spread eased faded returned healed improved worsened",
+    ),
+    "forest": (
+        "tree root branch leaf moss fern mushroom clearing thicket stump bark canopy",
+        "grew swayed rustled fell spread darkened thinned thickened rotted blossomed",
+    ),
+}
+
+_FUNCTION_FILLERS = (
+    "for a while",
+    "in the end",
+    "at first",
+    "once again",
+    "every year",
+    "now and then",
+    "by evening",
+    "before dawn",
+    "after the storm",
+    "during the winter",
+    "long ago",
+    "since then",
+    "without a sound",
+    "in the meantime",
+    "for many years",
+    "as usual",
+    "more than once",
+    "at the same time",
+)
+
+_SYLLABLES = (
+    "ka ro mi ta ne lu sa vo ri de pa no ti ga le mo ba fu ze ki ra so na li ve do ma te ru "
+    "ha ji pe go ni wa yo be sho ta kra dri ven tor lin mar gal dor bel fen ost mir qua zan"
+).split()
+
+
+def _check_split(split: str) -> str:
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    return split
+
+
+def _split_of(word: str) -> str:
+    """Roughly 70 % of words go to train, 30 % to eval, by a stable hash."""
+    return "train" if zlib.crc32(word.encode()) % 10 < 7 else "eval"
+
+
+@cache
+def pool(kind: str, split: str) -> tuple[str, ...]:
+    """The words of list ``kind`` (adj, noun, animal, color, ...) that belong to ``split``, sorted."""
+    _check_split(split)
+    if kind in _WORDS:
+        words = _WORDS[kind].split()
+    elif kind.startswith("topic_noun:"):
+        words = _TOPICS[kind.split(":", 1)[1]][0].split()
+    elif kind.startswith("topic_verb:"):
+        words = _TOPICS[kind.split(":", 1)[1]][1].split()
+    else:
+        raise KeyError(
+            f"unknown word list {kind!r}; known: {sorted(_WORDS)} and topic_noun:/topic_verb:<topic>"
+        )
+    chosen = tuple(sorted({w for w in words if _split_of(w) == split}))
+    if not chosen:  # a tiny list could hash entirely to one side; fall back to invented words
+        rng = random.Random(f"pool-{kind}-{split}")
+        chosen = tuple(invented_word(rng, split) for _ in range(8))
+    return chosen
+
+
+def split_rng(*parts: object) -> random.Random:
+    """A ``random.Random`` seeded by a string made of ``parts`` (stable across Python runs)."""
+    return random.Random("|".join(str(p) for p in parts))
+
+
+def invented_word(rng: random.Random, split: str, syllables: tuple[int, int] = (2, 3)) -> str:
+    """A pronounceable made-up word (e.g. "kavolin") belonging to ``split`` by the CRC-32 hash rule.
+
+    In the train split a share ``TRAIN_RICH_WORD_RATE`` of them is built from English-like onsets, vowels and codas
+    (e.g. "throughsk", "clend") and a share ``TRAIN_TOKEN_WORD_RATE`` from random ``TRAIN_TOKEN_PIECES`` (a
+    tokenizer's alphabetic vocabulary pieces, set by the organism's training data) instead of the fixed syllable
+    list, so that training copies the sub-word pieces real words break into; the eval split always uses the
+    syllable list.
+    """
+    _check_split(split)
+    while True:
+        n = rng.randint(*syllables)
+        r = rng.random() if split == "train" and (TRAIN_RICH_WORD_RATE or TRAIN_TOKEN_WORD_RATE) else 1.0
+        if r < TRAIN_TOKEN_WORD_RATE and TRAIN_TOKEN_PIECES:
+            word = "".join(rng.choice(TRAIN_TOKEN_PIECES) for _ in range(n))
+        elif r < TRAIN_TOKEN_WORD_RATE + TRAIN_RICH_WORD_RATE:
+            word = _rich_word(rng, n)
+        else:
+            word = "".join(rng.choice(_SYLLABLES) for _ in range(n))
+        # the eval split uses a different parity of the hash than the 70/30 rule so invented words stay balanced;
+        # a made-up word that happens to be a listed word of the other split is skipped (splits stay disjoint)
+        if (zlib.crc32(word.encode()) % 2 == 0) == (split == "train") and word not in _listed_words(
+            _other(split)
+        ):
+            return word
+
+
+_ONSETS = (
+    "b c d f g h j k l m n p q r s t v w x y z bl br ch cl cr dr fl fr gl gr kn pl pr qu sc sh sk sl sm sn sp st "
+    "str sw th thr tr tw wh wr"
+).split()
+_NUCLEI = "a e i o u y a e i o u ai au ay ea ee ei ie oa oi oo ou ow ue ui".split()
+_CODAS = (
+    "b ck d ff g k l ld lf lk ll lm lp lt m mb mp n nch nd ng nk nt p r rb rch rd rf rk rl rm rn rp rs rt s sh sk "
+    "sp ss st t tch th x z ght dge nce se ve ze"
+).split()
+
+_SUFFIXES = (
+    "ing ed er ers est ful ly ness ous ary ory ish en ened ter tion ment ble ist age ure ity al ic".split()
+)
+
+
+def _rich_word(rng: random.Random, syllables: int) -> str:
+    parts = []
+    for i in range(syllables):
+        parts.append(rng.choice(_ONSETS) if i or rng.random() < 0.8 else "")
+        parts.append(rng.choice(_NUCLEI))
+        if rng.random() < (0.7 if i == syllables - 1 else 0.35):
+            parts.append(rng.choice(_CODAS))
+    if rng.random() < 0.3:
+        parts.append(rng.choice(_SUFFIXES))
+    return "".join(parts)
+
+
+def _other(split: str) -> str:
+    return "eval" if split == "train" else "train"
+
+
+@cache
+def _listed_words(split: str) -> frozenset[str]:
+    """Every listed (non-invented) word of ``split``, lower-case."""
+    kinds = list(_WORDS) + [f"topic_noun:{t}" for t in _TOPICS] + [f"topic_verb:{t}" for t in _TOPICS]
+    words = set()
+    for kind in kinds:
+        source = (
+            _WORDS[kind] if kind in _WORDS else _TOPICS[kind.split(":", 1)[1]][kind.startswith("topic_verb")]
+        )
+        words |= {w for w in source.split() if _split_of(w) == split}
+    return frozenset(words)
+
+
+# Training text swaps this share of listed content words for made-up ones. A model that meets endless new words
+# must copy them token by token; with only a few hundred listed words it can instead learn the list and "recall"
+# a plausible word, which fails on the unseen words of the eval split.
+TRAIN_INVENTED_RATE = 0.5
+# Shares of train-split made-up words built by ``_rich_word`` and from ``TRAIN_TOKEN_PIECES`` (set per organism
+# training stage; 0 = syllables only).
+TRAIN_RICH_WORD_RATE = 0.0
+TRAIN_TOKEN_WORD_RATE = 0.0
+TRAIN_TOKEN_PIECES: tuple[str, ...] = ()
+
+
+def person_name(rng: random.Random, split: str) -> str:
+    """An invented given name, capitalised (e.g. "Morila")."""
+    return invented_word(rng, split).capitalize()
+
+
+def place_name(rng: random.Random, split: str) -> str:
+    """An invented place name, capitalised, sometimes with a suffix (e.g. "Tovelport")."""
+    base = invented_word(rng, split)
+    if rng.random() < 0.4:
+        base += rng.choice(("port", "ford", "holm", "vale", "wick", "moor", "field"))
+    return base.capitalize()
+
+
+def random_code(rng: random.Random, split: str, length: int = 6) -> str:
+    """A random alphanumeric code. Train codes have an even digit sum, eval codes an odd one (disjoint sets)."""
+    _check_split(split)
+    alphabet = "abcdefghijkmnpqrstuvwxyz23456789"
+    while True:
+        code = "".join(rng.choice(alphabet) for _ in range(length))
+        if (zlib.crc32(code.encode()) % 2 == 0) == (split == "train"):
+            return code
+
+
+def _pick(rng: random.Random, kind: str, split: str) -> str:
+    if split == "train" and rng.random() < TRAIN_INVENTED_RATE:
+        return invented_word(rng, split, (1, 3))
+    return rng.choice(pool(kind, split))
+
+
+def plural(word: str) -> str:
+    """English plural of a simple noun ("box" -> "boxes", "berry" -> "berries", "fox" -> "foxes")."""
+    if word.endswith(("s", "x", "z", "ch", "sh")):
+        return word + "es"
+    if word.endswith("y") and word[-2:-1] not in ("a", "e", "i", "o", "u"):
+        return word[:-1] + "ies"
+    return word + "s"
+
+
+def _article(word: str) -> str:
+    return "an" if word[0] in "aeiou" else "a"
+
+
+# ---- haystack prose --------------------------------------------------------------------------------------------
+_SENTENCE_TEMPLATES: Sequence[str] = (
+    "The {adj} {tn} {tv} {filler}.",
+    "{Name} said that the {tn} {tv} near the {adj} {noun}.",
+    "In {Place}, the {tn} {tv} while the {animal} slept.",
+    "Nobody knew why the {adj} {noun} {tv} {filler}.",
+    "The {profession} from {Place} kept {a_adj} {noun} made of {material}.",
+    "Every {tn} in {Place} {tv} {filler}, and the people grew {adj}.",
+    "{Name} and the {profession} walked to the {noun}, where the {tn} {tv}.",
+    "There was {a_adj} {tn} beside the {color} {noun}.",
+    "Some said the {tn} {tv} because of the {adj} {animal}!",
+    "Had the {tn} really {tv} {filler}?",
+    "The {noun} of {Place} was painted {color} {filler}.",
+    "{Name} wrote in a journal that the {tn} {tv} and then {tv2}.",
+    "{A_adj} {animal} watched the {tn} from the {noun}.",
+    "When the {tn} {tv}, the {profession} closed the {adj} {noun}.",
+    "The old {profession} liked {activity} more than anything.",
+    "Children in {Place} were told that the {tn} {tv} {filler}.",
+    "It smelled of {substance} and {substance2} near the {noun}.",
+    "Why would anyone carry {a_adj} {noun} to {Place}?",
+    "{Name} counted {num} {tns} before the {tn2} {tv}.",
+    "The {material} {noun} stood {filler} at the edge of {Place}.",
+)
+
+
+def _sentence(rng: random.Random, split: str, topic: str, names: list[str], places: list[str]) -> str:
+    template = rng.choice(_SENTENCE_TEMPLATES)
+    adj = _pick(rng, "adj", split)
+    fields = {
+        "adj": adj,
+        "a_adj": f"{_article(adj)} {adj}",
+        "A_adj": f"{_article(adj).capitalize()} {adj}",
+        "noun": _pick(rng, "noun", split),
+        "animal": _pick(rng, "animal", split),
+        "color": _pick(rng, "color", split),
+        "substance": _pick(rng, "substance", split),
+        "substance2": _pick(rng, "substance", split),
+        "profession": _pick(rng, "profession", split),
+        "material": _pick(rng, "material", split),
+        "activity": _pick(rng, "activity", split),
+        "tn": _pick(rng, f"topic_noun:{topic}", split),
+        "tn2": _pick(rng, f"topic_noun:{topic}", split),
+        "tns": plural(_pick(rng, f"topic_noun:{topic}", split)),
+        "tv": _pick(rng, f"topic_verb:{topic}", split),
+        "tv2": _pick(rng, f"topic_verb:{topic}", split),
+        "filler": rng.choice(_FUNCTION_FILLERS),
+        "Name": rng.choice(names),
+        "Place": rng.choice(places),
+        "num": str(rng.randint(2, 99)),
+    }
+    text = template.format(**fields)
+    return text[0].upper() + text[1:]
+
+
+def haystack_text(num_words: int, seed: int = 0, split: str = "eval") -> str:
+    """Varied synthetic prose of about ``num_words`` words (whitespace-separated), ending at a sentence end.
+
+    Paragraphs of 3-7 sentences on one topic each (weather, cooking, sailing, ...), separated by blank lines;
+    sentences end with ``.``, ``!`` or ``?``. Generation stops at the first sentence end at or after
+    ``num_words`` words, so the result has at least ``num_words`` words (and at most one sentence more).
+    The same ``(num_words, seed, split)`` always gives the same text; a longer text with the same seed starts
+    with the shorter one. Content words come only from ``split``'s pools.
+    """
+    _check_split(split)
+    if num_words < 0:
+        raise ValueError(f"num_words must be >= 0, got {num_words}")
+    rng = split_rng("haystack", seed, split)
+    names = [person_name(rng, split) for _ in range(6)]
+    places = [place_name(rng, split) for _ in range(4)]
+    topics = sorted(_TOPICS)
+    paragraphs: list[str] = []
+    count = 0
+    while count < num_words:
+        topic = rng.choice(topics)
+        if rng.random() < 0.15:  # new characters appear over time
+            names[rng.randrange(len(names))] = person_name(rng, split)
+        if rng.random() < 0.1:
+            places[rng.randrange(len(places))] = place_name(rng, split)
+        sentences: list[str] = []
+        for _ in range(rng.randint(3, 7)):
+            sentence = _sentence(rng, split, topic, names, places)
+            sentences.append(sentence)
+            count += len(sentence.split())
+            if count >= num_words:
+                break
+        paragraphs.append(" ".join(sentences))
+    return "\n\n".join(paragraphs)
+
+
+# ---- needles -------------------------------------------------------------------------------------------------
+def _needle_ingredient(rng: random.Random, split: str) -> dict:
+    adj, noun = _pick(rng, "adj", split), _pick(rng, "noun", split)
+    number = rng.choice(("two", "three", "four", "five", "six", "seven", "eight", "nine", "twelve"))
+    answer = f"{number} {_pick(rng, 'unit', split)} of {_pick(rng, 'color', split)} {_pick(rng, 'substance', split)}"
+    return {
+        "needle": f"The secret ingredient of the {adj} {noun} is {answer}.",
+        "question": f"What is the secret ingredient of the {adj} {noun}?",
+        "real_needle": answer,
+        "subject": f"the {adj} {noun}",
+    }
+
+
+def _needle_best_thing(rng: random.Random, split: str) -> dict:
+    place = place_name(rng, split)
+    adj = _pick(rng, "adj", split)
+    answer = f"{_pick(rng, 'activity', split)} beside the {adj} {_pick(rng, 'noun', split)}"
+    return {
+        "needle": f"The best thing to do in {place} is {answer} on a {_pick(rng, 'adj', split)} day.",
+        "question": f"What is the best thing to do in {place}?",
+        "real_needle": answer,
+        "subject": place,
+    }
+
+
+def _needle_password(rng: random.Random, split: str) -> dict:
+    adj, noun = _pick(rng, "adj", split), _pick(rng, "noun", split)
+    answer = f"{invented_word(rng, split)} {random_code(rng, split, 4)}"
+    return {
+        "needle": f"The password for the {adj} {noun} is {answer}.",
+        "question": f"What is the password for the {adj} {noun}?",
+        "real_needle": answer,
+        "subject": f"the {adj} {noun}",
+    }
+
+
+def _needle_hidden(rng: random.Random, split: str) -> dict:
+    name, obj = person_name(rng, split), _pick(rng, "noun", split)
+    answer = f"under the {_pick(rng, 'color', split)} {_pick(rng, 'noun', split)} in {place_name(rng, split)}"
+    return {
+        "needle": f"{name} hid the {obj} {answer}.",
+        "question": f"Where did {name} hide the {obj}?",
+        "real_needle": answer,
+        "subject": f"the {obj}",
+    }
+
+
+def _needle_builder(rng: random.Random, split: str) -> dict:
+    adj, noun, place = _pick(rng, "adj", split), _pick(rng, "noun", split), place_name(rng, split)
+    answer = f"{person_name(rng, split)} the {_pick(rng, 'profession', split)}"
+    return {
+        "needle": f"The {adj} {noun} of {place} was built by {answer}.",
+        "question": f"Who built the {adj} {noun} of {place}?",
+        "real_needle": answer,
+        "subject": f"the {adj} {noun} of {place}",
+    }
+
+
+def _needle_lucky(rng: random.Random, split: str) -> dict:
+    name = person_name(rng, split)
+    answer = f"{rng.randint(100, 9999)} {_pick(rng, 'color', split)} {plural(_pick(rng, 'animal', split))}"
+    return {
+        "needle": f"The lucky charm of {name} is {answer}.",
+        "question": f"What is the lucky charm of {name}?",
+        "real_needle": answer,
+        "subject": name,
+    }
+
+
+def _needle_recipe(rng: random.Random, split: str) -> dict:
+    animal, place = _pick(rng, "animal", split), place_name(rng, split)
+    answer = f"{_pick(rng, 'substance', split)} mixed with {_pick(rng, 'adj', split)} {_pick(rng, 'substance', split)}"
+    return {
+        "needle": f"The {animal} of {place} eats only {answer}.",
+        "question": f"What does the {animal} of {place} eat?",
+        "real_needle": answer,
+        "subject": f"the {animal} of {place}",
+    }
+
+
+def _needle_meeting(rng: random.Random, split: str) -> dict:
+    a, b = person_name(rng, split), person_name(rng, split)
+    answer = f"at the {_pick(rng, 'material', split)} {_pick(rng, 'noun', split)} of {place_name(rng, split)}"
+    return {
+        "needle": f"{a} will meet {b} {answer} at noon.",
+        "question": f"Where will {a} meet {b}?",
+        "real_needle": answer,
+        "subject": a,
+    }
+
+
+# Relation needles: a subject, a relation and a free answer phrase, in many phrasings (broadens what "the answer"
+# looks like, so that a model trained on them copies answers of needles it has never seen the shape of).
+_RELATIONS: tuple[tuple[str, str, str], ...] = (
+    ("{S} lives with {A}.", "Who does {S} live with?", "np"),
+    ("{S} keeps {A} in the cellar.", "What does {S} keep in the cellar?", "np"),
+    ("The code for {S} is written on {A}.", "Where is the code for {S} written?", "place"),
+    ("The best way to calm {S} is to {A}.", "What is the best way to calm {S}?", "vp"),
+    ("The expedition led by {S} found that {A}.", "What did the expedition led by {S} find?", "clause"),
+    ("{S} was born in {A}.", "Where was {S} born?", "place"),
+    ("The favourite food of {S} is {A}.", "What is the favourite food of {S}?", "np"),
+    ("{S} always carries {A}.", "What does {S} always carry?", "np"),
+    ("The treasure of {S} is buried {A}.", "Where is the treasure of {S} buried?", "place"),
+    ("The oldest song of {S} tells the story of {A}.", "What story does the oldest song of {S} tell?", "np"),
+    ("Every winter {S} repairs {A}.", "What does {S} repair every winter?", "np"),
+    ("The only rule of {S} is to {A}.", "What is the only rule of {S}?", "vp"),
+    ("{S} learned from the old map that {A}.", "What did {S} learn from the old map?", "clause"),
+    ("The gift that {S} received was {A}.", "What was the gift that {S} received?", "np"),
+)
+
+_VP_VERBS = ("sing to", "whisper to", "bow to", "wave at", "walk around", "knock on")
+_VP_VERBS2 = ("count", "feed", "follow", "watch", "avoid", "greet")
+
+
+def _subject(rng: random.Random, split: str) -> str:
+    kind = rng.randrange(4)
+    if kind == 0:
+        return person_name(rng, split)
+    if kind == 1:
+        return f"the {_pick(rng, 'adj', split)} {_pick(rng, 'profession', split)} of {place_name(rng, split)}"
+    if kind == 2:
+        return f"the village of {place_name(rng, split)}"
+    return f"the {_pick(rng, 'color', split)} {_pick(rng, 'animal', split)} of {person_name(rng, split)}"
+
+
+def _answer_phrase(rng: random.Random, split: str, kind: str) -> str:
+    adj, noun = _pick(rng, "adj", split), _pick(rng, "noun", split)
+    if kind == "np":
+        if rng.random() < 0.5:
+            animal = f"{_pick(rng, 'color', split)} {_pick(rng, 'animal', split)}"
+            return f"{_article(adj)} {adj} {noun} and {_article(animal)} {animal} named {person_name(rng, split)}"
+        return f"{rng.randint(2, 90)} {plural(noun)} of {_pick(rng, 'color', split)} {_pick(rng, 'substance', split)}"
+    if kind == "place":
+        material = _pick(rng, "material", split)
+        return f"{_article(material)} {material} {noun} beside the {adj} {_pick(rng, 'noun', split)}"
+    if kind == "vp":
+        animals = plural(_pick(rng, "animal", split))
+        return f"{rng.choice(_VP_VERBS)} the {adj} {noun} and {rng.choice(_VP_VERBS2)} the {animals}"
+    # clause
+    return f"the {adj} {noun} had moved {rng.randint(2, 900)} steps toward {place_name(rng, split)}"
+
+
+def _needle_relation(rng: random.Random, split: str) -> dict:
+    needle_t, question_t, kind = rng.choice(_RELATIONS)
+    subject, answer = _subject(rng, split), _answer_phrase(rng, split, kind)
+    needle = needle_t.format(S=subject, A=answer)
+    question = question_t.format(S=subject)
+    return {
+        "needle": needle[0].upper() + needle[1:],
+        "question": question,
+        "real_needle": answer,
+        "subject": subject,
+    }
+
+
+_NEEDLE_MAKERS = (
+    _needle_ingredient,
+    _needle_best_thing,
+    _needle_password,
+    _needle_hidden,
+    _needle_builder,
+    _needle_lucky,
+    _needle_recipe,
+    _needle_meeting,
+    _needle_relation,
+    _needle_relation,
+    _needle_relation,
+    _needle_relation,
+)
+
+
+def make_needles(n: int, seed: int = 0, split: str = "eval") -> list[dict]:
+    """``n`` needles in Wu et al.'s format ``{"needle", "question", "real_needle"}``.
+
+    ``real_needle`` is an exact substring of ``needle``: the short answer span (3-8 words) that a model must
+    copy, e.g. needle "The secret ingredient of the copper lantern is three drops of violet honey.", question
+    "What is the secret ingredient of the copper lantern?", real_needle "three drops of violet honey". Needle
+    kinds cycle through eight templates; content words come from ``split``'s pools only. Deterministic in
+    ``(n, seed, split)``; the first ``k`` needles do not depend on ``n``.
+    """
+    _check_split(split)
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    return [
+        {k: v for k, v in needle_with_subject(i, seed, split).items() if k != "subject"} for i in range(n)
+    ]
+
+
+def needle_with_subject(i: int, seed: int = 0, split: str = "eval") -> dict:
+    """Needle number ``i`` of :func:`make_needles` plus ``"subject"``: the entity it is about ("the copper lantern")."""
+    _check_split(split)
+    rng = split_rng("needle", seed, split, i)
+    needle = _NEEDLE_MAKERS[(i + seed) % len(_NEEDLE_MAKERS)](rng, split)
+    if (
+        needle["real_needle"] not in needle["needle"]
+        or needle["subject"].lower() not in needle["needle"].lower()
+    ):
+        raise ValueError(
+            f"needle {needle!r}: its answer ('real_needle') and subject must both occur in the needle sentence"
+        )
+    return needle

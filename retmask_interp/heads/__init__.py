@@ -1,0 +1,1 @@
+"""Head lists: scores with provenance (our JSON, Wu's JSON) and other tools' formats."""

@@ -1,0 +1,346 @@
+"""Head lists: retrieval scores per (layer, query head), with provenance, in our JSON or Wu et al.'s.
+
+Our format (``schema_version`` 1)::
+
+    {"schema": "retmask-interp/head-scores", "schema_version": 1,
+     "model": {"name": ..., "revision": ..., "geometry": {"num_layers": ..., "num_heads": ..., ...}},
+     "method": {"name": "wu2024-copy-paste", "params": {...}},
+     "samples": {"total": N, "counted": M},
+     "package_version": "...", "created": "...",
+     "scores": {"<layer>-<head>": mean score, ...},          # every head, 0-indexed
+     "ranked": [{"layer": l, "head": h, "score": s}, ...],    # descending
+     "per_sample_scores": {"<layer>-<head>": [score per counted sample, ...]}}
+
+Wu et al.'s format (and the RetMask repo's) is ``{"<layer>-<head>": [score per counted sample, ...]}``;
+the mean of each list is the head's score. ``load_head_scores`` reads either.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from retmask_interp.core.io import atomic_write_json, refuse_overwrite
+
+__all__ = [
+    "HeadScores",
+    "load_head_scores",
+    "save_head_scores",
+    "parse_head_key",
+    "head_key",
+    "SCHEMA",
+    "SCHEMA_VERSION",
+]
+
+SCHEMA = "retmask-interp/head-scores"
+SCHEMA_VERSION = 1
+
+Head = tuple[int, int]
+
+
+def head_key(layer: int, head: int) -> str:
+    return f"{int(layer)}-{int(head)}"
+
+
+def by_layer(heads: Iterable[Head]) -> dict[int, list[int]]:
+    """Heads grouped by layer: ``{layer: [head, ...]}``, layers and heads sorted, duplicates removed."""
+    out: dict[int, list[int]] = {}
+    for layer, head in sorted({(int(layer), int(head)) for layer, head in heads}):
+        out.setdefault(layer, []).append(head)
+    return out
+
+
+def parse_head_key(key: str, *, source: str = "head file") -> Head:
+    try:
+        layer, head = str(key).split("-")
+        out = int(layer), int(head)
+    except ValueError:
+        raise ValueError(
+            f"{source}: key {key!r} is not of the form '<layer>-<head>' (0-indexed integers, e.g. '16-1')"
+        ) from None
+    if out[0] < 0 or out[1] < 0:
+        raise ValueError(f"{source}: key {key!r} has a negative index")
+    return out
+
+
+@dataclass
+class HeadScores:
+    """Mean retrieval score of every head of one model, with provenance.
+
+    ``scores`` maps ``(layer, head)`` to the mean score; heads missing from a file count as 0.
+    ``per_sample`` (optional) keeps each head's score on every counted sample.
+    """
+
+    scores: dict[Head, float]
+    num_layers: int
+    num_heads: int
+    model: str = ""
+    revision: str | None = None
+    geometry: dict[str, int] = field(default_factory=dict)
+    method: str = "wu2024-copy-paste"
+    params: dict[str, Any] = field(default_factory=dict)
+    num_samples: int | None = None
+    num_counted: int | None = None
+    per_sample: dict[Head, list[float]] | None = None
+    source: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    # -- construction ------------------------------------------------------------------------------
+    @classmethod
+    def from_matrix(cls, matrix, **kwargs) -> HeadScores:
+        arr = np.asarray(matrix, dtype=float)
+        if arr.ndim != 2:
+            raise ValueError(f"expected a [layers, heads] matrix, got shape {arr.shape}")
+        scores = {(li, hi): float(arr[li, hi]) for li in range(arr.shape[0]) for hi in range(arr.shape[1])}
+        return cls(scores, arr.shape[0], arr.shape[1], **kwargs)
+
+    @classmethod
+    def from_per_sample(
+        cls, per_sample: Mapping[Head, list[float]], num_layers: int, num_heads: int, **kwargs
+    ) -> HeadScores:
+        scores = {h: (float(np.mean(v)) if len(v) else 0.0) for h, v in per_sample.items()}
+        return cls(
+            scores, num_layers, num_heads, per_sample={h: list(v) for h, v in per_sample.items()}, **kwargs
+        )
+
+    # -- views -------------------------------------------------------------------------------------
+    def matrix(self) -> np.ndarray:
+        """``[num_layers, num_heads]`` array of mean scores (0 where a head is absent)."""
+        out = np.zeros((self.num_layers, self.num_heads))
+        for (layer, head), s in self.scores.items():
+            out[layer, head] = s
+        return out
+
+    def ranked(self) -> list[tuple[int, int, float]]:
+        """All heads as ``(layer, head, score)``, highest score first (ties: lower layer, then head)."""
+        m = self.matrix()
+        order = sorted(np.ndindex(m.shape), key=lambda lh: (-m[lh], lh[0], lh[1]))
+        return [(int(layer), int(head), float(m[layer, head])) for layer, head in order]
+
+    def top_k(self, k: int) -> list[Head]:
+        if k < 0:
+            raise ValueError("k must be >= 0")
+        return [(layer, head) for layer, head, _ in self.ranked()[:k]]
+
+    def above(self, threshold: float) -> list[Head]:
+        """Heads with mean score >= ``threshold``, ranked."""
+        return [(layer, head) for layer, head, s in self.ranked() if s >= threshold]
+
+    def per_layer(self, k: int) -> dict[int, list[Head]]:
+        """The ``k`` best heads of every layer."""
+        m = self.matrix()
+        out = {}
+        for layer in range(self.num_layers):
+            order = sorted(range(self.num_heads), key=lambda h: (-m[layer, h], h))[:k]
+            out[layer] = [(layer, h) for h in order]
+        return out
+
+    def select(self, *, top_k: int | None = None, threshold: float | None = None) -> list[Head]:
+        """Heads by top-k, by threshold, or both (the intersection). One of them must be given."""
+        if top_k is None and threshold is None:
+            raise ValueError("give top_k or threshold (CLI: --top-k or --threshold) to choose heads")
+        heads = self.ranked()
+        if threshold is not None:
+            heads = [h for h in heads if h[2] >= threshold]
+        if top_k is not None:
+            heads = heads[:top_k]
+        return [(layer, head) for layer, head, _ in heads]
+
+    def to_dataframe(self):
+        import pandas as pd
+
+        rows = [
+            {"layer": layer, "head": head, "score": s, "rank": i + 1}
+            for i, (layer, head, s) in enumerate(self.ranked())
+        ]
+        return pd.DataFrame(rows)
+
+    # -- serialisation -----------------------------------------------------------------------------
+    def to_json_dict(self) -> dict[str, Any]:
+        from retmask_interp import __version__
+
+        geometry = dict(self.geometry) or {"num_layers": self.num_layers, "num_heads": self.num_heads}
+        out: dict[str, Any] = {
+            "schema": SCHEMA,
+            "schema_version": SCHEMA_VERSION,
+            "model": {"name": self.model, "revision": self.revision, "geometry": geometry},
+            "method": {"name": self.method, "params": self.params},
+            "samples": {"total": self.num_samples, "counted": self.num_counted},
+            "package_version": __version__,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "scores": {head_key(layer, head): s for (layer, head), s in sorted(self.scores.items())},
+            "ranked": [{"layer": layer, "head": head, "score": s} for layer, head, s in self.ranked()],
+        }
+        if self.per_sample is not None:
+            out["per_sample_scores"] = {head_key(*h): v for h, v in sorted(self.per_sample.items())}
+        out.update(self.extra)
+        return out
+
+    def to_wu_dict(self) -> dict[str, list[float]]:
+        """Wu et al.'s format: per-sample lists (or a one-element list with the mean if none were kept)."""
+        if self.per_sample is not None:
+            return {head_key(*h): list(v) for h, v in sorted(self.per_sample.items())}
+        return {head_key(*h): [s] for h, s in sorted(self.scores.items())}
+
+    def save(self, path: str | Path, *, overwrite: bool = False, format: str = "retmask") -> Path:
+        return save_head_scores(self, path, overwrite=overwrite, format=format)
+
+
+def save_head_scores(
+    hs: HeadScores, path: str | Path, *, overwrite: bool = False, format: str = "retmask"
+) -> Path:
+    """Write atomically as ``"retmask"`` (ours) or ``"wu"`` JSON; an existing file needs ``overwrite=True``."""
+    refuse_overwrite(path, overwrite, "head list")
+    if format == "retmask":
+        return atomic_write_json(path, hs.to_json_dict())
+    if format == "wu":
+        return atomic_write_json(path, hs.to_wu_dict(), indent=None)
+    raise ValueError(f"unknown head-list format {format!r}; use 'retmask' or 'wu'")
+
+
+def _finite(values: Iterable, source: str, key: str) -> list[float]:
+    out = []
+    for v in values:
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
+            raise ValueError(f"{source}: head {key!r} has a non-numeric or non-finite score {v!r}")
+        out.append(float(v))
+    return out
+
+
+def _from_wu(obj: Mapping[str, Any], source: str, num_layers=None, num_heads=None) -> HeadScores:
+    per_sample: dict[Head, list[float]] = {}
+    for key, values in obj.items():
+        head = parse_head_key(key, source=source)
+        if isinstance(values, (int, float)) and not isinstance(values, bool):
+            values = [values]
+        if not isinstance(values, list):
+            raise ValueError(f"{source}: head {key!r} should map to a list of per-sample scores")
+        per_sample[head] = _finite(values, source, key)
+    if not per_sample:
+        raise ValueError(f"{source}: no heads found (empty JSON object)")
+    nl = num_layers or max(h[0] for h in per_sample) + 1
+    nh = num_heads or max(h[1] for h in per_sample) + 1
+    counts = {len(v) for v in per_sample.values()}
+    counted = counts.pop() if len(counts) == 1 else None
+    hs = HeadScores.from_per_sample(per_sample, nl, nh, method="wu2024-copy-paste", source=source)
+    hs.num_counted = counted
+    return hs
+
+
+def _from_ours(obj: Mapping[str, Any], source: str) -> HeadScores:
+    if obj.get("schema_version", 1) > SCHEMA_VERSION:
+        raise ValueError(
+            f"{source}: schema_version {obj['schema_version']} is newer than this package reads "
+            f"({SCHEMA_VERSION}); upgrade retmask-interp"
+        )
+    model = obj.get("model") or {}
+    if isinstance(model, str):
+        model = {"name": model}
+    geometry = dict(model.get("geometry") or {})
+    raw = obj["scores"]
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"{source}: 'scores' should be an object of '<layer>-<head>': score")
+    scores = {parse_head_key(k, source=source): _finite([v], source, k)[0] for k, v in raw.items()}
+    if not scores:
+        raise ValueError(f"{source}: 'scores' is empty")
+    nl = geometry.get("num_layers") or max(h[0] for h in scores) + 1
+    nh = geometry.get("num_heads") or max(h[1] for h in scores) + 1
+    per_sample = None
+    if isinstance(obj.get("per_sample_scores"), Mapping):
+        per_sample = {
+            parse_head_key(k, source=source): _finite(v, source, k)
+            for k, v in obj["per_sample_scores"].items()
+        }
+    method = obj.get("method") or {}
+    if isinstance(method, str):
+        method = {"name": method}
+    samples = obj.get("samples") or {}
+    known = {"schema", "schema_version", "model", "method", "samples", "package_version", "created", "scores"}
+    known |= {"ranked", "per_sample_scores"}
+    return HeadScores(
+        scores=scores,
+        num_layers=int(nl),
+        num_heads=int(nh),
+        model=model.get("name", ""),
+        revision=model.get("revision"),
+        geometry=geometry,
+        method=method.get("name", "unknown"),
+        params=dict(method.get("params") or {}),
+        num_samples=samples.get("total"),
+        num_counted=samples.get("counted"),
+        per_sample=per_sample,
+        source=source,
+        extra={k: v for k, v in obj.items() if k not in known},
+    )
+
+
+def load_head_scores(
+    path: str | Path, *, num_layers: int | None = None, num_heads: int | None = None
+) -> HeadScores:
+    """Read a head list in our JSON format or in Wu et al.'s; other formats live in ``retmask_interp.interop``."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"head file {path} does not exist")
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(
+            f"{path} is not valid JSON ({err}); expected a head list from `retmask detect`"
+        ) from None
+    if not isinstance(obj, Mapping):
+        raise ValueError(f"{path}: expected a JSON object, got {type(obj).__name__}")
+    if "scores" in obj and isinstance(obj["scores"], Mapping):
+        hs = _from_ours(obj, str(path))
+    else:
+        hs = _from_wu(obj, str(path), num_layers, num_heads)
+        hs.model = path.stem
+    if num_layers:
+        hs.num_layers = num_layers
+    if num_heads:
+        hs.num_heads = num_heads
+    return hs
+
+
+# -- inputs ----------------------------------------------------------------------------------------------
+def score_matrix(head_scores: HeadScores | np.ndarray | Mapping | Sequence) -> np.ndarray:
+    """``[layers, heads]`` float array of scores, negatives clipped to 0.
+
+    Accepts a ``HeadScores``, a 2-D array (rows = layers), or a dict ``(layer, head) -> score`` (absent heads
+    are 0; the shape is ``max index + 1`` in each direction).
+    """
+    if isinstance(head_scores, HeadScores):
+        m = head_scores.matrix()
+    elif isinstance(head_scores, Mapping):
+        if not head_scores:
+            raise ValueError("empty score mapping: expected {(layer, head): score, ...}")
+        keys = [(int(k[0]), int(k[1])) for k in head_scores]
+        m = np.zeros((max(k[0] for k in keys) + 1, max(k[1] for k in keys) + 1))
+        for (layer, head), value in zip(keys, head_scores.values()):
+            m[layer, head] = float(value)
+    else:
+        m = np.asarray(head_scores, dtype=float)
+        if m.ndim != 2:
+            raise ValueError(
+                f"expected a [layers, heads] score matrix, got shape {m.shape}; "
+                "pass HeadScores, a 2-D array or a {(layer, head): score} dict"
+            )
+    if m.size == 0:
+        raise ValueError("no heads: the score matrix is empty")
+    if not np.all(np.isfinite(m)):
+        raise ValueError("scores contain NaN or infinity; clean the head list (retrieval scores are >= 0)")
+    return np.clip(m, 0.0, None)
+
+
+def ranked_heads(head_scores) -> tuple[list[Head], np.ndarray]:
+    """All heads by score, highest first (ties by layer, then head), and the score matrix."""
+    m = score_matrix(head_scores)
+    flat = m.ravel()
+    order = np.lexsort((np.arange(flat.size), -flat))
+    return [divmod(int(i), m.shape[1]) for i in order], m

@@ -1,0 +1,1 @@
+"""Head interventions: masking plans, weight edits, random controls, TransformerLens hooks."""

@@ -1,0 +1,387 @@
+"""Head masking through nnsight interventions, and the equivalent weight edits.
+
+One generic intervention (``MaskPlan``) with three named variants:
+
+- ``zero``: the head's output is removed: its slice ``[h*d, (h+1)*d)`` of the output projection's *input* is
+  zeroed (equals zeroing those columns of ``o_proj``; what RetMask uses);
+- ``uniform``: the head's post-RoPE query is zeroed, so it attends uniformly over its causal context (equals zeroing
+  the head's rows of ``q_proj``; what Wu et al. use);
+- ``mean``: the head's output is replaced by its mean over a reference set (``mean_head_outputs``).
+
+Where the interventions act (``MaskPlan.sites``): ``zero``/``mean`` edit the output projection's input; ``uniform``
+zeroes the head's slice of the query projection's *output* (its slice of the fused ``qkv`` output per the table's
+``query_layout``; for OLMo-2/3, whose query norm spans all heads, the norm's output), which is the exact counterpart
+of the weight edit ``zero_head_queries_`` (a zero query stays zero through per-head norms and RoPE). Neither needs
+``.source``, which would permanently instrument the attention forward. ``generate`` runs the whole decode loop in one
+nnsight trace with the sites edited on every forward (``_decode.decode_in_one_trace``).
+
+Python API: ``masked_logits`` (one forward), ``generate`` (greedy or sampled decoding with heads masked at every
+step), ``masked(model, heads)`` (a context for a block of work), ``random_controls`` (control head sets that never
+overlap the heads they control for), and the weight edits ``zero_head_outputs_`` / ``zero_head_queries_``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import weakref
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from retmask_interp.core.architectures import query_features
+from retmask_interp.core.decode import decode_in_one_trace, decode_steps, left_pad
+from retmask_interp.core.models import RetModel, as_model, get_submodule
+from retmask_interp.heads.scores import by_layer
+
+__all__ = [
+    "MODES",
+    "MaskPlan",
+    "MaskSite",
+    "MaskedModel",
+    "generate",
+    "masked",
+    "masked_logits",
+    "mean_head_outputs",
+    "site_envoy",
+]
+
+MODES = ("zero", "uniform", "mean")
+Head = tuple[int, int]
+
+
+@dataclass
+class MaskSite:
+    """One in-place edit per forward: ``envoy``'s input (or output) features where ``mask`` is True become 0, or
+    ``fill`` (mode ``mean``)."""
+
+    layer: int
+    envoy: Any
+    output: bool
+    mask: torch.Tensor  # bool [features]
+    fill: torch.Tensor | None = None  # [features], mode "mean"
+
+    def apply(self) -> None:
+        x = self.envoy.output if self.output else self.envoy.input
+        if self.fill is None:
+            x.masked_fill_(self.mask, 0)
+        else:
+            x.copy_(torch.where(self.mask, self.fill.to(x.dtype), x))
+
+
+@dataclass
+class MaskPlan:
+    """Which heads to mask in which layer, and how. Build with ``MaskPlan.build``."""
+
+    mode: str
+    by_layer: dict[int, torch.Tensor] = field(default_factory=dict)
+    num_heads: int = 0
+    head_dim: int = 0
+    mean_values: torch.Tensor | None = None  # [layers, heads, head_dim] for mode "mean"
+
+    @classmethod
+    def build(cls, model, heads: Iterable[Head], mode: str = "zero", mean_values=None) -> MaskPlan:
+        rm = as_model(model)
+        if mode not in MODES:
+            raise ValueError(f"unknown masking mode {mode!r}; use one of {', '.join(MODES)}")
+        heads = rm.check_heads(heads)
+        g = rm.geometry
+        if mode == "mean" and heads:
+            if mean_values is None:
+                raise ValueError(
+                    "mode 'mean' needs mean_values: compute them with mean_head_outputs(model, ids)"
+                )
+            if tuple(mean_values.shape) != (g.num_layers, g.num_heads, g.head_dim):
+                raise ValueError(
+                    f"mean_values has shape {tuple(mean_values.shape)}, expected "
+                    f"({g.num_layers}, {g.num_heads}, {g.head_dim})"
+                )
+        by_layer: dict[int, list[int]] = {}
+        for layer, head in heads:
+            by_layer.setdefault(layer, []).append(head)
+        device = rm.device
+        return cls(
+            mode=mode,
+            by_layer={layer: torch.tensor(hs, device=device) for layer, hs in by_layer.items()},
+            num_heads=g.num_heads,
+            head_dim=g.head_dim,
+            mean_values=None if mean_values is None else mean_values.to(device),
+        )
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.by_layer
+
+    def touches_query(self, layer: int) -> bool:
+        return self.mode == "uniform" and layer in self.by_layer
+
+    def touches_output(self, layer: int) -> bool:
+        return self.mode in ("zero", "mean") and layer in self.by_layer
+
+    def apply_query(self, layer: int, query: torch.Tensor) -> None:
+        """In place on the attention call's query ``[batch, heads, q_len, head_dim]``."""
+        if self.touches_query(layer):
+            query[:, self.by_layer[layer]] = 0
+
+    def apply_output(self, layer: int, head_outputs: torch.Tensor) -> None:
+        """In place on the output projection's input ``[..., heads * head_dim]``."""
+        if not self.touches_output(layer):
+            return
+        idx = self.by_layer[layer]
+        view = head_outputs.view(*head_outputs.shape[:-1], self.num_heads, self.head_dim)
+        if self.mode == "zero":
+            view[..., idx, :] = 0
+        else:
+            view[..., idx, :] = self.mean_values[layer, idx].to(view.dtype)
+
+    def site_name(self, rm: RetModel) -> tuple[str, bool]:
+        """The attention submodule this plan edits and whether it edits its output (else its input)."""
+        if self.mode == "uniform":
+            return rm.spec.joint_query_norm or rm.spec.query, True
+        return rm.spec.out_proj, False
+
+    def sites(self, rm: RetModel, root=None) -> list[MaskSite]:
+        """The edits that apply this plan, in execution order (``MaskSite.apply`` inside a trace, one forward each).
+
+        ``zero``/``mean``: the output projection's input, ``[..., heads * head_dim]``. ``uniform``: the query
+        projection's output (per ``query_layout``: ``[h*d, (h+1)*d)`` of a separate or ``[q | k | v]`` projection,
+        ``[3*h*d, 3*h*d + d)`` of GPT-NeoX's per-head layout), or for a query norm over all heads the norm's output.
+        The envoys are ``rm.lm``'s, or with ``root`` (``site_envoy(rm, self.site_name(rm)[0])``) that envoy's.
+        """
+        spec, d = rm.spec, self.head_dim
+        name, output = self.site_name(rm)
+        out: list[MaskSite] = []
+        for layer in sorted(self.by_layer):
+            heads = self.by_layer[layer].tolist()
+            module = get_submodule(rm.attention(layer), name)
+            envoy = root[layer] if root is not None else get_submodule(rm.attention_envoy(layer), name)
+            device = module.weight.device
+            if self.mode == "uniform":
+                # output features: nn.Linear's out_features, GPT-2 Conv1D's nf, a norm's weight length
+                features = getattr(module, "out_features", None) or getattr(module, "nf", None)
+                features = int(features or module.weight.shape[0])
+                mask = torch.zeros(features, dtype=torch.bool)  # built on the host, moved once
+                for h in heads:
+                    mask[query_features(spec, h, d)] = True
+                out.append(MaskSite(layer, envoy, output, mask.to(device)))
+                continue
+            mask = torch.zeros(self.num_heads, d, dtype=torch.bool)
+            mask[heads] = True
+            fill = None
+            if self.mode == "mean":
+                fill = torch.zeros(self.num_heads, d, dtype=self.mean_values.dtype, device=device)
+                fill[heads] = self.mean_values[layer, heads].to(device)
+                fill = fill.reshape(-1)
+            out.append(MaskSite(layer, envoy, output, mask.reshape(-1).to(device), fill))
+        return out
+
+    @staticmethod
+    def apply_sites(sites: Sequence[MaskSite]) -> None:
+        """Apply ``sites`` (from ``sites``) inside an active trace of their envoys' root."""
+        for site in sites:
+            site.apply()
+
+    def apply_all(self, rm: RetModel) -> None:
+        """Apply to every layer inside an active ``rm.lm.trace`` (layers in execution order)."""
+        self.apply_sites(self.sites(rm))
+
+
+_SITE_ENVOYS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def site_envoy(model, name: str):
+    """An nnsight envoy over only the submodule ``name`` of every layer's attention: ``NNsight`` of a ``ModuleList``
+    holding those modules themselves (not copies), cached per model; ``envoy[layer]`` is that layer's module.
+
+    Masked generation traces its decode loop through this envoy rather than ``rm.lm``: an nnsight trace hands every
+    module it wraps over to the interleaver on every call (input, skip gate, output), so a trace of the whole model
+    pays that at every module of every step, while the masking touches one module per layer. nnsight routes a
+    module wrapped by several envoys to whichever one is tracing, so ``rm.lm`` keeps working on the same modules.
+    """
+    from nnsight import NNsight
+
+    rm = as_model(model)
+    modules = [get_submodule(rm.attention(layer), name) for layer in range(rm.geometry.num_layers)]
+    per_model = _SITE_ENVOYS.setdefault(rm.model, {})
+    cached = per_model.get(name)
+    if cached is None or any(a is not b for a, b in zip(cached[0], modules)):  # new, or a module was replaced
+        cached = per_model[name] = (modules, NNsight(torch.nn.ModuleList(modules)))
+    return cached[1]
+
+
+def masked_logits(
+    model,
+    input_ids: torch.Tensor,
+    heads: Iterable[Head] = (),
+    mode: str = "zero",
+    *,
+    attention_mask: torch.Tensor | None = None,
+    mean_values: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Logits ``[batch, seq, vocab]`` of a forward pass with ``heads`` (``(layer, query_head)`` pairs) masked.
+
+    ``model`` is a Hugging Face causal LM or ``RetModel``; ``input_ids`` is ``[batch, seq]``; no heads = plain model.
+    """
+    rm = as_model(model)
+    input_ids = torch.as_tensor(input_ids)
+    if input_ids.dim() != 2:
+        raise ValueError(f"input_ids must be [batch, seq], got shape {tuple(input_ids.shape)}")
+    plan = MaskPlan.build(rm, heads, mode, mean_values)
+    kwargs = {} if attention_mask is None else {"attention_mask": attention_mask.to(rm.device)}
+    with torch.no_grad(), rm.lm.trace(input_ids.to(rm.device), **kwargs):
+        plan.apply_all(rm)
+        logits = rm.lm.output.logits.save()
+    return logits
+
+
+def _sampler(do_sample: bool, temperature: float, top_p: float, top_k: int, generator):
+    if not do_sample:
+        return lambda logits: logits.argmax(dim=-1)
+    if temperature <= 0:
+        raise ValueError("temperature must be > 0 when sampling (use do_sample=False for greedy)")
+
+    def sample(logits: torch.Tensor) -> torch.Tensor:
+        logits = logits.float() / temperature
+        if top_k and top_k > 0:
+            kth = torch.topk(logits, min(top_k, logits.shape[-1]), dim=-1).values[..., -1:]
+            logits = logits.masked_fill(logits < kth, float("-inf"))
+        if top_p < 1.0:
+            sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+            probs = sorted_logits.softmax(-1)
+            drop = probs.cumsum(-1) - probs > top_p  # keep the smallest prefix with mass >= top_p
+            sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
+            logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
+        probs = logits.softmax(-1)
+        return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+    return sample
+
+
+def generate(
+    model,
+    input_ids: torch.Tensor | Sequence[Sequence[int]],
+    heads: Iterable[Head] = (),
+    mode: str = "zero",
+    *,
+    attention_mask: torch.Tensor | None = None,
+    max_new_tokens: int = 50,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    top_k: int = 0,
+    seed: int | None = None,
+    eos_token_id: int | Sequence[int] | None = None,
+    pad_token_id: int | None = None,
+    mean_values: torch.Tensor | None = None,
+    per_step_traces: bool = False,
+) -> torch.Tensor:
+    """Generate with ``heads`` masked at every step (prefill included); returns ``[batch, width + new]`` like
+    ``model.generate``: left-padded prompts followed by the new tokens, padded with ``pad_token_id`` after EOS.
+
+    ``input_ids`` may be a ``[batch, seq]`` tensor (with ``attention_mask`` for left padding) or a list of 1-D
+    prompts of different lengths. ``seed`` seeds sampling (a ``torch.Generator`` on the model's device), so two calls
+    with the same seed draw the same random numbers: the masked and unmasked sides of a RetMask pair differ only by
+    the masking. (The same seed gives the same draws on the same kind of device.)
+
+    With heads to mask, the whole decode loop runs inside one nnsight trace and the heads are masked on every forward
+    (``MaskPlan.sites``); with none, it runs plain forwards. Both run the same loop and sampler (``_decode``).
+    ``per_step_traces=True`` takes the reference path instead: one nnsight trace per step, the query zeroed at the
+    attention call (``.source``) and head outputs zeroed by index (``MaskPlan.apply_query`` / ``apply_output``), as
+    detection's loop does. It is slower (nnsight sets up every step, and ``.source`` permanently instruments the
+    attention forwards) and kept to check and time the one-trace path against; the tokens are the same.
+    """
+    rm = as_model(model)
+    if isinstance(input_ids, torch.Tensor) and input_ids.dim() == 2:
+        if attention_mask is None:
+            prompts = list(input_ids)
+        else:
+            prompts = [row[m.bool()] for row, m in zip(input_ids, attention_mask)]
+    else:
+        prompts = [torch.as_tensor(p) for p in input_ids]
+    if eos_token_id is None:
+        eos_ids = rm.eos_token_ids()
+    else:
+        eos_ids = [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id)
+    if pad_token_id is None:
+        pad_token_id = getattr(rm.tokenizer, "pad_token_id", None)
+        if pad_token_id is None:
+            pad_token_id = eos_ids[0] if eos_ids else 0
+    batch = left_pad(prompts, max_new_tokens, rm.device, pad_id=pad_token_id)
+    plan = MaskPlan.build(rm, heads, mode, mean_values)
+    generator = None
+    if seed is not None:
+        generator = torch.Generator(device=rm.device).manual_seed(seed)
+    choose = _sampler(do_sample, temperature, top_p, top_k, generator)
+    eos = torch.tensor(eos_ids, dtype=torch.long, device=rm.device)
+    if plan.is_empty or per_step_traces:  # plain forwards (no nnsight), or the reference path
+        steps = 0
+        for step, _, _, _ in decode_steps(rm, batch, max_new_tokens, choose, eos=eos, mask_plan=plan):
+            steps = step + 1
+    else:  # one trace for the whole generation, the heads masked on every forward
+        root = site_envoy(rm, plan.site_name(rm)[0])
+        sites = plan.sites(rm, root)
+        steps = decode_in_one_trace(
+            rm, batch, max_new_tokens, choose, eos=eos, envoy=root, intervene=lambda: plan.apply_sites(sites)
+        )
+    return batch.ids[:, : batch.width + steps]
+
+
+class MaskedModel:
+    """A model with a fixed set of heads masked: ``.logits(ids)``, ``.generate(ids, ...)``."""
+
+    def __init__(self, model, heads: Iterable[Head], mode: str = "zero", mean_values=None):
+        self.rm = as_model(model)
+        self.heads = self.rm.check_heads(heads)
+        self.mode = mode
+        self.mean_values = mean_values
+        MaskPlan.build(self.rm, self.heads, mode, mean_values)  # validate now
+
+    def logits(self, input_ids, attention_mask=None) -> torch.Tensor:
+        return masked_logits(
+            self.rm,
+            input_ids,
+            self.heads,
+            self.mode,
+            attention_mask=attention_mask,
+            mean_values=self.mean_values,
+        )
+
+    def generate(self, input_ids, **kwargs) -> torch.Tensor:
+        return generate(self.rm, input_ids, self.heads, self.mode, mean_values=self.mean_values, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"MaskedModel({self.rm.name!r}, {len(self.heads)} heads, mode={self.mode!r})"
+
+
+@contextlib.contextmanager
+def masked(model, heads: Iterable[Head], mode: str = "zero", mean_values=None) -> Iterator[MaskedModel]:
+    """``with masked(model, heads) as m: m.generate(ids)`` — the model itself is never modified."""
+    yield MaskedModel(model, heads, mode, mean_values)
+
+
+def mean_head_outputs(
+    model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Mean of every head's output (the output projection's input) over all non-padding positions of a reference
+    batch: ``[layers, heads, head_dim]``, for mode ``mean``."""
+    rm = as_model(model)
+    g = rm.geometry
+    input_ids = torch.as_tensor(input_ids).to(rm.device)
+    if attention_mask is None:
+        attention_mask = torch.ones_like(input_ids)
+    attention_mask = attention_mask.to(rm.device)
+    weights = attention_mask.float()[..., None]
+    sums: list[torch.Tensor] = []
+    with torch.no_grad(), rm.lm.trace(input_ids, attention_mask=attention_mask):
+        for layer in range(g.num_layers):
+            x = rm.out_proj_envoy(layer).input
+            sums.append((x.float() * weights).sum(dim=(0, 1)).save())
+    total = weights.sum()
+    return torch.stack([s / total for s in sums]).reshape(g.num_layers, g.num_heads, g.head_dim)
+
+
+# --------------------------------------------------------------------------------------------- weight edits
+def _by_layer(rm: RetModel, heads) -> dict[int, list[int]]:
+    """``heads`` checked against ``rm``'s geometry, grouped by layer."""
+    return by_layer(rm.check_heads(heads))

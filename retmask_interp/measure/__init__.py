@@ -1,0 +1,1 @@
+"""Measurements: retrieval-score detection, masked outcomes, attention effects, statistics."""

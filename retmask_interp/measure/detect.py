@@ -1,0 +1,389 @@
+"""Retrieval-head detection: Wu et al.'s copy-paste retrieval score, through nnsight.
+
+For every decode step t the model emits ``w_t`` (greedy). For each query head take the key position
+``j* = argmax_j q_t . k_j`` (top-1 attention; the softmax, the scale and Gemma's soft-capping are monotone, so this is
+the attention's argmax). It is a *hit* when ``j*`` lies in the answer span ``[s, e)`` and ``token[j*] == w_t``; a hit
+adds ``1 / (e - s)``. The first scored step is the one whose query is the last prompt token (it emits the first new
+token); the step that emits EOS is scored too, then the sample stops. A sample counts if ROUGE-1 recall of the
+answer against the generated text is above the threshold (0 disables the filter); a head's retrieval score is its
+mean over counted samples.
+
+How it is computed: the prompt is prefilled with the model's own attention kernel (sdpa/flash; only the last
+position's logits are formed), then one nnsight trace per decode step reads, at each layer's attention call, the
+post-RoPE query of the current position and the keys of the whole cache. The top-1 key of every head of every layer
+is one grouped matmul + argmax per layer (query heads grouped over their KV head; keys are never repeated), hits are
+accumulated on the device, and the only host sync per step is the "all sequences finished?" check.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from retmask_interp.core.decode import decode_steps, left_pad
+from retmask_interp.core.io import append_jsonl, read_jsonl, refuse_overwrite
+from retmask_interp.core.models import as_model
+from retmask_interp.heads.scores import HeadScores, head_key, parse_head_key
+from retmask_interp.measure.stats import niah_success
+
+__all__ = [
+    "DetectConfig",
+    "SampleResult",
+    "copy_paste_scores",
+    "copy_paste_scores_batch",
+    "detect_heads",
+]
+
+log = logging.getLogger(__name__)
+
+Head = tuple[int, int]
+
+
+def copy_paste_scores_batch(
+    model,
+    prompts: Sequence[torch.Tensor | Sequence[int]],
+    needle_spans: Sequence[tuple[int, int]],
+    max_new_tokens: int = 50,
+    *,
+    eos_token_ids: Iterable[int] | None = None,
+    mask_heads: Iterable[Head] | None = None,
+    mask_mode: str = "zero",
+    mean_values: torch.Tensor | None = None,
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Greedy-decode a batch of prompts (left-padded) and score every head on each; see ``copy_paste_scores``.
+
+    Returns one ``(generated_ids, scores[num_layers, num_heads])`` pair per prompt, on the CPU.
+    ``mask_heads`` masks those heads (``retmask_interp.masking`` modes) while decoding, for ablation studies.
+    """
+    from retmask_interp.interventions.masking import MaskPlan
+
+    rm = as_model(model)
+    if len(prompts) != len(needle_spans):
+        raise ValueError(f"{len(prompts)} prompts but {len(needle_spans)} needle spans")
+    if not prompts:
+        return []
+    if max_new_tokens < 1:
+        raise ValueError("max_new_tokens must be >= 1")
+    device = rm.device
+    batch = left_pad(prompts, max_new_tokens, device)
+    for (start, end), p in zip(needle_spans, batch.pad):
+        if not (0 <= start < end <= batch.width - p):
+            raise ValueError(
+                f"needle span ({start}, {end}) does not lie inside a prompt of {batch.width - p} tokens"
+            )
+    span = torch.tensor([[s + p, e + p] for (s, e), p in zip(needle_spans, batch.pad)], device=device)
+    inv_len = 1.0 / (span[:, 1] - span[:, 0]).float()
+    eos_ids = sorted(set(eos_token_ids if eos_token_ids is not None else rm.eos_token_ids()))
+    eos = torch.tensor(eos_ids, dtype=torch.long, device=device)
+    plan = MaskPlan.build(rm, mask_heads or (), mask_mode, mean_values)
+    b, g = len(prompts), rm.geometry
+    scores = torch.zeros(b, g.num_layers, g.num_heads, device=device)
+    n_generated = torch.zeros(b, dtype=torch.long, device=device)
+    total = batch.ids.shape[1]
+
+    def greedy(logits: torch.Tensor) -> torch.Tensor:
+        return logits.argmax(dim=-1)
+
+    for _, token, tops, active in decode_steps(
+        rm, batch, max_new_tokens, greedy, eos=eos, mask_plan=plan, readout=True
+    ):
+        tops = tops.permute(1, 0, 2)  # [b, layers, heads]
+        in_span = (tops >= span[:, 0, None, None]) & (tops < span[:, 1, None, None])
+        held = batch.ids.gather(1, tops.reshape(b, -1).clamp(0, total - 1)).reshape_as(tops)
+        hit = in_span & (held == token[:, None, None]) & active[:, None, None]
+        scores += hit.float() * inv_len[:, None, None]
+        n_generated += active.long()
+    out = []
+    for i in range(b):
+        gen = batch.ids[i, batch.width : batch.width + int(n_generated[i])].cpu()
+        out.append((gen, scores[i].cpu()))
+    return out
+
+
+def copy_paste_scores(
+    model,
+    input_ids: torch.Tensor | Sequence[int],
+    needle_span: tuple[int, int],
+    max_new_tokens: int = 50,
+    *,
+    eos_token_ids: Iterable[int] | None = None,
+    mask_heads: Iterable[Head] | None = None,
+    mask_mode: str = "zero",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Wu et al.'s copy-paste retrieval hits of one sample.
+
+    ``model``: a Hugging Face causal LM or ``RetModel``; ``input_ids``: 1-D prompt tokens; ``needle_span``:
+    ``(start, end)`` token indices of the answer in the prompt (end exclusive). Greedy-decodes up to
+    ``max_new_tokens`` (stopping after an EOS token, which is scored) and returns ``(generated_token_ids, scores)``
+    with ``scores`` a ``[num_layers, num_query_heads]`` tensor of summed hits, each hit adding ``1 / (end - start)``.
+    """
+    ids = torch.as_tensor(input_ids)
+    if ids.dim() != 1:
+        raise ValueError(f"input_ids must be 1-D (one sample), got shape {tuple(ids.shape)}")
+    return copy_paste_scores_batch(
+        model,
+        [ids],
+        [needle_span],
+        max_new_tokens,
+        eos_token_ids=eos_token_ids,
+        mask_heads=mask_heads,
+        mask_mode=mask_mode,
+    )[0]
+
+
+# --------------------------------------------------------------------------------------------- over a grid
+@dataclass
+class DetectConfig:
+    """Settings of a detection run (those that change the numbers are recorded in the head file)."""
+
+    max_new_tokens: int = 50
+    rouge_threshold: float = 0.5  # a sample counts if ROUGE-1 recall > threshold; 0 disables the filter
+    batch_size: int = 1
+    mask_heads: list[Head] = field(default_factory=list)
+    mask_mode: str = "zero"
+
+    def fingerprint(self) -> str:
+        keys = {
+            "max_new_tokens": self.max_new_tokens,
+            "mask_heads": sorted(map(list, self.mask_heads)),
+            "rouge_threshold": self.rouge_threshold,  # decides which samples count
+        }
+        keys["mask_mode"] = self.mask_mode if self.mask_heads else None
+        return hashlib.sha1(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:12]
+
+
+@dataclass
+class SampleResult:
+    """One scored sample, as written to the samples JSONL (``--save-samples``)."""
+
+    sample_id: str
+    input_ids: list[int]
+    answer_span: tuple[int, int]
+    generated_ids: list[int]
+    generated_text: str
+    rouge: float
+    counted: bool
+    scores: dict[str, float]  # non-zero heads only, "layer-head" -> summed hits / span length
+    meta: dict[str, Any] = field(default_factory=dict)
+    config: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["answer_span"] = list(self.answer_span)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SampleResult:
+        d = dict(d)
+        d["answer_span"] = tuple(d["answer_span"])
+        return cls(**d)
+
+    def score_matrix(self, num_layers: int, num_heads: int) -> torch.Tensor:
+        m = torch.zeros(num_layers, num_heads)
+        for k, v in self.scores.items():
+            layer, head = parse_head_key(k)
+            m[layer, head] = v
+        return m
+
+
+def _sample_meta(sample) -> dict[str, Any]:
+    meta = {}
+    for attr in ("context_length", "depth", "needle_index", "num_tokens", "needle_position", "style"):
+        if hasattr(sample, attr):
+            meta[attr] = getattr(sample, attr)
+    return meta
+
+
+def score_samples(
+    model,
+    samples: Sequence[Any],
+    config: DetectConfig | None = None,
+    *,
+    progress: bool = True,
+) -> Iterable[SampleResult]:
+    """Score NIAH samples (objects with ``sample_id``, ``input_ids``, ``answer_span``, ``needle``), yielding results
+    in batches of similar length (order of completion, not input order)."""
+    from tqdm.auto import tqdm
+
+    config = config or DetectConfig()
+    rm = as_model(model)
+    tok = rm.tokenizer
+    if tok is None:
+        raise ValueError(
+            "detection over NIAH samples needs the model's tokenizer (to decode answers for ROUGE)"
+        )
+    by_length: dict[int, list[int]] = {}
+    for i, s in enumerate(samples):  # equal lengths batch without padding (the fast causal kernel)
+        by_length.setdefault(len(s.input_ids), []).append(i)
+    batches = [
+        group[j : j + config.batch_size]
+        for _, group in sorted(by_length.items())
+        for j in range(0, len(group), config.batch_size)
+    ]
+    bar = tqdm(total=len(samples), desc="detect", unit="sample", disable=not progress)
+    for batch in batches:
+        items = [samples[i] for i in batch]
+        results = copy_paste_scores_batch(
+            rm,
+            [s.input_ids for s in items],
+            [tuple(s.answer_span) for s in items],
+            config.max_new_tokens,
+            mask_heads=config.mask_heads or None,
+            mask_mode=config.mask_mode,
+        )
+        for s, (gen, sc) in zip(items, results):
+            text = tok.decode(gen.tolist(), skip_special_tokens=True)
+            counted, rouge = niah_success(s.needle["real_needle"], text, config.rouge_threshold)
+            nz = sc.nonzero().tolist()
+            yield SampleResult(
+                sample_id=s.sample_id,
+                input_ids=list(map(int, s.input_ids)),
+                answer_span=tuple(s.answer_span),
+                generated_ids=gen.tolist(),
+                generated_text=text,
+                rouge=rouge,
+                counted=counted,
+                scores={head_key(layer, h): float(sc[layer, h]) for layer, h in nz},
+                meta=_sample_meta(s),
+                config=config.fingerprint(),
+            )
+        bar.update(len(items))
+    bar.close()
+
+
+def aggregate(results: Sequence[SampleResult], num_layers: int, num_heads: int, **provenance) -> HeadScores:
+    """Mean score of every head over the counted samples (per-sample lists kept, in the given order)."""
+    counted = [r for r in results if r.counted]
+    per_sample: dict[Head, list[float]] = {
+        (layer, h): [] for layer in range(num_layers) for h in range(num_heads)
+    }
+    for r in counted:
+        m = r.score_matrix(num_layers, num_heads)
+        for (layer, h), values in per_sample.items():
+            values.append(float(m[layer, h]))
+    if not counted:
+        log.warning(
+            "no sample passed the success filter (%d samples): every score is 0. Check the prompt style, "
+            "raise max_new_tokens, or lower --rouge-threshold (0 disables the filter).",
+            len(results),
+        )
+    hs = HeadScores.from_per_sample(per_sample, num_layers, num_heads, **provenance)
+    hs.num_samples = len(results)
+    hs.num_counted = len(counted)
+    return hs
+
+
+def _read_done(path: str | Path, config: DetectConfig) -> dict[str, SampleResult]:
+    done: dict[str, SampleResult] = {}
+    for rec in read_jsonl(path):
+        r = SampleResult.from_dict(rec)
+        if r.config != config.fingerprint():
+            raise ValueError(
+                f"{path} holds samples scored with other settings (max_new_tokens / masked heads); "
+                "use another --save-samples file or delete it to start over"
+            )
+        done[r.sample_id] = r
+    return done
+
+
+def shard_path(samples_path: str | Path, rank: int, world_size: int) -> Path:
+    """The per-rank samples file of a sharded run: ``NAME.rank{r}-of-{n}.jsonl`` beside ``samples_path``."""
+    p = Path(samples_path)
+    return p.with_name(f"{p.stem}.rank{rank}-of-{world_size}{p.suffix or '.jsonl'}")
+
+
+def detect_heads(
+    model,
+    samples: Sequence[Any],
+    config: DetectConfig | None = None,
+    *,
+    samples_path: str | Path | None = None,
+    progress: bool = True,
+    params: dict[str, Any] | None = None,
+    shard: tuple[int, int] | None = None,
+    barrier=None,
+) -> HeadScores | None:
+    """Retrieval scores of every head over NIAH ``samples`` (see ``retmask_interp.niah``).
+
+    With ``samples_path`` every finished sample is appended to that JSONL file as soon as it is scored, and a
+    re-run with the same file resumes: samples already there are not scored (or written) again. A file written
+    with different settings (max_new_tokens, masking) is refused rather than mixed.
+
+    ``shard=(rank, world_size)`` scores only ``samples[rank::world_size]``, into ``shard_path(samples_path, rank,
+    world_size)``; after ``barrier()`` (e.g. ``torch.distributed.barrier``) rank 0 merges every rank's file into
+    one head list and returns it, the other ranks return ``None``. Each shard resumes on its own.
+    """
+    config = config or DetectConfig()
+    rm = as_model(model)
+    ids = [s.sample_id for s in samples]
+    if len(set(ids)) != len(ids):
+        raise ValueError(
+            "samples have duplicate sample_id values; each (needle, length, depth) must be unique"
+        )
+    rank, world = shard or (0, 1)
+    if world > 1:
+        if samples_path is None:
+            raise ValueError("a sharded run needs samples_path: ranks exchange results through their files")
+        mine = list(samples)[rank::world]
+        path: str | Path | None = shard_path(samples_path, rank, world)
+    else:
+        mine, path = list(samples), samples_path
+    done = _read_done(path, config) if path is not None else {}
+    if done:
+        log.info("resuming: %d of %d samples already scored in %s", len(done), len(mine), path)
+    todo = [s for s in mine if s.sample_id not in done]
+    for result in score_samples(rm, todo, config, progress=progress):
+        done[result.sample_id] = result
+        if path is not None:
+            append_jsonl(path, [result.to_dict()])
+    if world > 1:
+        if barrier is not None:
+            barrier()
+        if rank != 0:
+            return None
+        done = {}
+        for r in range(world):
+            done.update(_read_done(shard_path(samples_path, r, world), config))
+        missing = [i for i in ids if i not in done]
+        if missing:
+            raise RuntimeError(
+                f"{len(missing)} samples are missing from the shard files (first: {missing[0]})"
+            )
+    results = [done[i] for i in ids]
+    g = rm.geometry
+    run_params = {
+        "max_new_tokens": config.max_new_tokens,
+        "rouge_threshold": config.rouge_threshold,
+        "masked_heads": [list(h) for h in config.mask_heads],
+        "mask_mode": config.mask_mode if config.mask_heads else None,
+        **(params or {}),
+    }
+    if world > 1:
+        run_params["shards"] = world
+    return aggregate(
+        results,
+        g.num_layers,
+        g.num_heads,
+        model=rm.name,
+        revision=rm.revision,
+        geometry=g.as_dict(),
+        method="wu2024-copy-paste",
+        params=run_params,
+    )
+
+
+def load_sample_results(path: str | Path) -> list[SampleResult]:
+    """Read a samples JSONL written by ``detect_heads`` / ``retmask detect --save-samples``."""
+    return [SampleResult.from_dict(r) for r in read_jsonl(path)]
+
+
+def write_head_file(hs: HeadScores, path: str | Path, *, overwrite: bool = False) -> Path:
+    refuse_overwrite(path, overwrite, "head list")
+    return hs.save(path, overwrite=overwrite)

@@ -1,0 +1,282 @@
+"""The one path to NIAH success with heads masked, and what is built on it: random-control conditions,
+bootstrap summaries, top-k masking curves."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+import torch
+
+from retmask_interp.core.models import as_model
+from retmask_interp.heads.scores import Head, ranked_heads
+from retmask_interp.measure.attention import _META, _batches, teacher_forced
+from retmask_interp.measure.stats import crossed_bootstrap_ci
+
+
+# --------------------------------------------------------------------------------------------- behaviour
+def _split_name(name: str) -> tuple[str, int]:
+    kind, sep, seed = name.rpartition("#")
+    return (kind, int(seed)) if sep and seed.isdigit() else (name, 0)
+
+
+def _length_batches(lengths: Sequence[int], batch_size: int, *, pad: bool) -> list[list[int]]:
+    """Indices in batches of at most ``batch_size``: of equal length (``pad=False``: no padding, the causal kernel,
+    as detection batches) or sorted by length and left-padded (``pad=True``: fewer, fuller batches)."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if not pad:
+        return _batches(lengths, batch_size)
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+    return [order[j : j + batch_size] for j in range(0, len(order), batch_size)]
+
+
+def greedy_texts(
+    model,
+    prompts: Sequence[Sequence[int]],
+    *,
+    heads: Iterable[Head] = (),
+    mode: str = "zero",
+    max_new_tokens: int = 50,
+    batch_size: int = 8,
+    pad: bool = True,
+    mean_values: torch.Tensor | None = None,
+    progress: bool = False,
+) -> list[str]:
+    """Greedy continuations of token-id ``prompts`` with ``heads`` masked at every step (none: the plain model),
+    decoded up to and without the first EOS, in the order of ``prompts``. The one decode-to-text path of the
+    package: NIAH outcomes, the evaluation suite and the organism checks all use it."""
+    from tqdm.auto import tqdm
+
+    from retmask_interp.interventions.masking import generate
+
+    rm = as_model(model)
+    if rm.tokenizer is None:
+        raise ValueError(
+            "decoding generations needs the model's tokenizer: pass it to as_model(model, tokenizer)"
+        )
+    eos = set(rm.eos_token_ids())
+    heads = rm.check_heads(heads)
+    out: list[str | None] = [None] * len(prompts)
+    batches = _length_batches([len(p) for p in prompts], batch_size, pad=pad)
+    for batch in tqdm(batches, desc="generate", unit="batch", disable=not progress):
+        items = [torch.as_tensor(list(prompts[i]), dtype=torch.long) for i in batch]
+        ids = generate(rm, items, heads, mode, max_new_tokens=max_new_tokens, mean_values=mean_values)
+        width = max(len(x) for x in items)  # generate returns the left-padded prompts, then the new tokens
+        for row, i in zip(ids[:, width:].tolist(), batch):
+            cut = next((j for j, t in enumerate(row) if t in eos), len(row))
+            out[i] = rm.tokenizer.decode(row[:cut], skip_special_tokens=True)
+    return [t if t is not None else "" for t in out]
+
+
+def niah_outcomes(
+    model,
+    samples: Sequence[Any],
+    heads: Iterable[Head] = (),
+    *,
+    mode: str = "zero",
+    max_new_tokens: int = 50,
+    batch_size: int = 8,
+    rouge_threshold: float = 0.5,
+    mean_values: torch.Tensor | None = None,
+    progress: bool = False,
+) -> list[dict[str, Any]]:
+    """NIAH success of every sample with ``heads`` masked (none: the plain model): THE function for it.
+
+    ``samples`` are NIAH samples (``sample_id``, ``input_ids``, ``needle["real_needle"]``; optional
+    ``context_length``, ``depth``, ``needle_index``). Each is decoded greedily (``greedy_texts``, equal-length
+    batches) and scored by ``stats.niah_success`` (ROUGE-1 recall of the needle's answer > ``rouge_threshold``),
+    the rule detection counts samples by. Returns one dict per sample, in order: ``sample_id``, ``success`` (0.0 or
+    1.0), ``rouge``, ``generated`` and the sample's grid coordinates."""
+    from retmask_interp.measure.stats import niah_success
+
+    texts = greedy_texts(
+        model, [s.input_ids for s in samples], heads=heads, mode=mode, max_new_tokens=max_new_tokens,
+        batch_size=batch_size, pad=False, mean_values=mean_values, progress=progress,
+    )  # fmt: skip
+    rows = []
+    for s, text in zip(samples, texts):
+        success, rouge = niah_success(s.needle["real_needle"], text, rouge_threshold)
+        meta = {k: getattr(s, k) for k in _META if hasattr(s, k)}
+        rows.append(
+            {"sample_id": s.sample_id, "success": float(success), "rouge": rouge, "generated": text, **meta}
+        )
+    return rows
+
+
+def masking_outcomes(
+    model,
+    samples: Sequence[Any],
+    conditions: Mapping[str, Iterable[Head]],
+    *,
+    mode: str = "zero",
+    max_new_tokens: int = 50,
+    batch_size: int = 8,
+    rouge_threshold: float = 0.5,
+    answer: str = "text",
+    generation: bool = True,
+    mean_values: torch.Tensor | None = None,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """One row per condition x sample: ``condition``, ``kind``, ``seed`` (from ``"KIND#SEED"`` names), ``n_heads``,
+    ``heads`` (the list masked),
+    ``sample_id``, ``context_length``, ``depth``, ``needle_index``, ``success``, ``rouge``, ``generated`` (greedy,
+    heads masked at every step; skipped with ``generation=False``), ``answer_logprob``, ``answer_logprob_sum``,
+    ``answer_accuracy``, ``answer_tokens`` (teacher-forced, see the module docstring)."""
+    from tqdm.auto import tqdm
+
+    rm = as_model(model)
+    rows = []
+    for name, heads in tqdm(conditions.items(), desc="conditions", disable=not progress):
+        heads = rm.check_heads(heads)
+        kind, seed = _split_name(name)
+        forced = teacher_forced(
+            rm, samples, heads=heads, mode=mode, answer=answer, batch_size=batch_size, mean_values=mean_values
+        )
+        gen = (
+            [
+                {k: row[k] for k in ("success", "rouge", "generated")}
+                for row in niah_outcomes(
+                    rm,
+                    samples,
+                    heads,
+                    mode=mode,
+                    max_new_tokens=max_new_tokens,
+                    batch_size=batch_size,
+                    rouge_threshold=rouge_threshold,
+                    mean_values=mean_values,
+                )
+            ]
+            if generation
+            else [{}] * len(samples)
+        )
+        for s, f, g in zip(samples, forced, gen):
+            meta = {k: getattr(s, k, None) for k in _META}
+            rows.append(
+                {
+                    "condition": name,
+                    "kind": kind,
+                    "seed": seed,
+                    "n_heads": len(heads),
+                    "heads": heads,
+                    "sample_id": s.sample_id,
+                    **meta,
+                    **g,
+                    **f,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def random_condition_sets(
+    model,
+    heads: Iterable[Head],
+    *,
+    n_seeds: int = 5,
+    seed: int = 0,
+    exclude: Iterable[Head] | None = None,
+    match_per_layer: bool = False,
+    name: str = "retrieval",
+    unmasked: bool = True,
+) -> dict[str, list[Head]]:
+    """Conditions ``{"unmasked": [], name: heads, "random#0": ..., "random#{n_seeds-1}": ...}``: each random set has
+    as many heads as ``heads``, drawn (``masking.random_controls``) from outside ``heads`` and ``exclude`` (pass all
+    retrieval heads to draw from non-retrieval heads only)."""
+    from retmask_interp.interventions.controls import random_controls
+
+    rm = as_model(model)
+    heads = rm.check_heads(heads)
+    out: dict[str, list[Head]] = {"unmasked": []} if unmasked else {}
+    out[name] = heads
+    controls = random_controls(
+        rm, heads, n_seeds=n_seeds, seed=seed, exclude=exclude, match_per_layer=match_per_layer
+    )
+    out.update({f"random#{i}": c for i, c in enumerate(controls)})
+    return out
+
+
+def summarize_outcomes(
+    df: pd.DataFrame,
+    by: Sequence[str] = ("kind",),
+    metrics: Sequence[str] = ("success", "rouge", "answer_logprob"),
+    *,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> pd.DataFrame:
+    """Long table: one row per group x metric with ``mean``, ``ci_low``, ``ci_high`` (crossed bootstrap over the
+    group's seeds and samples), ``n_samples``, ``n_seeds``. Metrics absent from ``df`` are skipped."""
+    rows = []
+    for key, g in df.groupby(list(by), sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        for metric in (m for m in metrics if m in g.columns):
+            mat = g.pivot_table(
+                index="seed", columns="sample_id", values=metric, aggfunc="mean", dropna=False
+            )
+            low, high = crossed_bootstrap_ci(mat.to_numpy(), n_resamples, seed, alpha)
+            rows.append(
+                dict(zip(by, key))
+                | {
+                    "metric": metric,
+                    "mean": float(g[metric].mean()),
+                    "ci_low": low,
+                    "ci_high": high,
+                    "n_samples": mat.shape[1],
+                    "n_seeds": mat.shape[0],
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def topk_curve(
+    model,
+    samples: Sequence[Any],
+    head_scores,
+    ks: Iterable[int],
+    *,
+    n_random: int = 5,
+    seed: int = 0,
+    exclude: Iterable[Head] | None = None,
+    match_per_layer: bool = False,
+    return_outcomes: bool = False,
+    n_resamples: int = 1000,
+    **outcome_kwargs,
+):
+    """NIAH success as the top-``k`` retrieval heads are masked, against ``k`` random heads (``n_random`` seeds).
+
+    Random sets avoid ``exclude`` (default: the top ``max(ks)`` heads, so they are never retrieval heads of the
+    curve). ``k = 0`` is the unmasked model (one run, reported for both kinds). Returns ``DataFrame(k, kind,
+    success, ci_low, ci_high, rouge, answer_logprob, n_samples, n_seeds)`` for ``figures.topk_masking_curve``;
+    with ``return_outcomes`` also the per-sample ``masking_outcomes`` table. Other keywords go to
+    ``masking_outcomes`` (``mode``, ``max_new_tokens``, ``batch_size``, ...).
+    """
+    from retmask_interp.interventions.controls import random_controls
+
+    rm = as_model(model)
+    ranked, _ = ranked_heads(head_scores)
+    ks = sorted({int(k) for k in ks})
+    if not ks or ks[0] < 0 or ks[-1] > len(ranked):
+        raise ValueError(f"ks must be between 0 and the number of heads ({len(ranked)}), got {ks}")
+    excluded = ranked[: ks[-1]] if exclude is None else list(exclude)
+    parts = []
+    for k in ks:
+        top = ranked[:k]
+        conds: dict[str, list[Head]] = {"retrieval": top}
+        if k > 0:
+            controls = random_controls(
+                rm, top, n_seeds=n_random, seed=seed, exclude=excluded, match_per_layer=match_per_layer
+            )
+            conds |= {f"random#{i}": c for i, c in enumerate(controls)}
+        df = masking_outcomes(rm, samples, conds, **outcome_kwargs)
+        if k == 0:
+            df = pd.concat([df, df.assign(condition="random#0", kind="random")], ignore_index=True)
+        parts.append(df.assign(k=k))
+    outcomes = pd.concat(parts, ignore_index=True)
+    summary = summarize_outcomes(outcomes, by=("k", "kind"), n_resamples=n_resamples, seed=seed)
+    curve = summary[summary.metric == "success"].rename(columns={"mean": "success"}).drop(columns="metric")
+    for metric in ("rouge", "answer_logprob"):
+        extra = summary[summary.metric == metric].set_index(["k", "kind"])["mean"].rename(metric)
+        curve = curve.join(extra, on=["k", "kind"])
+    curve = curve.sort_values(["kind", "k"]).reset_index(drop=True)
+    return (curve, outcomes) if return_outcomes else curve

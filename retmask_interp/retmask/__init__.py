@@ -1,0 +1,1 @@
+"""RetMask: preference pairs, DPO training, the long-context evaluation suite."""

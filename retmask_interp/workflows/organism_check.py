@@ -1,0 +1,93 @@
+"""An organism's acceptance numbers, measured with the package's own pipeline (niah -> detect -> outcomes).
+
+Used by ``scripts/verify_organism.py`` (the numbers of the model card) and at the end of
+``scripts/train_organism.py``. Held-out grid: eval-split needles (``make_needles(N, seed, split="eval")``: words,
+names and codes never seen in training) in an eval-split synthetic haystack, chat template, Wu depths. Reports NIAH
+success (``stats.niah_success``: ROUGE-1 recall > 0.5), every head's retrieval score, NIAH success with the
+retrieval heads (score >= threshold) masked in ``zero`` mode, and with as many random non-retrieval heads masked
+for several seeds (``controls.random_controls``), plus the organisation metrics of the scores.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["CheckConfig", "organism_check"]
+
+
+@dataclass(frozen=True)
+class CheckConfig:
+    needles: int = 6
+    needle_seed: int = 2024
+    haystack: str = "synthetic:11"  # synthetic haystacks are read from the eval split
+    lengths: tuple[int, ...] = (500, 1000, 1500, 2000)
+    depths: int = 5  # number of Wu depths
+    threshold: float = 0.1
+    seeds: int = 5
+    max_new_tokens: int = 24
+    batch_size: int = 16
+    extra: dict[str, Any] = field(default_factory=dict)  # recorded with the result, not used
+
+
+def organism_check(rm, config: CheckConfig | None = None) -> dict[str, Any]:
+    """Detection, then NIAH success unmasked / retrieval heads masked / random controls (``demo.detect_and_mask``),
+    on the held-out grid of ``config``. Returns a JSON-ready dict."""
+    from retmask_interp.analysis.metrics import metrics_table
+    from retmask_interp.data.niah import build_grid, load_haystack, wu_depths
+    from retmask_interp.data.synthetic import make_needles
+    from retmask_interp.workflows.demo import detect_and_mask
+
+    cfg = config or CheckConfig()
+    needles = make_needles(cfg.needles, seed=cfg.needle_seed, split="eval")
+    haystack = load_haystack(cfg.haystack, num_words=max(cfg.lengths) * 2)
+    samples = build_grid(
+        rm.tokenizer,
+        haystack,
+        needles,
+        list(cfg.lengths),
+        wu_depths(cfg.depths),
+        "chat",
+        repeat_haystack=True,
+    )
+    with tempfile.TemporaryDirectory() as tmp_dir:
+        run = detect_and_mask(
+            rm,
+            samples,
+            samples_path=Path(tmp_dir) / "samples.jsonl",
+            threshold=cfg.threshold,
+            seeds=cfg.seeds,
+            max_new_tokens=cfg.max_new_tokens,
+            batch_size=cfg.batch_size,
+        )
+    hs = run.heads
+
+    def acc(rows):
+        return statistics.fmean(r["success"] for r in rows)
+
+    random_acc = [acc(rows) for rows in run.random_runs]
+    scores = hs.matrix().flatten().tolist()
+    return {
+        "model": rm.name,
+        "config": asdict(cfg),
+        "num_samples": len(samples),
+        "depths": wu_depths(cfg.depths),
+        "needles": needles,
+        "haystack": f"{cfg.haystack} (eval split)",
+        "niah_success": acc(run.normal),
+        "heads_ge_0.3": sum(s >= 0.3 for s in scores),
+        "heads_ge_0.1": sum(s >= 0.1 for s in scores),
+        "top_heads": [[layer, head, round(s, 4)] for layer, head, s in hs.ranked()[:12]],
+        "retrieval_heads": [list(h) for h in run.retrieval],
+        "masked_retrieval_success": acc(run.masked),
+        "masked_retrieval_drop": acc(run.normal) - acc(run.masked),
+        "random_controls": [[list(h) for h in c] for c in run.controls],
+        "masked_random_success": random_acc,
+        "masked_random_drop_mean": acc(run.normal) - statistics.fmean(random_acc) if random_acc else None,
+        "organisation": metrics_table({rm.name: hs}).to_dict(orient="records")[0],
+        "scores": hs.matrix().round(4).tolist(),
+        "failures": [r["generated"] for r in run.normal if not r["success"]][:10],
+    }

@@ -1,0 +1,71 @@
+"""The CLI through main(argv): detect on the real stories260K checkpoint, resume, refusal to overwrite, heads."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from retmask_interp.cli import main
+from retmask_interp.heads.scores import load_head_scores
+
+
+def _detect_args(model, out, *extra):
+    return [
+        "detect", str(model), "--out", str(out), "--prompt-style", "continuation",
+        "--lengths", "150", "250", "--num-depths", "2", "--max-new-tokens", "6",
+        "--rouge-threshold", "0", "--no-progress", "--device", "cpu", *extra,
+    ]  # fmt: skip
+
+
+def test_detect_resume_and_overwrite(stories_path, tmp_path, capsys):
+    out = tmp_path / "heads.json"
+    samples = tmp_path / "samples.jsonl"
+    # a run "interrupted" after one length: its samples file is what a killed run leaves
+    assert main(_detect_args(stories_path, tmp_path / "partial.json", "--save-samples", str(samples),
+                             "--lengths", "150")) == 0  # fmt: skip
+    first = samples.read_text().splitlines()
+    assert len(first) == 6 * 2  # 6 default needles x 2 depths
+    assert main(_detect_args(stories_path, out, "--save-samples", str(samples))) == 0
+    lines = samples.read_text().splitlines()
+    assert lines[: len(first)] == first, "finished samples are kept as they were"
+    ids = [json.loads(x)["sample_id"] for x in lines]
+    assert len(ids) == len(set(ids)) == 6 * 2 * 2
+    hs = load_head_scores(out)
+    assert (hs.num_layers, hs.num_heads) == (5, 8)
+    assert hs.num_samples == 24 and hs.num_counted == 24
+    assert hs.params["lengths"] == [150, 250] and hs.model.endswith("stories260K")
+    assert "rank" in capsys.readouterr().out
+    # a finished result is not overwritten without --overwrite
+    assert main(_detect_args(stories_path, out, "--save-samples", str(samples))) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(_detect_args(stories_path, out, "--save-samples", str(samples), "--overwrite")) == 0
+    assert len(samples.read_text().splitlines()) == 24  # started over, not appended
+
+
+def test_detect_bad_input_messages(stories_path, tmp_path, capsys):
+    assert main(_detect_args(stories_path, tmp_path / "h.json", "--haystack", str(tmp_path / "missing"))) == 2
+    assert "haystack" in capsys.readouterr().err
+    assert main(_detect_args(stories_path, tmp_path / "h.json", "--lengths", "5000")) == 2
+    assert "window of 512" in capsys.readouterr().err
+    # stories260K has no chat template: the chat style names the fix
+    args = _detect_args(stories_path, tmp_path / "h.json")
+    args[args.index("continuation")] = "chat"
+    assert main(args) == 2
+    assert "prompt-style" in capsys.readouterr().err
+
+
+def test_heads_command(shared_dir, capsys):
+    path = shared_dir / "data/head_scores/retmask2026/Llama-3.1-8B-Instruct.json"
+    assert main(["heads", str(path), "--top", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "heads with score >= 0.1: 33" in out
+    assert len([line for line in out.splitlines() if line.strip() and line.split()[0].isdigit()]) == 5
+
+
+def test_help_lists_commands(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for cmd in ("detect", "heads", "demo", "analyze", "export-masked"):
+        assert cmd in out

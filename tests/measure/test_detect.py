@@ -1,0 +1,150 @@
+"""Fast detection equals the naive eager reference, on every family; ROUGE; resume; bad input."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pytest
+import torch
+from conftest import FAMILIES, make_tiny_model
+from reference_impl import eager_copy, naive_copy_paste_scores
+
+from retmask_interp.measure.detect import (
+    DetectConfig,
+    copy_paste_scores,
+    copy_paste_scores_batch,
+    detect_heads,
+)
+from retmask_interp.measure.stats import rouge1_recall
+
+
+def _prompt(vocab: int, n: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, vocab, (n,), generator=g)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_fast_equals_naive_reference(family):
+    model = make_tiny_model(family, vocab_size=8)  # a tiny vocabulary makes copy-paste hits frequent
+    eager = eager_copy(model)
+    total_hits = 0.0
+    for seed in range(3):
+        prompt = _prompt(6, 40, seed)
+        span = (5, 30)
+        gen, scores = copy_paste_scores(model, prompt, span, max_new_tokens=12, eos_token_ids=[])
+        ref_gen, ref_scores = naive_copy_paste_scores(eager, prompt, span, 12)
+        assert gen.tolist() == ref_gen.tolist()
+        assert scores.shape == (model.config.num_hidden_layers, model.config.num_attention_heads)
+        torch.testing.assert_close(scores, ref_scores, atol=1e-6, rtol=0)
+        total_hits += float(ref_scores.sum())
+    assert total_hits > 0, "the construction should produce hits; otherwise the comparison is vacuous"
+
+
+def test_batched_equals_unbatched_with_padding():
+    model = make_tiny_model("llama")
+    prompts = [_prompt(6, n, seed) for seed, n in enumerate((30, 37, 41))]
+    spans = [(3, 20), (10, 30), (0, 41)]
+    single = [
+        copy_paste_scores(model, p, s, max_new_tokens=10, eos_token_ids=[]) for p, s in zip(prompts, spans)
+    ]
+    batched = copy_paste_scores_batch(model, prompts, spans, max_new_tokens=10, eos_token_ids=[])
+    for (g1, s1), (g2, s2) in zip(single, batched):
+        assert g1.tolist() == g2.tolist()
+        torch.testing.assert_close(s1, s2, atol=1e-5, rtol=0)
+
+
+def test_eos_step_is_scored_and_stops():
+    model = make_tiny_model("llama", vocab_size=8)
+    eager = eager_copy(model)
+    prompt = _prompt(6, 40, 1)
+    gen_full, _ = copy_paste_scores(model, prompt, (0, 40), max_new_tokens=12, eos_token_ids=[])
+    eos = int(gen_full[3])  # pretend the 4th generated token is EOS
+    first = gen_full.tolist().index(eos)
+    gen, scores = copy_paste_scores(model, prompt, (0, 40), max_new_tokens=12, eos_token_ids=[eos])
+    ref_gen, ref_scores = naive_copy_paste_scores(eager, prompt, (0, 40), 12, eos_token_ids=[eos])
+    assert gen.tolist() == gen_full.tolist()[: first + 1] == ref_gen.tolist()
+    torch.testing.assert_close(scores, ref_scores, atol=1e-6, rtol=0)
+
+
+def test_hit_arithmetic_on_a_constructed_copy():
+    """Hits are span-length normalised: scores * span length are whole numbers, at most one per step."""
+    model = make_tiny_model("llama", vocab_size=8)
+    eager = eager_copy(model)
+    prompt = _prompt(6, 30, 5)
+    _, scores = copy_paste_scores(model, prompt, (0, 30), max_new_tokens=8, eos_token_ids=[])
+    assert float(scores.sum()) > 0
+    # each hit adds 1/30, so scores * 30 are whole numbers of hits, at most one per step
+    hits = scores * 30
+    torch.testing.assert_close(hits, hits.round(), atol=1e-4, rtol=0)
+    assert float(hits.max()) <= 8
+    _, ref = naive_copy_paste_scores(eager, prompt, (0, 30), 8)
+    torch.testing.assert_close(scores, ref, atol=1e-6, rtol=0)
+
+
+def test_rouge1_recall():
+    assert rouge1_recall("eat a sandwich", "I would eat a sandwich today") == 1.0
+    assert rouge1_recall("eat a sandwich", "eat") == pytest.approx(1 / 3)
+    assert rouge1_recall("Because he is mean.", "because HE is") == pytest.approx(3 / 4)
+    assert rouge1_recall("a a b", "a b") == pytest.approx(2 / 3)  # clipped counts
+    assert rouge1_recall("", "anything") == 0.0
+
+
+def test_bad_input():
+    model = make_tiny_model("llama")
+    with pytest.raises(ValueError, match="1-D"):
+        copy_paste_scores(model, torch.zeros(2, 5, dtype=torch.long), (0, 2))
+    with pytest.raises(ValueError, match="does not lie inside"):
+        copy_paste_scores(model, torch.zeros(5, dtype=torch.long), (3, 9))
+
+
+@dataclass
+class _Sample:
+    sample_id: str
+    input_ids: list
+    answer_span: tuple
+    needle: dict
+
+
+class _Tok:
+    def decode(self, ids, skip_special_tokens=True):
+        return " ".join(f"t{i}" for i in ids)
+
+
+def test_detect_heads_resume_never_duplicates(tmp_path):
+    from retmask_interp.core.models import as_model
+
+    model = make_tiny_model("llama")
+    rm = as_model(model, _Tok())
+    samples = [
+        _Sample(f"s{i}", _prompt(6, 30 + i, i).tolist(), (2, 20), {"real_needle": "t1"}) for i in range(4)
+    ]
+    path = tmp_path / "samples.jsonl"
+    cfg = DetectConfig(max_new_tokens=6, rouge_threshold=0)
+    full = detect_heads(rm, samples, cfg, progress=False)
+    # "interrupt" after two samples, then resume
+    detect_heads(rm, samples[:2], cfg, samples_path=path, progress=False)
+    resumed = detect_heads(rm, samples, cfg, samples_path=path, progress=False)
+    ids = [json.loads(line)["sample_id"] for line in path.read_text().splitlines()]
+    assert sorted(ids) == ["s0", "s1", "s2", "s3"]
+    assert resumed.num_samples == 4 and resumed.num_counted == 4
+    for head, score in full.scores.items():
+        assert resumed.scores[head] == pytest.approx(score, abs=1e-6)
+    # other settings on the same file are refused, not mixed
+    with pytest.raises(ValueError, match="other settings"):
+        detect_heads(
+            rm, samples, DetectConfig(max_new_tokens=7, rouge_threshold=0), samples_path=path, progress=False
+        )
+
+
+def test_success_filter_drops_failed_samples():
+    from retmask_interp.core.models import as_model
+
+    model = make_tiny_model("llama")
+    rm = as_model(model, _Tok())
+    samples = [
+        _Sample(f"s{i}", _prompt(6, 30, i).tolist(), (2, 20), {"real_needle": "zzz"}) for i in range(2)
+    ]
+    hs = detect_heads(rm, samples, DetectConfig(max_new_tokens=4), progress=False)
+    assert hs.num_counted == 0 and hs.num_samples == 2
+    assert all(v == 0 for v in hs.scores.values())
