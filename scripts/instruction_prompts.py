@@ -14,7 +14,7 @@ import json
 import re
 from pathlib import Path
 
-from retmask_interp._io import atomic_write_text
+from retmask_interp.core.io import atomic_write_text
 from retmask_interp.data import instructions
 from retmask_interp.data.instructions import (
     InstructionConfig,
