@@ -299,12 +299,12 @@ def _pattern(
 
 
 def _variants(
-    kind: str, name: str, patterns: Sequence[str], slot: str, values: Sequence[Any], **other
+    kind: str, name: str, patterns: Sequence[str], slot: str, values: Sequence[Any], **other: Any
 ) -> list:
     """Rewordings of one request: ``values`` of ``slot`` are split between ``patterns`` (value i goes to pattern
     i mod len(patterns)), so no value is asked in two wordings."""
     return [
-        _pattern(kind, f"{name}{i}", p, **{slot: tuple(values[i :: len(patterns)])}, **other)
+        _pattern(kind, f"{name}{i}", p, **({slot: tuple(values[i :: len(patterns)])} | other))
         for i, p in enumerate(patterns)
     ]
 
