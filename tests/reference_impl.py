@@ -37,8 +37,10 @@ def naive_copy_paste_scores(eager_model, input_ids, needle_span, max_new_tokens,
         generated.append(token)
         for layer in range(n_layers):
             attn = out.attentions[layer][0]  # [heads, 1, keys]
+            # a sliding-window layer's cache holds only the last keys: its key j is position j + offset
+            offset = len(tokens) - attn.shape[-1]
             for head in range(n_heads):
-                j = int(attn[head, -1].argmax())  # host sync per head
+                j = int(attn[head, -1].argmax()) + offset  # host sync per head
                 if start <= j < end and tokens[j] == token:
                     scores[layer, head] += 1.0 / (end - start)
         tokens.append(token)

@@ -148,3 +148,22 @@ def test_success_filter_drops_failed_samples():
     hs = detect_heads(rm, samples, DetectConfig(max_new_tokens=4), progress=False)
     assert hs.num_counted == 0 and hs.num_samples == 2
     assert all(v == 0 for v in hs.scores.values())
+
+
+@pytest.mark.parametrize("family", ["gemma2", "gemma3_text", "mistral"])
+def test_fast_equals_naive_beyond_the_sliding_window(family):
+    """Prompts longer than the window: a sliding layer's cache keeps only the last keys; positions must map back."""
+    model = make_tiny_model(family, vocab_size=8, sliding_window=8)
+    layer_types = getattr(model.config, "layer_types", None) or ["sliding_attention"] * 2
+    assert "sliding_attention" in layer_types
+    eager = eager_copy(model)
+    total_hits = 0.0
+    for seed in range(3):
+        prompt = _prompt(6, 40, seed)
+        span = (20, 38)  # straddles the edge of the 8-token window
+        gen, scores = copy_paste_scores(model, prompt, span, max_new_tokens=12, eos_token_ids=[])
+        ref_gen, ref_scores = naive_copy_paste_scores(eager, prompt, span, 12)
+        assert gen.tolist() == ref_gen.tolist()
+        torch.testing.assert_close(scores, ref_scores, atol=1e-6, rtol=0)
+        total_hits += float(ref_scores.sum())
+    assert total_hits > 0
