@@ -157,6 +157,15 @@ class RetModel:
             )
         return out
 
+    def stop_token_ids(self, stop: str = "newline") -> list[int]:
+        """Token ids that end a greedy answer: the EOS ids, and with ``stop="newline"`` (Wu et al.'s decoding, the
+        default of detection and NIAH outcomes) also every token whose text contains a line break."""
+        if stop == "eos":
+            return self.eos_token_ids()
+        if stop != "newline":
+            raise ValueError(f"stop must be 'newline' (Wu et al.) or 'eos', got {stop!r}")
+        return sorted(set(self.eos_token_ids()) | set(newline_token_ids(self.tokenizer)))
+
     def eos_token_ids(self) -> list[int]:
         ids: list[int] = []
         gen = getattr(self.model, "generation_config", None)
@@ -168,6 +177,26 @@ class RetModel:
 
 
 _WRAPPERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_NEWLINES: dict[tuple[str, int, str], tuple[int, ...]] = {}
+
+
+def newline_token_ids(tokenizer) -> tuple[int, ...]:
+    """Ids of the vocabulary tokens whose decoded text contains a line break (``"\\n"``, ``"\\n\\n"``, ``".\\n"``,
+    Llama-2's ``<0x0A>``...), cached per vocabulary. An empty tuple without a tokenizer."""
+    if tokenizer is None:
+        return ()
+    if hasattr(tokenizer, "get_vocab"):
+        ids = sorted(set(tokenizer.get_vocab().values()))
+    else:  # a minimal tokenizer (tests): its ids are 0 .. vocab_size - 1
+        ids = list(range(int(getattr(tokenizer, "vocab_size", 0) or 0)))
+    key = (type(tokenizer).__name__, len(ids), str(getattr(tokenizer, "name_or_path", "")))
+    if key not in _NEWLINES:
+        if hasattr(tokenizer, "batch_decode"):
+            texts = tokenizer.batch_decode([[i] for i in ids], skip_special_tokens=False)
+        else:
+            texts = [tokenizer.decode([i]) for i in ids]
+        _NEWLINES[key] = tuple(i for i, t in zip(ids, texts) if "\n" in t)
+    return _NEWLINES[key]
 
 
 def as_model(model, tokenizer=None) -> RetModel:

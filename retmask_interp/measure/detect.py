@@ -148,10 +148,16 @@ class DetectConfig:
     batch_size: int = 1
     mask_heads: list[Head] = field(default_factory=list)
     mask_mode: str = "zero"
+    stop: str = (
+        "newline"  # Wu et al.: decoding stops at the first generated newline (scored) or EOS; "eos": EOS only
+    )
+    rouge: str = "wu"  # Wu et al.'s ROUGE-1 (rouge-score, Porter stemmer); "simple": no stemming
 
     def fingerprint(self) -> str:
         keys = {
             "max_new_tokens": self.max_new_tokens,
+            "stop": self.stop,
+            "rouge": self.rouge,
             "mask_heads": sorted(map(list, self.mask_heads)),
             "rouge_threshold": self.rouge_threshold,  # decides which samples count
         }
@@ -237,10 +243,11 @@ def score_samples(
             config.max_new_tokens,
             mask_heads=config.mask_heads or None,
             mask_mode=config.mask_mode,
+            eos_token_ids=rm.stop_token_ids(config.stop),
         )
         for s, (gen, sc) in zip(items, results):
-            text = tok.decode(gen.tolist(), skip_special_tokens=True)
-            counted, rouge = niah_success(s.needle["real_needle"], text, config.rouge_threshold)
+            text = tok.decode(gen.tolist(), skip_special_tokens=True).strip()
+            counted, rouge = niah_success(s.needle["real_needle"], text, config.rouge_threshold, config.rouge)
             nz = sc.nonzero().tolist()
             yield SampleResult(
                 sample_id=s.sample_id,

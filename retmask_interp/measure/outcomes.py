@@ -41,11 +41,13 @@ def greedy_texts(
     max_new_tokens: int = 50,
     batch_size: int = 8,
     pad: bool = True,
+    stop: str = "eos",
     mean_values: torch.Tensor | None = None,
     progress: bool = False,
 ) -> list[str]:
     """Greedy continuations of token-id ``prompts`` with ``heads`` masked at every step (none: the plain model),
-    decoded up to and without the first EOS, in the order of ``prompts``. The one decode-to-text path of the
+    decoded up to and without the first stop token (``stop="eos"``; ``"newline"`` also stops at a line break, as
+    Wu et al.'s NIAH decoding does), stripped, in the order of ``prompts``. The one decode-to-text path of the
     package: NIAH outcomes, the evaluation suite and the organism checks all use it."""
     from tqdm.auto import tqdm
 
@@ -56,17 +58,25 @@ def greedy_texts(
         raise ValueError(
             "decoding generations needs the model's tokenizer: pass it to as_model(model, tokenizer)"
         )
-    eos = set(rm.eos_token_ids())
+    eos = set(rm.stop_token_ids(stop))
     heads = rm.check_heads(heads)
     out: list[str | None] = [None] * len(prompts)
     batches = _length_batches([len(p) for p in prompts], batch_size, pad=pad)
     for batch in tqdm(batches, desc="generate", unit="batch", disable=not progress):
         items = [torch.as_tensor(list(prompts[i]), dtype=torch.long) for i in batch]
-        ids = generate(rm, items, heads, mode, max_new_tokens=max_new_tokens, mean_values=mean_values)
+        ids = generate(
+            rm,
+            items,
+            heads,
+            mode,
+            max_new_tokens=max_new_tokens,
+            mean_values=mean_values,
+            eos_token_id=sorted(eos),
+        )
         width = max(len(x) for x in items)  # generate returns the left-padded prompts, then the new tokens
         for row, i in zip(ids[:, width:].tolist(), batch):
             cut = next((j for j, t in enumerate(row) if t in eos), len(row))
-            out[i] = rm.tokenizer.decode(row[:cut], skip_special_tokens=True)
+            out[i] = rm.tokenizer.decode(row[:cut], skip_special_tokens=True).strip()
     return [t if t is not None else "" for t in out]
 
 
@@ -79,6 +89,8 @@ def niah_outcomes(
     max_new_tokens: int = 50,
     batch_size: int = 8,
     rouge_threshold: float = 0.5,
+    stop: str = "newline",
+    rouge: str = "wu",
     mean_values: torch.Tensor | None = None,
     progress: bool = False,
 ) -> list[dict[str, Any]]:
@@ -86,21 +98,22 @@ def niah_outcomes(
 
     ``samples`` are NIAH samples (``sample_id``, ``input_ids``, ``needle["real_needle"]``; optional
     ``context_length``, ``depth``, ``needle_index``). Each is decoded greedily (``greedy_texts``, equal-length
-    batches) and scored by ``stats.niah_success`` (ROUGE-1 recall of the needle's answer > ``rouge_threshold``),
-    the rule detection counts samples by. Returns one dict per sample, in order: ``sample_id``, ``success`` (0.0 or
+    batches, Wu et al.'s stop at the first line break unless ``stop="eos"``) and scored by ``stats.niah_success``
+    (ROUGE-1 recall of the needle's answer > ``rouge_threshold``, ``rouge`` scorer), the rule detection counts
+    samples by. Returns one dict per sample, in order: ``sample_id``, ``success`` (0.0 or
     1.0), ``rouge``, ``generated`` and the sample's grid coordinates."""
     from retmask_interp.measure.stats import niah_success
 
     texts = greedy_texts(
         model, [s.input_ids for s in samples], heads=heads, mode=mode, max_new_tokens=max_new_tokens,
-        batch_size=batch_size, pad=False, mean_values=mean_values, progress=progress,
+        batch_size=batch_size, pad=False, stop=stop, mean_values=mean_values, progress=progress,
     )  # fmt: skip
     rows = []
     for s, text in zip(samples, texts):
-        success, rouge = niah_success(s.needle["real_needle"], text, rouge_threshold)
+        success, recall = niah_success(s.needle["real_needle"], text, rouge_threshold, rouge)
         meta = {k: getattr(s, k) for k in _META if hasattr(s, k)}
         rows.append(
-            {"sample_id": s.sample_id, "success": float(success), "rouge": rouge, "generated": text, **meta}
+            {"sample_id": s.sample_id, "success": float(success), "rouge": recall, "generated": text, **meta}
         )
     return rows
 

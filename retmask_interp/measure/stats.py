@@ -16,19 +16,46 @@ def _rouge_tokens(text: str) -> list[str]:
     return re.sub(r"[^a-z0-9]+", " ", text.lower()).split()
 
 
-def niah_success(reference: str, generated: str, rouge_threshold: float = 0.5) -> tuple[bool, float]:
+ROUGE_SCORERS = ("wu", "simple")
+
+
+def niah_success(
+    reference: str, generated: str, rouge_threshold: float = 0.5, scorer: str = "wu"
+) -> tuple[bool, float]:
     """The NIAH success rule (Wu et al.): ``(recall > rouge_threshold, recall)`` with ``recall`` the ROUGE-1 recall
-    of ``reference`` (the needle's answer) in ``generated``. ``rouge_threshold`` 0 counts every sample."""
+    of ``reference`` (the needle's answer) in ``generated`` (``rouge1_recall(..., scorer)``). ``rouge_threshold`` 0
+    counts every sample."""
     if not 0 <= rouge_threshold < 1:
         raise ValueError(
             f"rouge_threshold must be in [0, 1) (a recall above it counts; 0 counts every sample), got {rouge_threshold}"
         )
-    recall = rouge1_recall(reference, generated)
+    recall = rouge1_recall(reference, generated, scorer)
     return (recall > rouge_threshold if rouge_threshold > 0 else True), recall
 
 
-def rouge1_recall(reference: str, hypothesis: str) -> float:
-    """ROUGE-1 recall of ``reference`` in ``hypothesis`` (lower-cased alphanumeric unigrams, clipped counts)."""
+_WU_SCORER: list = []
+
+
+def rouge1_recall(reference: str, hypothesis: str, scorer: str = "wu") -> float:
+    """ROUGE-1 recall of ``reference`` in ``hypothesis``.
+
+    ``scorer="wu"`` (default): the ``rouge-score`` package with its Porter stemmer, as Wu et al. score NIAH
+    (``RougeScorer(["rouge1"], use_stemmer=True)``): "sandwiches" matches "sandwich"; its tokenizer keeps only
+    ASCII letters and digits. ``scorer="simple"``: this package's earlier rule (lower-cased alphanumeric unigrams,
+    no stemming, clipped counts)."""
+    if scorer == "wu":
+        if not _WU_SCORER:
+            try:
+                from rouge_score import rouge_scorer
+            except ImportError as err:  # pragma: no cover - a declared dependency
+                raise ImportError(
+                    "Wu et al.'s ROUGE needs the rouge-score package: pip install rouge-score "
+                    "(or pass scorer='simple')"
+                ) from err
+            _WU_SCORER.append(rouge_scorer.RougeScorer(["rouge1"], use_stemmer=True))
+        return float(_WU_SCORER[0].score(reference, hypothesis)["rouge1"].recall)
+    if scorer != "simple":
+        raise ValueError(f"scorer must be one of {ROUGE_SCORERS}, got {scorer!r}")
     ref = Counter(_rouge_tokens(reference))
     if not ref:
         return 0.0
