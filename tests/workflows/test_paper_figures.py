@@ -28,6 +28,7 @@ NOTEBOOK_NAMES = [
     "03_organisation_across_models.ipynb",
     "04_retmask_training.ipynb",
     "05_paper_figures.ipynb",
+    "06_real_model.ipynb",
 ]
 # 2 samples, 3 new tokens, no success filter
 TINY = dict(
