@@ -33,6 +33,7 @@ import torch
 from retmask_interp.core.architectures import query_features
 from retmask_interp.core.decode import decode_in_one_trace, decode_steps, left_pad
 from retmask_interp.core.models import RetModel, as_model, get_submodule
+from retmask_interp.core.static_decode import decode_static, envoy_forward, plain_forward, resolve_backend
 from retmask_interp.heads.scores import by_layer
 
 __all__ = [
@@ -275,6 +276,7 @@ def generate(
     pad_token_id: int | None = None,
     mean_values: torch.Tensor | None = None,
     per_step_traces: bool = False,
+    backend: str = "auto",
 ) -> torch.Tensor:
     """Generate with ``heads`` masked at every step (prefill included); returns ``[batch, width + new]`` like
     ``model.generate``: left-padded prompts followed by the new tokens, padded with ``pad_token_id`` after EOS.
@@ -290,6 +292,10 @@ def generate(
     attention call (``.source``) and head outputs zeroed by index (``MaskPlan.apply_query`` / ``apply_output``), as
     detection's loop does. It is slower (nnsight sets up every step, and ``.source`` permanently instruments the
     attention forwards) and kept to check and time the one-trace path against; the tokens are the same.
+
+    ``backend``: ``"eager"`` (the paths above), ``"static"`` (a static cache, one site-envoy trace per forward; on a
+    GPU the step is captured once as a CUDA graph, masking included, and replayed) or ``"auto"`` (static on a GPU
+    when the model allows it, see ``core.static_decode``). ``per_step_traces`` always takes the eager reference.
     """
     rm = as_model(model)
     if isinstance(input_ids, torch.Tensor) and input_ids.dim() == 2:
@@ -314,7 +320,18 @@ def generate(
         generator = torch.Generator(device=rm.device).manual_seed(seed)
     choose = _sampler(do_sample, temperature, top_p, top_k, generator)
     eos = torch.tensor(eos_ids, dtype=torch.long, device=rm.device)
-    if plan.is_empty or per_step_traces:  # plain forwards (no nnsight), or the reference path
+    static, graphs = (False, False) if per_step_traces else resolve_backend(backend, rm, batch.ids.shape[1])
+    if static:  # static cache; on a GPU the step (with the site edits) replays as a CUDA graph
+        if plan.is_empty:
+            forward = plain_forward(rm)
+        else:
+            root = site_envoy(rm, plan.site_name(rm)[0])
+            sites = plan.sites(rm, root)
+            forward = envoy_forward(rm, root, lambda: plan.apply_sites(sites))
+        steps = decode_static(
+            rm, batch, max_new_tokens, choose, eos=eos, forward=forward, graphs=graphs, generator=generator
+        )
+    elif plan.is_empty or per_step_traces:  # plain forwards (no nnsight), or the reference path
         steps = 0
         for step, _, _, _ in decode_steps(rm, batch, max_new_tokens, choose, eos=eos, mask_plan=plan):
             steps = step + 1

@@ -30,6 +30,7 @@ import torch
 from retmask_interp.core.decode import decode_steps, left_pad
 from retmask_interp.core.io import append_jsonl, read_jsonl, refuse_overwrite
 from retmask_interp.core.models import as_model
+from retmask_interp.core.static_decode import decode_static, resolve_backend, traced_forward
 from retmask_interp.heads.scores import HeadScores, head_key, parse_head_key
 from retmask_interp.measure.stats import niah_success
 
@@ -56,11 +57,15 @@ def copy_paste_scores_batch(
     mask_heads: Iterable[Head] | None = None,
     mask_mode: str = "zero",
     mean_values: torch.Tensor | None = None,
+    backend: str = "auto",
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Greedy-decode a batch of prompts (left-padded) and score every head on each; see ``copy_paste_scores``.
 
     Returns one ``(generated_ids, scores[num_layers, num_heads])`` pair per prompt, on the CPU.
     ``mask_heads`` masks those heads (``retmask_interp.masking`` modes) while decoding, for ablation studies.
+    ``backend``: ``"eager"`` (one nnsight trace per step, a growing cache), ``"static"`` (a static cache; on a GPU
+    the step, readout and hit counting included, replays as a CUDA graph) or ``"auto"`` (static on a GPU when the
+    model allows it, see ``core.static_decode``); all give the same tokens and scores.
     """
     from retmask_interp.interventions.masking import MaskPlan
 
@@ -91,15 +96,25 @@ def copy_paste_scores_batch(
     def greedy(logits: torch.Tensor) -> torch.Tensor:
         return logits.argmax(dim=-1)
 
-    for _, token, tops, active in decode_steps(
-        rm, batch, max_new_tokens, greedy, eos=eos, mask_plan=plan, readout=True
-    ):
+    def on_step(token: torch.Tensor, tops: torch.Tensor, active: torch.Tensor) -> None:  # device work only
         tops = tops.permute(1, 0, 2)  # [b, layers, heads]
         in_span = (tops >= span[:, 0, None, None]) & (tops < span[:, 1, None, None])
         held = batch.ids.gather(1, tops.reshape(b, -1).clamp(0, total - 1)).reshape_as(tops)
         hit = in_span & (held == token[:, None, None]) & active[:, None, None]
-        scores += hit.float() * inv_len[:, None, None]
-        n_generated += active.long()
+        scores.add_(hit.float() * inv_len[:, None, None])
+        n_generated.add_(active.long())
+
+    static, graphs = resolve_backend(backend, rm, total)
+    if static:  # static cache, the step (readout and hits included) captured as a CUDA graph on a GPU
+        forward = traced_forward(rm, plan, readout=True)
+        decode_static(
+            rm, batch, max_new_tokens, greedy, eos=eos, forward=forward, on_step=on_step, graphs=graphs
+        )
+    else:
+        for _, token, tops, active in decode_steps(
+            rm, batch, max_new_tokens, greedy, eos=eos, mask_plan=plan, readout=True
+        ):
+            on_step(token, tops, active)
     out = []
     for i in range(b):
         gen = batch.ids[i, batch.width : batch.width + int(n_generated[i])].cpu()
@@ -116,6 +131,7 @@ def copy_paste_scores(
     eos_token_ids: Iterable[int] | None = None,
     mask_heads: Iterable[Head] | None = None,
     mask_mode: str = "zero",
+    backend: str = "auto",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Wu et al.'s copy-paste retrieval hits of one sample.
 
@@ -135,6 +151,7 @@ def copy_paste_scores(
         eos_token_ids=eos_token_ids,
         mask_heads=mask_heads,
         mask_mode=mask_mode,
+        backend=backend,
     )[0]
 
 
@@ -152,6 +169,7 @@ class DetectConfig:
         "newline"  # Wu et al.: decoding stops at the first generated newline (scored) or EOS; "eos": EOS only
     )
     rouge: str = "wu"  # Wu et al.'s ROUGE-1 (rouge-score, Porter stemmer); "simple": no stemming
+    backend: str = "auto"  # decode loop (see copy_paste_scores_batch); every backend gives the same numbers
 
     def fingerprint(self) -> str:
         keys = {
@@ -244,6 +262,7 @@ def score_samples(
             mask_heads=config.mask_heads or None,
             mask_mode=config.mask_mode,
             eos_token_ids=rm.stop_token_ids(config.stop),
+            backend=config.backend,
         )
         for s, (gen, sc) in zip(items, results):
             text = tok.decode(gen.tolist(), skip_special_tokens=True).strip()
