@@ -13,8 +13,18 @@ use a fixed decode length (50 tokens, no EOS). Sections (each can be skipped):
             pair-sampling throughput (tokens/s) in process, batched; then the per-step-trace reference path
             (what masked generation was before) at 32 heads, timed and checked token for token
   overhead  nnsight's own overhead on one forward pass at 8K
+  static    (issue 14) per prompt at --static-lengths (8K, 32K): HF generate (dynamic cache), HF generate with
+            cache_implementation="static" (its decode step compiled by torch.compile, mode reduce-overhead, CUDA
+            graphs; warmed up: the first call compiles), the prefill alone, detection (eager loop and static
+            cache + CUDA graph), our static loop with nothing masked, masked generation zero/uniform at 32 and 128
+            heads (static + graph) and one eager masked run; every variant timed --repeats times interleaved
+            (ABAB...), median and spread printed; the floor line (prefill + steps x bytes read / bandwidth)
+  stepprof  torch.profiler over graph replays: GPU time of a decode step by kernel category, from two runs that
+            differ only by the number of replayed steps
+  grid      with --grid-backend (default auto: static + graph on a GPU)
 
 Usage (on the GPU machine): python benchmarks/gpu_detect.py --out results.json [--sections lengths grid ...]
+Issue 14: python benchmarks/gpu_detect.py --sections static stepprof grid --repeats 5 --out gpu_h200_run3.json
 CPU smoke test: python benchmarks/gpu_detect.py --tiny --device cpu
 """
 
@@ -174,7 +184,7 @@ def section_lengths(model, clock, lengths, n, repeats, results, wu: bool, plain_
             torch.cuda.empty_cache()
 
 
-def section_grid(model, clock, n, batch_size, results, lengths_max=5000, wu_slice=6):
+def section_grid(model, clock, n, batch_size, results, lengths_max=5000, wu_slice=6, backend="auto"):
     import numpy as np
 
     device = model.device
@@ -187,18 +197,23 @@ def section_grid(model, clock, n, batch_size, results, lengths_max=5000, wu_slic
                 ids = torch.randint(0, model.config.vocab_size, (length,), generator=g)
                 s = int((length - 40) * depth / 100) if length > 40 else 0
                 samples.append((ids, (s, min(s + 32, length))))
-    copy_paste_scores_batch(model, [samples[0][0][:64]], [(0, 8)], 2, eos_token_ids=[])  # warm-up
+    warm = samples[:batch_size]
+    copy_paste_scores_batch(
+        model, [c[0] for c in warm], [c[1] for c in warm], 4, eos_token_ids=[], backend=backend
+    )
 
     def run_grid():
         for i in range(0, len(samples), batch_size):
             chunk = samples[i : i + batch_size]
-            copy_paste_scores_batch(model, [c[0] for c in chunk], [c[1] for c in chunk], n, eos_token_ids=[])
+            copy_paste_scores_batch(
+                model, [c[0] for c in chunk], [c[1] for c in chunk], n, eos_token_ids=[], backend=backend
+            )
 
     t_grid, m_grid, _ = clock.run(run_grid, 1)
     per_sample = t_grid / len(samples)
-    log(f"[grid] {len(samples)} samples (lengths {lengths[0]}-{lengths[-1]}, batch {batch_size}): {t_grid:.1f}s "
-        f"({per_sample * 1000:.0f} ms/sample, peak {m_grid:.1f} GiB); target <= 300 s")  # fmt: skip
-    row = dict(samples=len(samples), seconds=t_grid, peak_gib=m_grid, batch_size=batch_size)
+    log(f"[grid] {len(samples)} samples (lengths {lengths[0]}-{lengths[-1]}, batch {batch_size}, backend {backend}): "
+        f"{t_grid:.1f}s ({per_sample * 1000:.0f} ms/sample, peak {m_grid:.1f} GiB); target <= 60 s")  # fmt: skip
+    row = dict(samples=len(samples), seconds=t_grid, peak_gib=m_grid, batch_size=batch_size, backend=backend)
     if wu_slice:
         picks = [samples[i] for i in np.linspace(0, len(samples) - 1, wu_slice).astype(int)]
         t_wu, _, _ = clock.run(
@@ -358,6 +373,267 @@ def section_profile(model, results, batch=30, length=2600, steps=6):
         results.setdefault("profile", {})[name] = table
 
 
+# --------------------------------------------------------------------------------------------- issue 14
+def static_generate(model, ids, n):
+    """HF generate with a static cache: transformers compiles the decode step (torch.compile, reduce-overhead)."""
+    with torch.no_grad():
+        return model.generate(
+            ids, attention_mask=torch.ones_like(ids), max_new_tokens=n, min_new_tokens=n, do_sample=False,
+            pad_token_id=0, eos_token_id=None, cache_implementation="static",
+        )[:, ids.shape[1]:]  # fmt: skip
+
+
+def interleaved(variants, repeats, clock, label):
+    """Time every variant ``repeats`` times in rounds (A B C ... A B C ...); a variant that raises is dropped (its
+    error recorded). Returns {name: {"times": [...], "median", "min", "max", "spread"}} and the last outputs."""
+    import traceback
+
+    times = {name: [] for name in variants}
+    outs, errors = {}, {}
+    for r in range(repeats):
+        for name, fn in variants.items():
+            if name in errors:
+                continue
+            try:
+                t, _, out = clock.run(fn, 1)
+            except Exception as err:  # noqa: BLE001 - one broken variant must not end the run
+                errors[name] = f"{type(err).__name__}: {err}"
+                log(f"[{label}] {name} failed:\n{traceback.format_exc()}")
+                continue
+            times[name].append(t)
+            outs[name] = out
+        log(
+            f"[{label}] round {r + 1}/{repeats}: "
+            + ", ".join(f"{k} {v[-1]:.3f}" for k, v in times.items() if v)
+        )
+    stats = {}
+    for name, ts in times.items():
+        if not ts:
+            stats[name] = dict(error=errors.get(name))
+            continue
+        med = statistics.median(ts)
+        stats[name] = dict(times=ts, median=med, min=min(ts), max=max(ts), spread=(max(ts) - min(ts)) / med)
+    return stats, outs
+
+
+def measure_ceilings(device):
+    """Device-to-device copy bandwidth (bytes read + written) and a bf16 matmul rate, measured once."""
+    if device.type != "cuda":
+        return {}
+    x = torch.empty(2 * 2**30, dtype=torch.uint8, device=device)
+    y = torch.empty_like(x)
+    y.copy_(x)
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(10):
+        y.copy_(x)
+    torch.cuda.synchronize()
+    bw = 10 * 2 * x.numel() / (time.perf_counter() - t0)
+    del x, y
+    a = torch.randn(8192, 8192, dtype=torch.bfloat16, device=device)
+    b = torch.randn(8192, 8192, dtype=torch.bfloat16, device=device)
+    a @ b
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(20):
+        a @ b
+    torch.cuda.synchronize()
+    flops = 20 * 2 * 8192**3 / (time.perf_counter() - t0)
+    return dict(copy_bytes_per_s=bw, bf16_matmul_flops=flops)
+
+
+def _weight_bytes_per_step(model):
+    """Bytes of weights a decode step reads: every parameter but the input embedding table (one row is read)."""
+    emb = model.get_input_embeddings().weight
+    total = sum(p.numel() * p.element_size() for p in model.parameters())
+    tied = model.get_output_embeddings().weight.data_ptr() == emb.data_ptr()
+    return total - (0 if tied else emb.numel() * emb.element_size())
+
+
+def _kv_bytes_per_token(model):
+    cfg = model.config
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    return (
+        cfg.num_hidden_layers
+        * 2
+        * cfg.num_key_value_heads
+        * head_dim
+        * next(model.parameters()).element_size()
+    )
+
+
+def section_static(
+    model, plain_model, clock, lengths, n, repeats, results, ceilings, eager_masked=True, save=lambda: None
+):
+    """Issue 14: detection and masked generation through the static cache + CUDA graph, against HF generate with
+    a dynamic and with a static (compiled) cache, and the floor; everything timed interleaved."""
+    device = model.device
+    rm = as_model(model)
+    geo = rm.geometry
+    all_heads = [(layer, h) for layer in range(geo.num_layers) for h in range(geo.num_heads)]
+    g = torch.Generator().manual_seed(1)
+    picks = {}
+    for count in (32, 128):
+        pick = torch.randperm(len(all_heads), generator=g)[: min(count, len(all_heads))].tolist()
+        picks[count] = [all_heads[i] for i in pick]
+    w_bytes = _weight_bytes_per_step(plain_model)
+    kv_tok = _kv_bytes_per_token(plain_model)
+    rows = results.setdefault("static", {"rows": []})["rows"]
+    for length in lengths:
+        ids = torch.randint(0, model.config.vocab_size, (1, length), device=device)
+        span = (length // 2, length // 2 + 32)
+
+        def prefill(ids=ids):
+            with torch.no_grad():
+                return plain_model(ids, use_cache=True, logits_to_keep=1).logits[:, -1].argmax(-1)
+
+        def detect(backend, ids=ids, span=span):
+            return copy_paste_scores(model, ids[0], span, n, eos_token_ids=[], backend=backend)[0]
+
+        def masked(heads, mode, backend, ids=ids):
+            out = masked_generate(model, ids, heads, mode, max_new_tokens=n, eos_token_id=[], backend=backend)
+            return out[0, ids.shape[1] :]
+
+        variants = {
+            "hf_dynamic": lambda ids=ids: plain_generate(plain_model, ids, n),
+            "hf_static": lambda ids=ids: static_generate(plain_model, ids, n),
+            "prefill": prefill,
+            "detect_eager": lambda: detect("eager"),
+            "detect_graph": lambda: detect("static"),
+            "ours_plain_graph": lambda: masked([], "zero", "static"),
+        }
+        for count, heads in picks.items():
+            for mode in ("zero", "uniform"):
+                variants[f"mask_{mode}_{count}_graph"] = lambda h=heads, m=mode: masked(h, m, "static")
+        if eager_masked and length == lengths[0]:  # the eager masked loop, once, as the reference
+            variants["mask_zero_32_eager"] = lambda: masked(picks[32], "zero", "eager")
+        if device.type == "cuda":
+            torch._dynamo.reset()  # a fresh compile for this length (no dynamic-shape recompile from the last)
+        t0 = time.perf_counter()
+        for (
+            name,
+            fn,
+        ) in variants.items():  # warm-ups at the full length (compile, kernel choice, allocator, capture)
+            w0 = time.perf_counter()
+            try:
+                fn()
+                if name == "hf_static":
+                    fn()  # the first call compiles; the second records the CUDA graphs
+            except Exception as err:  # noqa: BLE001 - reported by the timed rounds
+                log(f"[static] warm-up of {name} failed: {type(err).__name__}: {err}")
+            clock.sync()
+            log(f"[static] {length}: warm-up {name} {time.perf_counter() - w0:.1f}s")
+        log(f"[static] {length}: warm-ups took {time.perf_counter() - t0:.0f}s")
+        stats, outs = interleaved(variants, repeats, clock, f"static {length}")
+        t_pre = stats.get("prefill", {}).get("median")
+        bw = 4.8e12
+        floor_step = w_bytes / bw
+        floor_step_kv = (w_bytes + kv_tok * (length + n / 2)) / bw
+        row = dict(length=length, new_tokens=n, variants=stats, weight_bytes_per_step=w_bytes,
+                   kv_bytes_per_token=kv_tok, floor_step_s=floor_step, floor_step_with_kv_s=floor_step_kv)  # fmt: skip
+        if t_pre is not None:
+            row["floor_s"] = t_pre + (n - 1) * floor_step
+            row["floor_with_kv_s"] = t_pre + (n - 1) * floor_step_kv
+            if ceilings.get("copy_bytes_per_s"):
+                row["floor_with_kv_measured_bw_s"] = (
+                    t_pre + (n - 1) * (w_bytes + kv_tok * length) / ceilings["copy_bytes_per_s"]
+                )
+        same = {}
+        for a, b in [("detect_graph", "detect_eager"), ("detect_graph", "ours_plain_graph"),
+                     ("mask_zero_32_graph", "mask_zero_32_eager"), ("hf_static", "hf_dynamic")]:  # fmt: skip
+            if a in outs and b in outs:
+                same[f"{a}=={b}"] = outs[a].reshape(-1).tolist() == outs[b].reshape(-1).tolist()
+        row["same_tokens"] = same
+        rows.append(row)
+        base = stats.get("hf_static", {}).get("median")
+        log(
+            f"[static] {length} tokens, {n} new, medians of {repeats} interleaved (spread = (max-min)/median):"
+        )
+        for name, st in stats.items():
+            if "median" not in st:
+                log(f"  {name:<22} FAILED: {st.get('error')}")
+                continue
+            step = (st["median"] - t_pre) / (n - 1) * 1e3 if t_pre and name != "prefill" else float("nan")
+            ratio = st["median"] / base if base else float("nan")
+            log(f"  {name:<22} {st['median']:7.3f}s  spread {st['spread'] * 100:5.1f}%  "
+                f"({step:6.2f} ms/step after prefill)  / hf_static {ratio:.3f}")  # fmt: skip
+        if t_pre is not None:
+            log(f"  {'floor (weights)':<22} {row['floor_s']:7.3f}s  ({floor_step * 1e3:.2f} ms/step: "
+                f"{w_bytes / 1e9:.2f} GB / 4.8 TB/s)")  # fmt: skip
+            log(
+                f"  {'floor (weights + KV)':<22} {row['floor_with_kv_s']:7.3f}s  ({floor_step_kv * 1e3:.2f} ms/step)"
+            )
+        log(f"  same tokens: {same}")
+        results["static"]["rows"] = rows
+        save()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+def _kernel_category(name: str) -> str:
+    n = name.lower()
+    if any(k in n for k in ("flash", "fmha", "attention", "efficient", "cudnn")):
+        return "attention"
+    if any(k in n for k in ("gemm", "gemv", "nvjet", "cutlass", "xmma", "matmul", "splitk", "dot_kernel")):
+        return "matmul (weights and readout)"
+    if any(k in n for k in ("argmax", "reduce", "norm", "mean", "sum")):
+        return "reductions (norms, argmax)"
+    if any(k in n for k in ("index", "scatter", "gather", "copy", "cat")):
+        return "copies / indexing (cache writes, RoPE cat)"
+    if "memcpy" in n or "memset" in n:
+        return "memcpy/memset"
+    return "elementwise and other"
+
+
+def section_stepprof(model, results, length=8192, short=3, long=13):
+    """GPU time of one graph-replayed decode step by kernel category: a profile of a run with ``long`` new tokens
+    minus one with ``short`` (same prefill, warm-up step and capture), divided by ``long - short``."""
+    from torch.profiler import ProfilerActivity, profile
+
+    device = model.device
+    ids = torch.randint(0, model.config.vocab_size, (1, length), device=device)
+    span = (length // 2, length // 2 + 32)
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    out = {}
+    runs = {
+        "detect_graph": lambda k: copy_paste_scores(
+            model, ids[0], span, k, eos_token_ids=[], backend="static"
+        ),
+        "ours_plain_graph": lambda k: masked_generate(
+            model, ids, [], max_new_tokens=k, eos_token_id=[], backend="static"
+        ),  # fmt: skip
+    }
+    for name, fn in runs.items():
+        per = {}
+        for k in (short, long):
+            fn(k)
+            with profile(activities=acts) as prof:
+                fn(k)
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+            cats: dict[str, float] = {}
+            for ev in prof.key_averages():
+                dev_t = getattr(ev, "self_device_time_total", None)
+                if dev_t is None:
+                    dev_t = getattr(ev, "self_cuda_time_total", 0.0)
+                if dev_t and getattr(ev, "device_type", None) is not None and "CUDA" in str(ev.device_type):
+                    cat = _kernel_category(ev.key)
+                    cats[cat] = cats.get(cat, 0.0) + dev_t
+            per[k] = cats
+            if k == long:
+                key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+                log(
+                    f"[stepprof] {name}, {k} new tokens:\n{prof.key_averages().table(sort_by=key, row_limit=15)}"
+                )
+        steps = long - short
+        step_ms = {c: (per[long].get(c, 0.0) - per[short].get(c, 0.0)) / steps / 1e3 for c in per[long]}
+        step_ms["total GPU"] = sum(step_ms.values())
+        out[name] = step_ms
+        log(f"[stepprof] {name}: GPU time of one replayed decode step at {length} (ms): "
+            + ", ".join(f"{c} {v:.3f}" for c, v in sorted(step_ms.items(), key=lambda kv: -kv[1])))  # fmt: skip
+    results["stepprof"] = dict(length=length, per_step_ms=out)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda")
@@ -368,6 +644,11 @@ def main(argv=None):
     ap.add_argument("--grid-batch", type=int, default=30)
     ap.add_argument("--sections", nargs="+", default=["overhead", "lengths", "masking", "grid"])
     ap.add_argument("--no-wu", action="store_true")
+    ap.add_argument("--static-lengths", type=int, nargs="+", default=[8192, 32768])
+    ap.add_argument("--grid-backend", default="auto", choices=["auto", "eager", "static"])
+    ap.add_argument(
+        "--deadline", type=float, default=0, help="skip sections that start after this many seconds"
+    )
     ap.add_argument(
         "--fresh-masking-model",
         action=argparse.BooleanOptionalAction,
@@ -396,17 +677,34 @@ def main(argv=None):
             args.out.write_text(json.dumps(results, indent=1))
 
     plain_model = None  # a second copy that nnsight never wraps: the baselines of "lengths" and "masking"
-    if args.fresh_masking_model and {"lengths", "masking"} & set(args.sections):
+    if args.fresh_masking_model and {"lengths", "masking", "static"} & set(args.sections):
         plain_model = build(cfg, device, dtype)
+    start = time.perf_counter()
+    if "static" in args.sections:
+        results["ceilings"] = measure_ceilings(device)
+        log(f"ceilings: {results['ceilings']}")
     for section in args.sections:
         t0 = time.perf_counter()
-        if section == "lengths":
+        if args.deadline and t0 - start > args.deadline:
+            log(f"  ({section}: skipped, past the deadline of {args.deadline:.0f} s)")
+            continue
+        if section == "static":
+            lengths_s = [min(x, 512) for x in args.static_lengths] if args.tiny else args.static_lengths
+            section_static(model, plain_model or model, clock, lengths_s, args.new_tokens, args.repeats, results,
+                           results.get("ceilings", {}), save=save)  # fmt: skip
+        elif section == "stepprof":
+            section_stepprof(model, results, length=256 if args.tiny else 8192)
+        elif section == "lengths":
             section_lengths(
                 model, clock, lengths, args.new_tokens, args.repeats, results, not args.no_wu, plain_model
             )
         elif section == "grid":
             kw = dict(lengths_max=300, wu_slice=2) if args.tiny else {}
-            section_grid(model, clock, args.new_tokens, args.grid_batch, results, **kw)
+            if args.no_wu:
+                kw["wu_slice"] = 0
+            section_grid(
+                model, clock, args.new_tokens, args.grid_batch, results, backend=args.grid_backend, **kw
+            )
         elif section == "masking":
             kw = dict(length=256, pair_batch=4, pair_prompt=16, pair_new=8) if args.tiny else {}
             fresh = (lambda: plain_model) if plain_model is not None else None
