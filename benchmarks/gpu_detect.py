@@ -19,6 +19,8 @@ use a fixed decode length (50 tokens, no EOS). Sections (each can be skipped):
             cache + CUDA graph), our static loop with nothing masked, masked generation zero/uniform at 32 and 128
             heads (static + graph) and one eager masked run; every variant timed --repeats times interleaved
             (ABAB...), median and spread printed; the floor line (prefill + steps x bytes read / bandwidth)
+            and, with split_decode_attention in the static steps (RETMASK_DECODE_ATTENTION=split), detection,
+            our static loop and masked generation (zero 32, uniform 128)
   stepprof  torch.profiler over graph replays: GPU time of a decode step by kernel category, from two runs that
             differ only by the number of replayed steps
   grid      with --grid-backend (default auto: static + graph on a GPU)
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -42,6 +45,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from retmask_interp.core.models import as_model  # noqa: E402
+from retmask_interp.core.static_decode import ATTENTION_ENV  # noqa: E402
 from retmask_interp.interventions.masking import generate as masked_generate  # noqa: E402
 from retmask_interp.measure.detect import copy_paste_scores, copy_paste_scores_batch  # noqa: E402
 
@@ -383,6 +387,19 @@ def static_generate(model, ids, n):
         )[:, ids.shape[1]:]  # fmt: skip
 
 
+def with_env(name, value, fn):
+    """``fn()`` with the environment variable ``name`` set to ``value`` (restored after)."""
+    old = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        return fn()
+    finally:
+        if old is None:
+            del os.environ[name]
+        else:
+            os.environ[name] = old
+
+
 def interleaved(variants, repeats, clock, label):
     """Time every variant ``repeats`` times in rounds (A B C ... A B C ...); a variant that raises is dropped (its
     error recorded). Returns {name: {"times": [...], "median", "min", "max", "spread"}} and the last outputs."""
@@ -463,8 +480,9 @@ def _kv_bytes_per_token(model):
 
 
 def section_static(
-    model, plain_model, clock, lengths, n, repeats, results, ceilings, eager_masked=True, save=lambda: None
-):
+    model, plain_model, clock, lengths, n, repeats, results, ceilings, eager_masked=True, split=True,
+    save=lambda: None,
+):  # fmt: skip
     """Issue 14: detection and masked generation through the static cache + CUDA graph, against HF generate with
     a dynamic and with a static (compiled) cache, and the floor; everything timed interleaved."""
     device = model.device
@@ -505,6 +523,19 @@ def section_static(
         for count, heads in picks.items():
             for mode in ("zero", "uniform"):
                 variants[f"mask_{mode}_{count}_graph"] = lambda h=heads, m=mode: masked(h, m, "static")
+        if (
+            split
+        ):  # the static steps with split_decode_attention instead of the model's sdpa (opt-in, measured here)
+            variants["detect_graph_split"] = lambda: with_env(
+                ATTENTION_ENV, "split", lambda: detect("static")
+            )
+            variants["ours_plain_graph_split"] = lambda: with_env(
+                ATTENTION_ENV, "split", lambda: masked([], "zero", "static")
+            )
+            for count, mode in ((32, "zero"), (128, "uniform")):
+                variants[f"mask_{mode}_{count}_graph_split"] = lambda h=picks[count], m=mode: with_env(
+                    ATTENTION_ENV, "split", lambda: masked(h, m, "static")
+                )
         if eager_masked and length == lengths[0]:  # the eager masked loop, once, as the reference
             variants["mask_zero_32_eager"] = lambda: masked(picks[32], "zero", "eager")
         if device.type == "cuda":
@@ -540,6 +571,7 @@ def section_static(
                 )
         same = {}
         for a, b in [("detect_graph", "detect_eager"), ("detect_graph", "ours_plain_graph"),
+                     ("detect_graph_split", "detect_graph"),
                      ("mask_zero_32_graph", "mask_zero_32_eager"), ("hf_static", "hf_dynamic")]:  # fmt: skip
             if a in outs and b in outs:
                 same[f"{a}=={b}"] = outs[a].reshape(-1).tolist() == outs[b].reshape(-1).tolist()
@@ -601,6 +633,11 @@ def section_stepprof(model, results, length=8192, short=3, long=13):
         ),
         "ours_plain_graph": lambda k: masked_generate(
             model, ids, [], max_new_tokens=k, eos_token_id=[], backend="static"
+        ),  # fmt: skip
+        "detect_graph_split": lambda k: with_env(
+            ATTENTION_ENV,
+            "split",
+            lambda: copy_paste_scores(model, ids[0], span, k, eos_token_ids=[], backend="static"),
         ),  # fmt: skip
     }
     for name, fn in runs.items():

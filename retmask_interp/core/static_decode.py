@@ -19,6 +19,13 @@ thread), so during capture its Python runs once and the device work it issues (t
 ``masked_fill_``) goes to the capturing stream and is recorded with the model's kernels. A replay runs that work
 without any Python: the intervention is expressed once through nnsight and what it resolved to is replayed.
 
+Attention of the static steps (``RETMASK_DECODE_ATTENTION``): ``model`` (default) keeps the model's own
+implementation (sdpa with the 4-D mask; measured on an H200 at 8K/32K, this runs far below the memory bandwidth at
+one query position); ``split`` swaps in ``split_decode_attention`` for the static steps only (the prefill keeps the
+model's kernel): the scores as one batched matmul over the KV heads (float32 softmax, as HF's eager attention), the
+weighted sum of the values split into chunks of ``SPLIT_CHUNK`` positions (a batched matmul per chunk, the partial
+sums added in float32), so every part of the cache is read by many blocks at once. It is opt-in until measured.
+
 Without graphs (on the CPU, or ``RETMASK_CUDA_GRAPHS=0``) the same step function runs eagerly every step; that is
 what the CPU tests compare with the eager loop and the naive reference.
 
@@ -33,6 +40,7 @@ the argmax of the raw scores, which capping does not move.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Callable
@@ -50,6 +58,7 @@ __all__ = [
     "envoy_forward",
     "plain_forward",
     "resolve_backend",
+    "split_decode_attention",
     "static_blocker",
     "traced_forward",
 ]
@@ -58,6 +67,9 @@ log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "eager", "static")
 GRAPHS_ENV = "RETMASK_CUDA_GRAPHS"  # "0" turns graph capture off (the static path then runs its step eagerly)
+ATTENTION_ENV = "RETMASK_DECODE_ATTENTION"  # "model" (default) or "split": the attention of the static steps
+SPLIT_CHUNK = 256  # positions per chunk of split_decode_attention (the static cache is padded to a multiple)
+_SPLIT_NAME = "retmask_split_decode"
 
 # forward(ids, attention_mask | None, position_ids | None, cache, total_len) -> (last logits [b, vocab], tops | None)
 Forward = Callable[[torch.Tensor, Any, Any, Any, int], tuple[torch.Tensor, Any]]
@@ -227,6 +239,69 @@ def _mask_buffer(rm: RetModel, mask: torch.Tensor) -> tuple[torch.Tensor, Any]:
     return keep, True
 
 
+# --------------------------------------------------------------------------------------------- decode attention
+def split_decode_attention(
+    module, query, key, value, attention_mask, dropout=0.0, scaling=None, softcap=None, **kwargs
+):
+    """Attention of one query position over a static cache, as an HF attention function (``AttentionInterface``).
+
+    ``query`` ``[b, heads, 1, d]``, ``key``/``value`` ``[b, kv_heads, L, d]`` with ``L`` a multiple of
+    ``SPLIT_CHUNK``, ``attention_mask`` bool (True = attend) or additive, ``[b, 1, 1, L]``. Query heads are grouped
+    over their KV head (keys and values are never repeated). Returns ``([b, 1, heads, d_v], None)``.
+    """
+    b, h, q, d = query.shape
+    kvh, length, dv = key.shape[1], key.shape[2], value.shape[-1]
+    if q != 1 or length % SPLIT_CHUNK:
+        raise RuntimeError(
+            "split_decode_attention takes one query position over a cache padded to SPLIT_CHUNK"
+        )
+    g = h // kvh
+    scores = torch.matmul(query.reshape(b, kvh, g, d), key.transpose(-1, -2)).float()  # [b, kvh, g, L]
+    scores = scores * (scaling if scaling is not None else d**-0.5)
+    if softcap is not None:
+        scores = torch.tanh(scores / softcap) * softcap
+    if attention_mask is not None:
+        mask = attention_mask.reshape(attention_mask.shape[0], 1, 1, -1)[..., :length]
+        if mask.dtype == torch.bool:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        else:
+            scores = scores + mask.float()
+    probs = torch.softmax(scores, dim=-1).to(value.dtype)
+    chunks = length // SPLIT_CHUNK
+    probs = probs.reshape(b, kvh, g, chunks, SPLIT_CHUNK).transpose(2, 3)  # [b, kvh, chunks, g, chunk]
+    parts = torch.matmul(probs, value.reshape(b, kvh, chunks, SPLIT_CHUNK, dv))  # [b, kvh, chunks, g, dv]
+    out = parts.float().sum(dim=2).to(query.dtype)  # [b, kvh, g, dv]
+    return out.reshape(b, 1, h, dv), None
+
+
+def decode_attention() -> str:
+    value = os.environ.get(ATTENTION_ENV, "model")
+    if value not in ("model", "split"):
+        raise ValueError(f"{ATTENTION_ENV}={value!r}: use 'model' or 'split'")
+    return value
+
+
+class _SwappedAttention:
+    """Within the block, the model's attention implementation is ``split_decode_attention`` (the static steps);
+    the model's own implementation is restored after."""
+
+    def __init__(self, model):
+        self.config = model.config
+
+    def __enter__(self):
+        from transformers import AttentionInterface
+
+        if _SPLIT_NAME not in AttentionInterface._global_mapping:
+            AttentionInterface.register(_SPLIT_NAME, split_decode_attention)
+        self.saved = self.config._attn_implementation
+        self.config._attn_implementation = _SPLIT_NAME
+        return self
+
+    def __exit__(self, *exc):
+        self.config._attn_implementation = self.saved
+        return False
+
+
 # --------------------------------------------------------------------------------------------- the loop
 def decode_static(
     rm: RetModel,
@@ -298,7 +373,9 @@ def decode_static(
     if max_new_tokens == 1 or finished():
         return steps_run()
 
-    cache = _static_cache(dynamic, total, write_pos)
+    split = decode_attention() == "split"
+    cache_len = -(-total // SPLIT_CHUNK) * SPLIT_CHUNK if split else total  # positions past total stay masked
+    cache = _static_cache(dynamic, cache_len, write_pos)
     del dynamic, logits, tops
     cols.add_(1)
     tok = token.clone()
@@ -306,18 +383,25 @@ def decode_static(
         posid = positions[:, -1:] + 1
     else:
         posid = torch.full((b, 1), width, dtype=torch.long, device=device)
-    attn.extend(_mask_buffer(rm, batch.mask))
+    attn.extend(_mask_buffer(rm, torch.nn.functional.pad(batch.mask, (0, cache_len - total))))
     mask4d = attn[0]
 
     def step() -> None:
-        logits, tops = forward(tok.view(b, 1), mask4d, posid, cache, total)
+        logits, tops = forward(tok.view(b, 1), mask4d, posid, cache, cache_len)
         tok.copy_(emit(logits, tops))
         cols.add_(1)
         posid.add_(1)
 
-    remaining = max_new_tokens - 1
+    with _SwappedAttention(rm.model) if split else contextlib.nullcontext():
+        _run_steps(step, max_new_tokens - 1, finished, graphs and device.type == "cuda", device, generator)
+    return steps_run()
+
+
+def _run_steps(step, remaining: int, finished, graphs: bool, device, generator) -> None:
+    """``step()`` up to ``remaining`` times, until ``finished()``: on a CUDA device with ``graphs``, once eagerly on
+    a side stream (the warm-up, a real step), then captured and replayed."""
     done = 0
-    if graphs and device.type == "cuda":
+    if graphs:
         side = torch.cuda.Stream(device)
         side.wait_stream(torch.cuda.current_stream(device))
         with torch.cuda.stream(side):  # warm-up before capture (a real step: allocator, kernels, nnsight)
@@ -338,7 +422,6 @@ def decode_static(
         while done < remaining and not finished():
             step()
             done += 1
-    return steps_run()
 
 
 def _capture(step: Callable[[], None], device: torch.device, generator) -> torch.cuda.CUDAGraph | None:

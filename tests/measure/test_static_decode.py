@@ -211,3 +211,56 @@ def test_backend_choice():
         assert "attention implementation" in static_blocker(rm, 10)
     finally:
         model.config._attn_implementation = "sdpa"
+
+
+def test_split_decode_attention_equals_reference_attention():
+    """The chunked decode attention is softmax(q k / sqrt(d)) v over the unmasked positions, per query head."""
+    from retmask_interp.core.static_decode import SPLIT_CHUNK, split_decode_attention
+
+    g = torch.Generator().manual_seed(0)
+    b, h, kvh, d, length = 2, 8, 2, 16, 2 * SPLIT_CHUNK
+    q = torch.randn(b, h, 1, d, generator=g)
+    k = torch.randn(b, kvh, length, d, generator=g)
+    v = torch.randn(b, kvh, length, d, generator=g)
+    keep = torch.rand(b, 1, 1, length, generator=g) > 0.3
+    keys, values = k.repeat_interleave(h // kvh, 1), v.repeat_interleave(h // kvh, 1)
+    for softcap in (None, 5.0):
+        scores = q @ keys.transpose(-1, -2) * d**-0.5
+        if softcap:
+            scores = torch.tanh(scores / softcap) * softcap
+        ref = (scores.masked_fill(~keep, float("-inf")).softmax(-1) @ values).transpose(1, 2)
+        for mask in (keep, torch.zeros(keep.shape).masked_fill(~keep, torch.finfo(torch.float32).min)):
+            out, _ = split_decode_attention(None, q, k, v, mask, softcap=softcap)
+            torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("family", ["llama", "gemma2", "gpt2", "gpt_neox", "olmo2"])
+def test_static_with_split_attention_equals_eager(family, spy, monkeypatch):
+    """With RETMASK_DECODE_ATTENTION=split the static steps use split_decode_attention (the prefill keeps the
+    model's kernel): same tokens and scores as the eager loop, same masked generation."""
+    from retmask_interp.core import static_decode as sd
+
+    calls = []
+    real = sd.split_decode_attention
+    monkeypatch.setattr(sd, "split_decode_attention", lambda *a, **k: calls.append(1) or real(*a, **k))
+    monkeypatch.setitem(  # registered once per process: point the registration at the spy too
+        __import__("transformers").AttentionInterface._global_mapping,
+        sd._SPLIT_NAME,
+        sd.split_decode_attention,
+    )
+    monkeypatch.setenv(sd.ATTENTION_ENV, "split")
+    model = _model(family, vocab_size=8)
+    impl = model.config._attn_implementation
+    prompt = _prompt(6, 40, 0)
+    gen_e, sc_e = copy_paste_scores(model, prompt, (5, 30), 8, eos_token_ids=[], backend="eager")
+    gen_s, sc_s = copy_paste_scores(model, prompt, (5, 30), 8, eos_token_ids=[], backend="static")
+    assert calls, "split_decode_attention did not run"
+    assert model.config._attn_implementation == impl, "the model's attention implementation was not restored"
+    assert gen_s.tolist() == gen_e.tolist()
+    torch.testing.assert_close(sc_s, sc_e, atol=1e-6, rtol=0)
+    prompts = [_prompt(8, n, n).tolist() for n in (7, 12)]
+    kw = dict(max_new_tokens=6, eos_token_id=[], pad_token_id=0)
+    for mode in ("zero", "uniform"):
+        eager = generate(model, prompts, HEADS, mode, backend="eager", **kw)
+        assert generate(model, prompts, HEADS, mode, backend="static", **kw).tolist() == eager.tolist()
+    _static_ran(spy, 7)
