@@ -110,7 +110,7 @@ def traced_forward(rm: RetModel, mask_plan=None, readout: bool = False) -> Forwa
 
 def envoy_forward(rm: RetModel, envoy, intervene: Callable[[], None]) -> Forward:
     """One forward inside a trace of ``envoy`` (any nnsight envoy over modules of the model, e.g.
-    ``masking.site_envoy``), calling ``intervene()`` in the trace body, as ``decode_in_one_trace`` does per forward."""
+    ``interventions.masking.site_envoy``), calling ``intervene()`` in the trace body, as ``decode_in_one_trace`` does per forward."""
 
     def forward(ids, attention_mask, position_ids, cache, total_len):
         kwargs = _model_kwargs(rm, attention_mask, position_ids, cache)

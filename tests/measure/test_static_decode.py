@@ -163,9 +163,7 @@ def test_static_masked_generation_equals_eager(family, spy):
 def test_static_masked_generation_equals_edited_model(mode, spy):
     model = _model("llama")
     edited = copy.deepcopy(model)
-    zero_head_outputs_(edited, HEADS) if mode == "zero" else None
-    if mode == "uniform":
-        zero_head_queries_(edited, HEADS)
+    (zero_head_outputs_ if mode == "zero" else zero_head_queries_)(edited, HEADS)
     ids = _prompt(64, 10, 1)[None].to(DEVICE)
     with torch.no_grad():
         ref = edited.generate(
