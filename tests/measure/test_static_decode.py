@@ -13,6 +13,7 @@ reference runs on a CPU copy of the model (float32 both), the rest on the GPU.
 from __future__ import annotations
 
 import copy
+import functools
 import os
 
 import pytest
@@ -42,8 +43,15 @@ MASK_FAMILIES = (
 )
 
 
+@functools.cache
+def _cached_model(family: str, overrides: tuple):
+    return make_tiny_model(family, **dict(overrides)).to(DEVICE)
+
+
 def _model(family: str, **overrides):
-    return make_tiny_model(family, **overrides).to(DEVICE)
+    """One model per family and settings for the whole file (nnsight wraps and instruments it once); no test
+    changes a model's weights."""
+    return _cached_model(family, tuple(sorted(overrides.items())))
 
 
 def _prompt(vocab: int, n: int, seed: int) -> torch.Tensor:
@@ -97,10 +105,10 @@ def test_static_detection_equals_eager_and_reference(family, spy):
     model = _model(family, vocab_size=8)  # a tiny vocabulary makes copy-paste hits frequent
     eager_ref = eager_copy(model).to("cpu")
     prompt, span = _prompt(6, 40, 0), (5, 30)
-    ref_gen, ref_scores = naive_copy_paste_scores(eager_ref, prompt, span, 10)
-    gen_e, scores_e = copy_paste_scores(model, prompt, span, 10, eos_token_ids=[], backend="eager")
+    ref_gen, ref_scores = naive_copy_paste_scores(eager_ref, prompt, span, 7)
+    gen_e, scores_e = copy_paste_scores(model, prompt, span, 7, eos_token_ids=[], backend="eager")
     assert spy["eager_loops"] == 1 and spy["static_writes"] == 0
-    gen_s, scores_s = copy_paste_scores(model, prompt, span, 10, eos_token_ids=[], backend="static")
+    gen_s, scores_s = copy_paste_scores(model, prompt, span, 7, eos_token_ids=[], backend="static")
     assert spy["eager_loops"] == 1, "the static backend fell back to the eager loop"
     assert gen_s.tolist() == gen_e.tolist() == ref_gen.tolist()
     torch.testing.assert_close(scores_s, scores_e, atol=1e-6, rtol=0)
@@ -108,7 +116,7 @@ def test_static_detection_equals_eager_and_reference(family, spy):
     assert float(ref_scores.sum()) > 0, (
         "the construction should produce hits; otherwise the comparison is vacuous"
     )
-    _static_ran(spy, 9)
+    _static_ran(spy, 6)
 
 
 def test_static_detection_batched_with_padding_and_eos(spy):
@@ -143,11 +151,11 @@ def test_static_detection_with_masked_heads_equals_eager(spy):
 
 @pytest.mark.parametrize("family", MASK_FAMILIES)
 def test_static_masked_generation_equals_eager(family, spy):
-    model = _model(family)
-    prompts = [_prompt(64, n, n).tolist() for n in (7, 12)]  # left padding
+    model = _model(family, vocab_size=8)  # the detection test's model
+    prompts = [_prompt(8, n, n).tolist() for n in (7, 12)]  # left padding
     kw = dict(max_new_tokens=4, eos_token_id=[], pad_token_id=0)
     means = (
-        mean_head_outputs(model, _prompt(64, 18, 5).reshape(2, 9).to(DEVICE)) if family == "llama" else None
+        mean_head_outputs(model, _prompt(8, 18, 5).reshape(2, 9).to(DEVICE)) if family == "llama" else None
     )
     for mode in ("zero", "uniform") + (("mean",) if means is not None else ()):
         eager = generate(model, prompts, HEADS, mode, mean_values=means, backend="eager", **kw)
