@@ -481,7 +481,7 @@ def _kv_bytes_per_token(model):
 
 def section_static(
     model, plain_model, clock, lengths, n, repeats, results, ceilings, eager_masked=True, split=True,
-    save=lambda: None,
+    save=lambda: None, only=None,
 ):  # fmt: skip
     """Issue 14: detection and masked generation through the static cache + CUDA graph, against HF generate with
     a dynamic and with a static (compiled) cache, and the floor; everything timed interleaved."""
@@ -538,6 +538,8 @@ def section_static(
                 )
         if eager_masked and length == lengths[0]:  # the eager masked loop, once, as the reference
             variants["mask_zero_32_eager"] = lambda: masked(picks[32], "zero", "eager")
+        if only:
+            variants = {k: v for k, v in variants.items() if k in only}
         if device.type == "cuda":
             torch._dynamo.reset()  # a fresh compile for this length (no dynamic-shape recompile from the last)
         t0 = time.perf_counter()
@@ -617,7 +619,7 @@ def _kernel_category(name: str) -> str:
     return "elementwise and other"
 
 
-def section_stepprof(model, results, length=8192, short=3, long=13):
+def section_stepprof(model, results, length=8192, short=3, long=13, only=None):
     """GPU time of one graph-replayed decode step by kernel category: a profile of a run with ``long`` new tokens
     minus one with ``short`` (same prefill, warm-up step and capture), divided by ``long - short``."""
     from torch.profiler import ProfilerActivity, profile
@@ -641,6 +643,8 @@ def section_stepprof(model, results, length=8192, short=3, long=13):
         ),  # fmt: skip
     }
     for name, fn in runs.items():
+        if only and name not in only:
+            continue
         per = {}
         for k in (short, long):
             fn(k)
@@ -682,6 +686,9 @@ def main(argv=None):
     ap.add_argument("--sections", nargs="+", default=["overhead", "lengths", "masking", "grid"])
     ap.add_argument("--no-wu", action="store_true")
     ap.add_argument("--static-lengths", type=int, nargs="+", default=[8192, 32768])
+    ap.add_argument(
+        "--variants", nargs="+", default=None, help="time only these variants of the static section"
+    )
     ap.add_argument("--grid-backend", default="auto", choices=["auto", "eager", "static"])
     ap.add_argument(
         "--deadline", type=float, default=0, help="skip sections that start after this many seconds"
@@ -728,9 +735,9 @@ def main(argv=None):
         if section == "static":
             lengths_s = [min(x, 512) for x in args.static_lengths] if args.tiny else args.static_lengths
             section_static(model, plain_model or model, clock, lengths_s, args.new_tokens, args.repeats, results,
-                           results.get("ceilings", {}), save=save)  # fmt: skip
+                           results.get("ceilings", {}), save=save, only=args.variants)  # fmt: skip
         elif section == "stepprof":
-            section_stepprof(model, results, length=256 if args.tiny else 8192)
+            section_stepprof(model, results, length=256 if args.tiny else 8192, only=args.variants)
         elif section == "lengths":
             section_lengths(
                 model, clock, lengths, args.new_tokens, args.repeats, results, not args.no_wu, plain_model
