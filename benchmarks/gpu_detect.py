@@ -19,8 +19,8 @@ use a fixed decode length (50 tokens, no EOS). Sections (each can be skipped):
             cache + CUDA graph), our static loop with nothing masked, masked generation zero/uniform at 32 and 128
             heads (static + graph) and one eager masked run; every variant timed --repeats times interleaved
             (ABAB...), median and spread printed; the floor line (prefill + steps x bytes read / bandwidth)
-            and, with split_decode_attention in the static steps (RETMASK_DECODE_ATTENTION=split), detection,
-            our static loop and masked generation (zero 32, uniform 128)
+            (the static steps attend through split_decode_attention, the default); the *_sdpa variants keep the
+            model's sdpa in the static steps (RETMASK_DECODE_ATTENTION=model), as run 3's graph variants did
   stepprof  torch.profiler over graph replays: GPU time of a decode step by kernel category, from two runs that
             differ only by the number of replayed steps
   grid      with --grid-backend (default auto: static + graph on a GPU)
@@ -480,7 +480,7 @@ def _kv_bytes_per_token(model):
 
 
 def section_static(
-    model, plain_model, clock, lengths, n, repeats, results, ceilings, eager_masked=True, split=True,
+    model, plain_model, clock, lengths, n, repeats, results, ceilings, eager_masked=True, sdpa=True,
     save=lambda: None, only=None,
 ):  # fmt: skip
     """Issue 14: detection and masked generation through the static cache + CUDA graph, against HF generate with
@@ -523,19 +523,11 @@ def section_static(
         for count, heads in picks.items():
             for mode in ("zero", "uniform"):
                 variants[f"mask_{mode}_{count}_graph"] = lambda h=heads, m=mode: masked(h, m, "static")
-        if (
-            split
-        ):  # the static steps with split_decode_attention instead of the model's sdpa (opt-in, measured here)
-            variants["detect_graph_split"] = lambda: with_env(
-                ATTENTION_ENV, "split", lambda: detect("static")
+        if sdpa:  # the static steps through the model's own sdpa (RETMASK_DECODE_ATTENTION=model)
+            variants["detect_graph_sdpa"] = lambda: with_env(ATTENTION_ENV, "model", lambda: detect("static"))
+            variants["ours_plain_graph_sdpa"] = lambda: with_env(
+                ATTENTION_ENV, "model", lambda: masked([], "zero", "static")
             )
-            variants["ours_plain_graph_split"] = lambda: with_env(
-                ATTENTION_ENV, "split", lambda: masked([], "zero", "static")
-            )
-            for count, mode in ((32, "zero"), (128, "uniform")):
-                variants[f"mask_{mode}_{count}_graph_split"] = lambda h=picks[count], m=mode: with_env(
-                    ATTENTION_ENV, "split", lambda: masked(h, m, "static")
-                )
         if eager_masked and length == lengths[0]:  # the eager masked loop, once, as the reference
             variants["mask_zero_32_eager"] = lambda: masked(picks[32], "zero", "eager")
         if only:
@@ -573,7 +565,7 @@ def section_static(
                 )
         same = {}
         for a, b in [("detect_graph", "detect_eager"), ("detect_graph", "ours_plain_graph"),
-                     ("detect_graph_split", "detect_graph"),
+                     ("detect_graph_sdpa", "detect_graph"),
                      ("mask_zero_32_graph", "mask_zero_32_eager"), ("hf_static", "hf_dynamic")]:  # fmt: skip
             if a in outs and b in outs:
                 same[f"{a}=={b}"] = outs[a].reshape(-1).tolist() == outs[b].reshape(-1).tolist()
@@ -636,9 +628,9 @@ def section_stepprof(model, results, length=8192, short=3, long=13, only=None):
         "ours_plain_graph": lambda k: masked_generate(
             model, ids, [], max_new_tokens=k, eos_token_id=[], backend="static"
         ),  # fmt: skip
-        "detect_graph_split": lambda k: with_env(
+        "detect_graph_sdpa": lambda k: with_env(
             ATTENTION_ENV,
-            "split",
+            "model",
             lambda: copy_paste_scores(model, ids[0], span, k, eos_token_ids=[], backend="static"),
         ),  # fmt: skip
     }

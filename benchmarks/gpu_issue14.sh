@@ -14,7 +14,10 @@ export PYTEST_DISABLE_PLUGIN_AUTOLOAD=1
 nvidia-smi --query-gpu=name,memory.used,memory.total,clocks.sm,clocks.max.sm --format=csv | tee "$OUT/nvidia.txt"
 python3 -c "import torch, transformers, nnsight; print(torch.__version__, transformers.__version__, nnsight.__version__)" \
   | tee -a "$OUT/nvidia.txt"
-RETMASK_TEST_DEVICE=cuda timeout "${TEST_S:-150}" python3 -m pytest -q --maxfail=4 -p no:cacheprovider \
+# the stage lies inside the checkout: without an ini file of its own pytest reads the repository's pyproject.toml,
+# whose addopts need nbmake (not on the image)
+[ -f pytest.ini ] || printf '[pytest]\n' > pytest.ini
+RETMASK_TEST_DEVICE=cuda timeout "${TEST_S:-150}" python3 -m pytest -c pytest.ini -q --maxfail=4 -p no:cacheprovider \
   tests/measure/test_static_decode.py --durations=3 > "$OUT/gpu_tests.log" 2>&1
 echo "tests rc=$? at $(( $(date +%s) - T0 )) s"; grep -E "passed|failed|Error|FAILED" "$OUT/gpu_tests.log" | head -30
 timeout "${BENCH_S:-400}" python3 benchmarks/gpu_detect.py --sections ${SECTIONS:-static stepprof grid} \

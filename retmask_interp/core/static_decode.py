@@ -19,12 +19,13 @@ thread), so during capture its Python runs once and the device work it issues (t
 ``masked_fill_``) goes to the capturing stream and is recorded with the model's kernels. A replay runs that work
 without any Python: the intervention is expressed once through nnsight and what it resolved to is replayed.
 
-Attention of the static steps (``RETMASK_DECODE_ATTENTION``): ``model`` (default) keeps the model's own
-implementation (sdpa with the 4-D mask; measured on an H200 at 8K/32K, this runs far below the memory bandwidth at
-one query position); ``split`` swaps in ``split_decode_attention`` for the static steps only (the prefill keeps the
-model's kernel): the scores as one batched matmul over the KV heads (float32 softmax, as HF's eager attention), the
-weighted sum of the values split into chunks of ``SPLIT_CHUNK`` positions (a batched matmul per chunk, the partial
-sums added in float32), so every part of the cache is read by many blocks at once. It is opt-in until measured.
+Attention of the static steps (``RETMASK_DECODE_ATTENTION``): ``split`` (default) swaps in
+``split_decode_attention`` for the static steps only (the prefill keeps the model's kernel): the scores as one
+batched matmul over the KV heads (bf16 scores and a float32 softmax, as HF's eager attention), the weighted sum of
+the values in chunks of ``SPLIT_CHUNK`` positions (a batched matmul per chunk, the partial sums added in float32),
+so every part of the cache is read by many blocks at once. ``model`` keeps the model's own implementation (sdpa with
+the 4-D mask), which on an H200 ran at about 5 % of the memory bandwidth for one query position: a step at 32K took
+29.3 ms with it and 10.7 ms with ``split`` (docs/benchmarks.md, runs 3 and 4).
 
 Without graphs (on the CPU, or ``RETMASK_CUDA_GRAPHS=0``) the same step function runs eagerly every step; that is
 what the CPU tests compare with the eager loop and the naive reference.
@@ -67,7 +68,7 @@ log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "eager", "static")
 GRAPHS_ENV = "RETMASK_CUDA_GRAPHS"  # "0" turns graph capture off (the static path then runs its step eagerly)
-ATTENTION_ENV = "RETMASK_DECODE_ATTENTION"  # "model" (default) or "split": the attention of the static steps
+ATTENTION_ENV = "RETMASK_DECODE_ATTENTION"  # "split" (default) or "model": the attention of the static steps
 SPLIT_CHUNK = 256  # positions per chunk of split_decode_attention (the static cache is padded to a multiple)
 _SPLIT_NAME = "retmask_split_decode"
 
@@ -275,7 +276,7 @@ def split_decode_attention(
 
 
 def decode_attention() -> str:
-    value = os.environ.get(ATTENTION_ENV, "model")
+    value = os.environ.get(ATTENTION_ENV, "split")
     if value not in ("model", "split"):
         raise ValueError(f"{ATTENTION_ENV}={value!r}: use 'model' or 'split'")
     return value

@@ -249,10 +249,12 @@ def test_split_decode_attention_equals_reference_attention():
             torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("attention", ["split", "model"])
 @pytest.mark.parametrize("family", ["llama", "gemma2", "gpt_neox"])
-def test_static_with_split_attention_equals_eager(family, spy, monkeypatch):
-    """With RETMASK_DECODE_ATTENTION=split the static steps use split_decode_attention (the prefill keeps the
-    model's kernel): same tokens and scores as the eager loop, same masked generation."""
+def test_static_decode_attention_setting(family, attention, spy, monkeypatch):
+    """RETMASK_DECODE_ATTENTION=split (the default) runs the static steps through split_decode_attention (the
+    prefill keeps the model's kernel), =model through the model's own; both give the eager loop's tokens and scores
+    and the eager masked generation, and the model's attention implementation is restored after."""
     from retmask_interp.core import static_decode as sd
 
     calls = []
@@ -263,13 +265,13 @@ def test_static_with_split_attention_equals_eager(family, spy, monkeypatch):
         sd._SPLIT_NAME,
         sd.split_decode_attention,
     )
-    monkeypatch.setenv(sd.ATTENTION_ENV, "split")
+    monkeypatch.setenv(sd.ATTENTION_ENV, attention)
     model = _model(family, vocab_size=8)
     impl = model.config._attn_implementation
     prompt = _prompt(6, 40, 0)
     gen_e, sc_e = copy_paste_scores(model, prompt, (5, 30), 6, eos_token_ids=[], backend="eager")
     gen_s, sc_s = copy_paste_scores(model, prompt, (5, 30), 6, eos_token_ids=[], backend="static")
-    assert calls, "split_decode_attention did not run"
+    assert bool(calls) == (attention == "split")
     assert model.config._attn_implementation == impl, "the model's attention implementation was not restored"
     assert gen_s.tolist() == gen_e.tolist()
     torch.testing.assert_close(sc_s, sc_e, atol=1e-6, rtol=0)
