@@ -1,0 +1,688 @@
+"""The real-model study (``scripts/real_model_study.py``): retrieval heads of one pretrained model, end to end.
+
+Stages, each written atomically into the output directory and skipped on a re-run when its result file exists
+(``overwrite=True`` recomputes):
+
+1. ``detection``: Wu et al.'s copy-paste detection on a NIAH grid within the model's window, for every haystack x
+   prompt style in the primary dtype and for every other dtype on the primary haystack and style; per condition a
+   samples JSONL (detection resumes from it sample by sample) and a head list. The counted-sample rate and the
+   stability of the ranking against the primary condition (``analysis.metrics.agreement``: Spearman, top-k
+   overlap). The primary condition's head list is ``heads.json`` (our format, with provenance).
+2. ``masking``: NIAH success (``measure.outcomes.masking_outcomes``) unmasked, with the retrieval heads (score
+   >= threshold) masked, with as many random non-retrieval heads (``seeds`` seeds) and as many per-layer-matched
+   random heads, for every masking mode, with 95% confidence intervals (``summarize_outcomes``).
+3. ``topk``: the top-k curve against k random heads (``measure.outcomes.topk_curve``).
+4. ``attention``: which heads compensate when the retrieval heads are masked (``measure.attention.compensation``)
+   and every (or the top-n) head's single-head masking effect against its retrieval score.
+5. ``organisation``: ``analysis.metrics.organization_metrics`` of every detection condition's head list.
+
+``summary.json`` and ``summary.md`` are rebuilt from the stage files at the end of every run. The resolved
+configuration is kept in ``config.json``; a re-run with different parameters into the same directory is refused
+(results of different settings are never mixed) unless ``overwrite=True``, which starts the directory afresh.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from retmask_interp.core.io import atomic_write_json, atomic_write_text
+
+__all__ = [
+    "GRIDS",
+    "StudyConfig",
+    "StudyConfigError",
+    "detection_conditions",
+    "resolve_config",
+    "run_study",
+    "stage_attention",
+    "stage_detection",
+    "stage_masking",
+    "stage_organisation",
+    "stage_topk",
+    "write_summary",
+]
+
+log = logging.getLogger(__name__)
+
+STAGES = ("detection", "masking", "topk", "attention", "organisation")
+MODES = ("zero", "uniform", "mean")
+
+# Grid presets: lengths (tokens, linspace lo..hi, hi capped by the model's window), depths, needles, seeds.
+GRIDS: dict[str, dict[str, Any]] = {
+    # Wu et al.'s grid within the window, sized for a GPU: SmolLM2 1K-8K, Gemma-3 1K-32K.
+    "full": {
+        "min_length": 1000,
+        "max_length": None,  # the model's window (minus room for the answer)
+        "num_lengths": 8,
+        "num_depths": 5,
+        "needles": 3,
+        "seeds": 10,
+        "topk_seeds": 5,
+        "ks": [1, 2, 4, 8, 16, 32],
+        "masking_samples": 48,
+        "attention_samples": 24,
+        "single_heads": None,  # every head
+        "batch_size": 16,
+    },
+    # A CPU check of the whole pipeline: a few short lengths, 3 depths, 2 needles, few seeds.
+    "small": {
+        "min_length": 500,
+        "max_length": 1000,
+        "num_lengths": 2,
+        "num_depths": 3,
+        "needles": 2,
+        "seeds": 2,
+        "topk_seeds": 2,
+        "ks": [1, 4, 16],
+        "masking_samples": 6,
+        "attention_samples": 4,
+        "single_heads": 6,
+        "batch_size": 8,
+    },
+}
+
+
+class StudyConfigError(ValueError):
+    """A study configuration that is invalid, or that differs from the one an output directory was made with."""
+
+
+@dataclass
+class StudyConfig:
+    """Parameters of one study. ``None`` fields are filled by ``resolve_config`` from the ``grid`` preset and the
+    model (window, chat template, device)."""
+
+    model: str = "smollm2-135m-instruct"  # registry name, .gguf path or HF directory
+    model_name: str | None = None  # name recorded in the head lists (default: the model argument)
+    grid: str = "full"  # "full" | "small"
+    haystacks: list[str] = field(default_factory=lambda: ["synthetic:0"])  # first = primary
+    styles: list[str] | None = None  # chat models: ["chat"]; base models: ["continuation", "qa"]
+    dtypes: list[str] | None = None  # GPU: ["bfloat16", "float32"]; CPU: ["float32"]; first = primary
+    device: str = "auto"
+    min_length: int | None = None
+    max_length: int | None = None
+    num_lengths: int | None = None
+    num_depths: int | None = None
+    needles: int | None = None
+    max_new_tokens: int = 32
+    batch_size: int | None = None
+    threshold: float = 0.1
+    modes: list[str] = field(default_factory=lambda: list(MODES))
+    seeds: int | None = None
+    topk_seeds: int | None = None
+    ks: list[int] | None = None
+    masking_samples: int | None = None  # masking / top-k on an evenly spread subset of the primary grid
+    attention_samples: int | None = None
+    single_heads: int | None = None  # single-head effects of the top-n heads; None in the preset = every head
+    stages: list[str] = field(default_factory=lambda: list(STAGES))
+    overwrite: bool = False
+    progress: bool = False
+
+
+def _fill(cfg: StudyConfig, name: str, value: Any) -> None:
+    if getattr(cfg, name) is None:
+        setattr(cfg, name, value)
+
+
+def resolve_config(
+    config: StudyConfig, *, max_context: int | None = None, chat: bool = True, cuda: bool = False
+) -> StudyConfig:
+    """A copy of ``config`` with the preset's and the model's defaults filled in, validated (``StudyConfigError``).
+
+    ``max_context``: the model's window (lengths are capped to it, leaving room for the answer); ``chat``: the
+    tokenizer has a chat template; ``cuda``: the study runs on a GPU (bf16 and fp32 detection; CPU: fp32 only)."""
+    if config.grid not in GRIDS:
+        raise StudyConfigError(f"unknown grid {config.grid!r}; use one of {sorted(GRIDS)}")
+    cfg = StudyConfig(**asdict(config))
+    preset = GRIDS[cfg.grid]
+    for key, value in preset.items():
+        if key == "max_length":
+            continue
+        if key == "single_heads":
+            continue
+        _fill(cfg, key, value)
+    window_cap = max_context - 2 * cfg.max_new_tokens - 64 if max_context else None
+    hi = cfg.max_length or preset["max_length"] or window_cap or 8000
+    if window_cap:
+        hi = min(hi, window_cap)
+    # round a window-derived top length down to a multiple of 1000 (8192 -> 8000, 32768 -> 32000)
+    cfg.max_length = int(hi if hi < 2000 or cfg.max_length else hi // 1000 * 1000)
+    if cfg.single_heads is None and cfg.grid == "small":
+        cfg.single_heads = preset["single_heads"]
+    _fill(cfg, "styles", ["chat"] if chat else ["continuation", "qa"])
+    _fill(cfg, "dtypes", ["bfloat16", "float32"] if cuda else ["float32"])
+    assert cfg.styles is not None and cfg.dtypes is not None and cfg.ks is not None
+    errors = []
+    if not cfg.haystacks:
+        errors.append("haystacks is empty")
+    if len(set(cfg.haystacks)) != len(cfg.haystacks):
+        errors.append(f"haystacks has duplicates: {cfg.haystacks}")
+    bad_styles = [s for s in cfg.styles if s not in ("chat", "qa", "continuation")]
+    if bad_styles:
+        errors.append(f"unknown prompt styles {bad_styles}; use chat, qa or continuation")
+    if "chat" in cfg.styles and not chat:
+        errors.append(
+            "style 'chat' needs a tokenizer with a chat template (a base model: use qa/continuation)"
+        )
+    bad_dtypes = [d for d in cfg.dtypes if d not in ("bfloat16", "float16", "float32")]
+    if bad_dtypes:
+        errors.append(f"unknown dtypes {bad_dtypes}; use bfloat16, float16 or float32")
+    if not cuda and any(d != "float32" for d in cfg.dtypes):
+        errors.append(f"dtypes {cfg.dtypes} need a GPU; on CPU the study runs in float32 only")
+    bad_modes = [m for m in cfg.modes if m not in MODES]
+    if bad_modes or not cfg.modes:
+        errors.append(f"unknown or no masking modes {bad_modes or cfg.modes}; use {list(MODES)}")
+    bad_stages = [s for s in cfg.stages if s not in STAGES]
+    if bad_stages:
+        errors.append(f"unknown stages {bad_stages}; use {list(STAGES)}")
+    assert cfg.min_length is not None and cfg.num_lengths is not None and cfg.num_depths is not None
+    if cfg.min_length <= 0 or cfg.min_length > cfg.max_length:
+        errors.append(f"lengths {cfg.min_length}..{cfg.max_length} are empty or not positive")
+    for name in ("num_lengths", "num_depths", "needles", "max_new_tokens", "batch_size"):
+        if getattr(cfg, name) < 1:
+            errors.append(f"{name} must be >= 1, got {getattr(cfg, name)}")
+    for name in ("seeds", "topk_seeds", "masking_samples", "attention_samples"):
+        if getattr(cfg, name) < 1:
+            errors.append(f"{name} must be >= 1, got {getattr(cfg, name)}")
+    if cfg.single_heads is not None and cfg.single_heads < 1:
+        errors.append(f"single_heads must be >= 1 (or None for every head), got {cfg.single_heads}")
+    if not cfg.ks or min(cfg.ks) < 1:
+        errors.append(f"ks must be positive, got {cfg.ks}")
+    if not 0 < cfg.threshold <= 1:
+        errors.append(f"threshold must be in (0, 1], got {cfg.threshold}")
+    if errors:
+        raise StudyConfigError("invalid study configuration: " + "; ".join(errors))
+    return cfg
+
+
+def _fingerprint(cfg: StudyConfig) -> dict[str, Any]:
+    """The parameters that determine the results (not where they go or how chatty the run is)."""
+    return {k: v for k, v in asdict(cfg).items() if k not in ("overwrite", "progress", "stages")}
+
+
+def _check_config(out: Path, cfg: StudyConfig) -> None:
+    """Refuse an output directory made with other parameters; with ``overwrite`` start it afresh."""
+    path = out / "config.json"
+    current = _fingerprint(cfg)
+    if path.exists():
+        old = json.loads(path.read_text(encoding="utf-8"))
+        if cfg.overwrite:
+            for child in out.iterdir():
+                if child.is_dir():
+                    shutil.rmtree(child)
+                else:
+                    child.unlink()
+        elif old != current:
+            diff = {k: (old.get(k), v) for k, v in current.items() if old.get(k) != v}
+            raise StudyConfigError(
+                f"{out} holds a study with other parameters (old, new): {diff}. Use another output directory "
+                "or overwrite=True (--overwrite) to start it afresh."
+            )
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path, current)
+
+
+def _write_csv(df, path: Path) -> Path:
+    return atomic_write_text(path, df.to_csv(index=False))
+
+
+def _read_csv(path: Path):
+    import pandas as pd
+
+    return pd.read_csv(path)
+
+
+def _tag(haystack: str, style: str, dtype: str) -> str:
+    hay = (
+        haystack.replace(":", "-") if haystack.startswith("synthetic") else Path(haystack).name or "haystack"
+    )
+    safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in hay)
+    return f"{safe}.{style}.{dtype}"
+
+
+def detection_conditions(cfg: StudyConfig) -> list[tuple[str, str, str]]:
+    """(haystack, style, dtype) of every detection run; the first is the primary one (masking etc. use it):
+    every haystack x style in the primary dtype, and every other dtype on the primary haystack and style."""
+    assert cfg.styles and cfg.dtypes
+    primary = cfg.dtypes[0]
+    out = [(h, s, primary) for h in cfg.haystacks for s in cfg.styles]
+    out += [(cfg.haystacks[0], cfg.styles[0], d) for d in cfg.dtypes[1:]]
+    return out
+
+
+def grid_lengths(cfg: StudyConfig) -> list[int]:
+    from retmask_interp.data.niah import linspace_lengths
+
+    assert cfg.min_length and cfg.max_length and cfg.num_lengths
+    if cfg.num_lengths == 1:
+        return [cfg.max_length]
+    return sorted(set(linspace_lengths(cfg.min_length, cfg.max_length, cfg.num_lengths)))
+
+
+def build_samples(rm, cfg: StudyConfig, haystack: str, style: str) -> list:
+    """The NIAH grid of one haystack and prompt style (needle-major; the package's needles)."""
+    from retmask_interp.data.niah import build_grid, default_needles, load_haystack, wu_depths
+
+    lengths = grid_lengths(cfg)
+    needles = default_needles()
+    assert cfg.needles and cfg.num_depths
+    if cfg.needles > len(needles):
+        raise StudyConfigError(f"needles={cfg.needles} but the package has {len(needles)} needles")
+    hay = load_haystack(haystack, num_words=2 * max(lengths))
+    return build_grid(
+        rm.tokenizer,
+        hay,
+        needles[: cfg.needles],
+        lengths,
+        wu_depths(cfg.num_depths),
+        style,
+        max_context=rm.max_context,
+        repeat_haystack=True,
+    )
+
+
+def spread_subset(samples: list, n: int) -> list:
+    """``n`` samples spread evenly over the grid (every length, depth and needle represented where n allows)."""
+    if n >= len(samples):
+        return list(samples)
+    step = len(samples) / n
+    return [samples[int(i * step)] for i in range(n)]
+
+
+# ------------------------------------------------------------------------------------------------------ stages
+def stage_detection(rm, cfg: StudyConfig, out: Path, haystack: str, style: str, dtype: str):
+    """Detection of one condition into ``detect/TAG.samples.jsonl`` and ``detect/TAG.heads.json``; an existing
+    head list is loaded instead (the samples file makes an interrupted run resume)."""
+    from retmask_interp.heads.scores import load_head_scores, save_head_scores
+    from retmask_interp.measure.detect import DetectConfig, detect_heads
+
+    tag = _tag(haystack, style, dtype)
+    heads_path = out / "detect" / f"{tag}.heads.json"
+    if heads_path.exists():
+        log.info("detection %s: done (%s)", tag, heads_path)
+        return load_head_scores(heads_path)
+    heads_path.parent.mkdir(parents=True, exist_ok=True)
+    samples = build_samples(rm, cfg, haystack, style)
+    log.info("detection %s: %d samples", tag, len(samples))
+    det = DetectConfig(max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size or 1)
+    params = {
+        "haystack": haystack,
+        "style": style,
+        "dtype": dtype,
+        "lengths": grid_lengths(cfg),
+        "num_depths": cfg.num_depths,
+        "needles": cfg.needles,
+        "grid": cfg.grid,
+        "stop": det.stop,
+        "rouge": det.rouge,
+        "workflow": "retmask_interp.workflows.real_models (scripts/real_model_study.py)",
+    }
+    hs = detect_heads(
+        rm,
+        samples,
+        det,
+        samples_path=out / "detect" / f"{tag}.samples.jsonl",
+        progress=cfg.progress,
+        params=params,
+    )
+    if cfg.model_name:
+        hs.model = cfg.model_name
+    save_head_scores(hs, heads_path, overwrite=True)
+    return hs
+
+
+def stability(primary, others: dict[str, Any], ks=(5, 10, 20)) -> list[dict[str, Any]]:
+    """``agreement`` of every other condition's ranking with the primary one's (Spearman, top-k overlap)."""
+    from retmask_interp.analysis.metrics import agreement
+
+    return [{"condition": name} | agreement(primary, hs, k=ks) for name, hs in others.items()]
+
+
+def _mean_values(rm, samples):
+    """Mean head outputs (mode ``mean``) over the shortest samples of the grid (one equal-length batch)."""
+    import torch
+
+    from retmask_interp.interventions.masking import mean_head_outputs
+
+    n = min(len(s.input_ids) for s in samples)
+    ref = [s.input_ids for s in samples if len(s.input_ids) == n][:8]
+    return mean_head_outputs(rm, torch.tensor(ref))
+
+
+def stage_masking(rm, cfg: StudyConfig, samples: list, retrieval: list) -> tuple[Any, Any]:
+    """Per-sample outcomes of every mode x condition (unmasked, retrieval, random#i, matched#i) and their
+    summary (mean and 95% CI per mode x kind)."""
+    import pandas as pd
+
+    from retmask_interp.measure.outcomes import masking_outcomes, random_condition_sets, summarize_outcomes
+
+    assert cfg.seeds
+    conds = random_condition_sets(rm, retrieval, n_seeds=cfg.seeds, exclude=retrieval)
+    try:
+        matched = random_condition_sets(
+            rm, retrieval, n_seeds=cfg.seeds, exclude=retrieval, match_per_layer=True, unmasked=False
+        )
+        conds |= {k.replace("random#", "matched#"): v for k, v in matched.items() if k.startswith("random#")}
+    except ValueError as err:  # a layer whose heads are all retrieval heads has no matched control
+        log.warning("no per-layer matched control: %s", err)
+    mean_values = _mean_values(rm, samples) if "mean" in cfg.modes else None
+    parts = []
+    for mode in cfg.modes:
+        log.info("masking, mode %s: %d conditions x %d samples", mode, len(conds), len(samples))
+        df = masking_outcomes(
+            rm,
+            samples,
+            conds,
+            mode=mode,
+            max_new_tokens=cfg.max_new_tokens,
+            batch_size=cfg.batch_size or 8,
+            mean_values=mean_values if mode == "mean" else None,
+            progress=cfg.progress,
+        )
+        parts.append(df.assign(mode=mode))
+    outcomes = pd.concat(parts, ignore_index=True)
+    summary = summarize_outcomes(
+        outcomes, by=("mode", "kind"), metrics=("success", "rouge", "answer_logprob")
+    )
+    return outcomes, summary
+
+
+def stage_topk(rm, cfg: StudyConfig, samples: list, hs) -> tuple[Any, Any]:
+    from retmask_interp.measure.outcomes import topk_curve
+
+    assert cfg.ks and cfg.topk_seeds
+    n_heads = rm.geometry.num_layers * rm.geometry.num_heads
+    ks = [0] + [k for k in cfg.ks if k <= n_heads]
+    return topk_curve(
+        rm,
+        samples,
+        hs,
+        ks,
+        n_random=cfg.topk_seeds,
+        return_outcomes=True,
+        mode="zero",
+        max_new_tokens=cfg.max_new_tokens,
+        batch_size=cfg.batch_size or 8,
+    )
+
+
+def stage_attention(rm, cfg: StudyConfig, samples: list, hs, retrieval: list) -> tuple[Any, Any]:
+    """Compensation when the retrieval heads are masked (zero mode) and single-head effects vs score."""
+    from retmask_interp.measure.attention import compensation, single_head_effects
+
+    comp = compensation(rm, samples, retrieval, mode="zero", batch_size=cfg.batch_size or 8)
+    single = single_head_effects(rm, samples, hs, cfg.single_heads, batch_size=cfg.batch_size or 8)
+    return comp, single
+
+
+def stage_organisation(named: dict[str, Any]) -> dict[str, Any]:
+    from retmask_interp.analysis.metrics import organization_metrics
+
+    return {name: organization_metrics(hs) for name, hs in named.items()}
+
+
+# ------------------------------------------------------------------------------------------------------ driver
+def _load(cfg: StudyConfig, dtype: str):
+    from retmask_interp.core.models import load_model
+
+    rm = load_model(cfg.model, device=cfg.device, dtype=dtype)
+    if cfg.model_name:
+        rm.name = cfg.model_name
+    return rm
+
+
+def _probe(cfg: StudyConfig):
+    """Window, chat template and device of the model, from its config and tokenizer (no weights loaded)."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    from retmask_interp.core.models import resolve_device
+
+    if str(cfg.model).startswith("organism"):
+        from retmask_interp.core.models import load_model
+
+        rm = load_model(cfg.model, device="cpu")
+        return rm.max_context, bool(getattr(rm.tokenizer, "chat_template", None)), False
+    from retmask_interp.core.real_models import resolve_real_model
+
+    path = resolve_real_model(cfg.model) or cfg.model
+    conf = AutoConfig.from_pretrained(str(path))
+    tok = AutoTokenizer.from_pretrained(str(path))
+    window = getattr(conf, "max_position_embeddings", None)
+    cuda = resolve_device(cfg.device).type == "cuda"
+    return window, bool(getattr(tok, "chat_template", None)), cuda
+
+
+def run_study(out_dir: str | Path, config: StudyConfig | None = None, *, probe=None) -> dict[str, Any]:
+    """Run (or resume) the study into ``out_dir``; returns the summary (also ``summary.json`` / ``summary.md``).
+
+    ``probe`` (tests): a function ``config -> (max_context, chat, cuda)`` replacing the model probe."""
+    config = config or StudyConfig()
+    max_context, chat, cuda = (probe or _probe)(config)
+    cfg = resolve_config(config, max_context=max_context, chat=chat, cuda=cuda)
+    out = Path(out_dir)
+    _check_config(out, cfg)
+    timings: dict[str, float] = _read_json(out / "timings.json") or {}
+    conditions = detection_conditions(cfg)
+    primary = conditions[0]
+    assert cfg.dtypes
+    rms: dict[str, Any] = {}
+
+    def model(dtype: str):
+        if dtype not in rms:
+            rms.clear()  # one model in memory at a time
+            rms[dtype] = _load(cfg, dtype)
+        return rms[dtype]
+
+    def timed(name: str, fn):
+        t0 = time.perf_counter()
+        res = fn()
+        timings[name] = timings.get(name, 0.0) + time.perf_counter() - t0
+        atomic_write_json(out / "timings.json", timings)
+        return res
+
+    named: dict[str, Any] = {}
+    # primary-dtype conditions first (masking etc. run in the primary dtype), the other dtypes last
+    first = [c for c in conditions if c[2] == primary[2]]
+    later = [c for c in conditions if c[2] != primary[2]]
+    if "detection" in cfg.stages:
+        for hay, style, dtype in first:
+            tag = _tag(hay, style, dtype)
+            named[tag] = timed(
+                f"detection:{tag}",
+                lambda h=hay, s=style, d=dtype: stage_detection(model(d), cfg, out, h, s, d),
+            )
+    else:
+        from retmask_interp.heads.scores import load_head_scores
+
+        for c in conditions:
+            p = out / "detect" / f"{_tag(*c)}.heads.json"
+            if p.exists():
+                named[_tag(*c)] = load_head_scores(p)
+    ptag = _tag(*primary)
+    if ptag not in named:
+        raise RuntimeError(
+            f"the primary detection {ptag} has no head list in {out / 'detect'}; run detection"
+        )
+    hs = named[ptag]
+    if cfg.overwrite or not (out / "heads.json").exists():
+        from retmask_interp.heads.scores import save_head_scores
+
+        save_head_scores(hs, out / "heads.json", overwrite=True)
+    retrieval = hs.above(cfg.threshold)
+    need_samples = any(s in cfg.stages for s in ("masking", "topk", "attention"))
+    samples = build_samples(model(primary[2]), cfg, primary[0], primary[1]) if need_samples else []
+    assert cfg.masking_samples and cfg.attention_samples
+    msamples = spread_subset(samples, cfg.masking_samples)
+    if "masking" in cfg.stages and not (out / "masking_summary.csv").exists():
+        if retrieval:
+            outcomes, summary = timed(
+                "masking", lambda: stage_masking(model(primary[2]), cfg, msamples, retrieval)
+            )
+            _write_csv(outcomes, out / "masking_outcomes.csv")
+            _write_csv(summary, out / "masking_summary.csv")
+        else:
+            log.warning("no head scores >= %s: masking skipped", cfg.threshold)
+    if "topk" in cfg.stages and not (out / "topk_curve.csv").exists():
+        curve, outcomes = timed("topk", lambda: stage_topk(model(primary[2]), cfg, msamples, hs))
+        _write_csv(outcomes, out / "topk_outcomes.csv")
+        _write_csv(curve, out / "topk_curve.csv")
+    if "attention" in cfg.stages and not (out / "single_head_effects.csv").exists():
+        asamples = spread_subset(samples, cfg.attention_samples)
+        comp, single = timed(
+            "attention", lambda: stage_attention(model(primary[2]), cfg, asamples, hs, retrieval)
+        )
+        _write_csv(comp, out / "compensation.csv")
+        _write_csv(single, out / "single_head_effects.csv")
+        atomic_write_json(
+            out / "single_head_effects.json",
+            {
+                "spearman_score_effect": single.attrs.get("spearman"),
+                **single.attrs,
+                "n_samples": len(asamples),
+            },
+        )
+    if "detection" in cfg.stages:
+        for hay, style, dtype in later:
+            tag = _tag(hay, style, dtype)
+            named[tag] = timed(
+                f"detection:{tag}",
+                lambda h=hay, s=style, d=dtype: stage_detection(model(d), cfg, out, h, s, d),
+            )
+    rms.clear()
+    if len(named) > 1:
+        others = {k: v for k, v in named.items() if k != ptag}
+        atomic_write_json(out / "stability.json", {"primary": ptag, "pairs": stability(hs, others)})
+    if "organisation" in cfg.stages:
+        atomic_write_json(out / "organisation.json", stage_organisation(named))
+    return write_summary(out, cfg, named)
+
+
+def _read_json(path: Path):
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+
+def _num(x) -> float | None:
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(x) else x
+
+
+def write_summary(out: Path, cfg: StudyConfig, named: dict[str, Any]) -> dict[str, Any]:
+    """``summary.json`` and ``summary.md`` from the stage files present in ``out``."""
+    ptag = _tag(*detection_conditions(cfg)[0])
+    detection = {
+        tag: {
+            "num_samples": hs.num_samples,
+            "num_counted": hs.num_counted,
+            "counted_rate": (hs.num_counted / hs.num_samples) if hs.num_samples else None,
+            "n_heads_ge_threshold": len(hs.above(cfg.threshold)),
+            "top_heads": [[a, b, round(s, 4)] for a, b, s in hs.ranked()[:10]],
+        }
+        for tag, hs in named.items()
+    }
+    summary: dict[str, Any] = {
+        "model": cfg.model_name or cfg.model,
+        "primary_condition": ptag,
+        "threshold": cfg.threshold,
+        "lengths": grid_lengths(cfg),
+        "detection": detection,
+        "retrieval_heads": [list(h) for h in named[ptag].above(cfg.threshold)] if ptag in named else [],
+        "stability": (_read_json(out / "stability.json") or {}).get("pairs", []),
+        "timings_s": _read_json(out / "timings.json") or {},
+        "config": _fingerprint(cfg),
+    }
+    if (out / "masking_summary.csv").exists():
+        ms = _read_csv(out / "masking_summary.csv")
+        summary["masking"] = [
+            {k: (_num(v) if k in ("mean", "ci_low", "ci_high") else v) for k, v in r.items()}
+            for r in ms[ms.metric == "success"].to_dict("records")
+        ]
+    if (out / "topk_curve.csv").exists():
+        tc = _read_csv(out / "topk_curve.csv")
+        summary["topk"] = tc[["k", "kind", "success", "ci_low", "ci_high", "n_seeds"]].to_dict("records")
+    if (out / "single_head_effects.json").exists():
+        summary["single_head_effects"] = _read_json(out / "single_head_effects.json")
+    if (out / "compensation.csv").exists():
+        comp = _read_csv(out / "compensation.csv")
+        top = comp[comp.role == "compensates"].head(10)
+        summary["compensation"] = {
+            "roles": comp.role.value_counts().to_dict(),
+            "top_compensating": top[["layer", "head", "delta_span_mass"]].to_dict("records"),
+        }
+    org = _read_json(out / "organisation.json")
+    if org and ptag in org:
+        keep = ("n_ge_0.1", "gini", "effective_heads", "top10_share", "span_layer_min", "span_layer_max")
+        summary["organisation"] = {k: org[ptag].get(k) for k in keep}
+    atomic_write_json(out / "summary.json", summary)
+    atomic_write_text(out / "summary.md", _markdown(summary))
+    return summary
+
+
+def _f(x, fmt: str = ".3f") -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, fmt)
+
+
+def _markdown(s: dict[str, Any]) -> str:
+    lines = [f"# Real-model study: {s['model']}", "", f"Primary condition: `{s['primary_condition']}`; "
+             f"lengths {s['lengths']}; threshold {s['threshold']}.", "", "## Detection", "",
+             "| condition | samples | counted | rate | heads >= threshold | top 5 heads |", "|---|---|---|---|---|---|"]  # fmt: skip
+    for tag, d in s["detection"].items():
+        top = ", ".join(f"{a}.{b} ({v:.2f})" for a, b, v in d["top_heads"][:5])
+        lines.append(
+            f"| {tag} | {d['num_samples']} | {d['num_counted']} | {_f(d['counted_rate'], '.2f')} | "
+            f"{d['n_heads_ge_threshold']} | {top} |"
+        )
+    if s["stability"]:
+        lines += ["", "## Stability against the primary ranking", "",
+                  "| condition | Spearman | top-5 overlap | top-10 overlap | top-20 overlap |", "|---|---|---|---|---|"]  # fmt: skip
+        for p in s["stability"]:
+            lines.append(
+                f"| {p['condition']} | {_f(p.get('spearman'))} | {p.get('top5_overlap')} | "
+                f"{p.get('top10_overlap')} | {p.get('top20_overlap')} |"
+            )
+    if "masking" in s:
+        lines += ["", "## NIAH success under masking (mean, 95% CI)", "",
+                  "| mode | condition | success | CI | samples | seeds |", "|---|---|---|---|---|---|"]  # fmt: skip
+        for r in s["masking"]:
+            lines.append(
+                f"| {r['mode']} | {r['kind']} | {_f(r['mean'])} | [{_f(r['ci_low'])}, {_f(r['ci_high'])}] | "
+                f"{r['n_samples']} | {r['n_seeds']} |"
+            )
+    if "topk" in s:
+        lines += [
+            "",
+            "## Top-k curve (zero mode)",
+            "",
+            "| k | kind | success | CI | seeds |",
+            "|---|---|---|---|---|",
+        ]
+        for r in s["topk"]:
+            lines.append(
+                f"| {r['k']} | {r['kind']} | {_f(r['success'])} | [{_f(r['ci_low'])}, {_f(r['ci_high'])}] | "
+                f"{r['n_seeds']} |"
+            )
+    if "single_head_effects" in s:
+        e = s["single_head_effects"]
+        lines += ["", "## Attention", "", f"Single-head masking effect vs retrieval score: Spearman "
+                  f"{_f(e.get('spearman_score_effect'))} (baseline answer log-prob {_f(e.get('baseline_logprob'))}, "
+                  f"{e.get('n_samples')} samples)."]  # fmt: skip
+    if "compensation" in s:
+        c = s["compensation"]
+        top = ", ".join(
+            f"{r['layer']}.{r['head']} (+{r['delta_span_mass']:.3f})" for r in c["top_compensating"]
+        )
+        lines += ["", f"Roles when the retrieval heads are masked: {c['roles']}. Top compensating heads "
+                  f"(needle-span attention mass up): {top or 'none'}."]  # fmt: skip
+    if "organisation" in s:
+        lines += ["", "## Organisation (primary)", "", "```", json.dumps(s["organisation"]), "```"]
+    lines += ["", "## Timings (s)", "", "```", json.dumps({k: round(v, 1) for k, v in s["timings_s"].items()}),
+              "```", ""]  # fmt: skip
+    return "\n".join(lines)
