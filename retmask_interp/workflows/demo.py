@@ -28,8 +28,8 @@ class DemoConfig:
     dtype: str = "auto"
     threshold: float = 0.1
     seeds: int = 5
-    lengths: list[int] | None = None  # default: organism 4 lengths up to 2000 tokens; others 500-4000
-    num_depths: int | None = None  # default 5
+    lengths: list[int] | None = None  # default: organism 4 lengths up to 1600 tokens; real models 500 and 1000
+    num_depths: int | None = None  # default 5 (organism), 3 (real models)
     num_needles: int = 3
     max_new_tokens: int = 24
     batch_size: int = 16  # the grid has 15 samples per length: one batch per length, no padding
@@ -90,16 +90,19 @@ def _samples(rm, config: DemoConfig):
     from retmask_interp.data.niah import build_grid, default_needles, load_haystack, wu_depths
 
     is_organism = str(config.model).partition(":")[0] == "organism"  # "organism" or "organism:NAME"
-    lengths = config.lengths or ([400, 800, 1200, 1600] if is_organism else [500, 1000, 2000, 4000])
+    # real models: 2 lengths x 3 depths x num_needles (12 samples with the default 2 needles after the
+    # organism's 3), sized so that `retmask demo --model smollm2-135m-instruct` fits 10 minutes on 2 CPU cores
+    lengths = config.lengths or ([400, 800, 1200, 1600] if is_organism else [500, 1000])
     if rm.max_context:
         lengths = [n for n in lengths if n <= rm.max_context] or [min(lengths)]
-    depths = wu_depths(config.num_depths or 5)
+    depths = wu_depths(config.num_depths or (5 if is_organism else 3))
+    num_needles = config.num_needles if is_organism else min(config.num_needles, 2)
     if is_organism:
         from retmask_interp.data.synthetic import make_needles
 
-        needles = make_needles(config.num_needles, seed=0, split="eval")
+        needles = make_needles(num_needles, seed=0, split="eval")
     else:
-        needles = default_needles()[: config.num_needles]
+        needles = default_needles()[:num_needles]
     style = "chat" if getattr(rm.tokenizer, "chat_template", None) else "qa"
     haystack = load_haystack("synthetic:0", num_words=max(lengths) * 2)
     return build_grid(
