@@ -355,9 +355,12 @@ def _mean_values(rm, samples):
     return mean_head_outputs(rm, torch.tensor(ref))
 
 
-def stage_masking(rm, cfg: StudyConfig, samples: list, retrieval: list) -> tuple[Any, Any]:
+def stage_masking(
+    rm, cfg: StudyConfig, samples: list, retrieval: list, out: Path | None = None
+) -> tuple[Any, Any]:
     """Per-sample outcomes of every mode x condition (unmasked, retrieval, random#i, matched#i) and their
-    summary (mean and 95% CI per mode x kind)."""
+    summary (mean and 95% CI per mode x kind). With ``out``, each mode's outcomes are kept in
+    ``out/masking/MODE.csv`` as soon as they are done, and a re-run reads them instead of recomputing."""
     import pandas as pd
 
     from retmask_interp.measure.outcomes import masking_outcomes, random_condition_sets, summarize_outcomes
@@ -374,6 +377,11 @@ def stage_masking(rm, cfg: StudyConfig, samples: list, retrieval: list) -> tuple
     mean_values = _mean_values(rm, samples) if "mean" in cfg.modes else None
     parts = []
     for mode in cfg.modes:
+        part = out / "masking" / f"{mode}.csv" if out is not None else None
+        if part is not None and part.exists():
+            log.info("masking, mode %s: done (%s)", mode, part)
+            parts.append(_read_csv(part))
+            continue
         log.info("masking, mode %s: %d conditions x %d samples", mode, len(conds), len(samples))
         df = masking_outcomes(
             rm,
@@ -385,7 +393,11 @@ def stage_masking(rm, cfg: StudyConfig, samples: list, retrieval: list) -> tuple
             mean_values=mean_values if mode == "mean" else None,
             progress=cfg.progress,
         )
-        parts.append(df.assign(mode=mode))
+        df = df.assign(mode=mode)
+        if part is not None:
+            part.parent.mkdir(parents=True, exist_ok=True)
+            _write_csv(df, part)
+        parts.append(df)
     outcomes = pd.concat(parts, ignore_index=True)
     summary = summarize_outcomes(
         outcomes, by=("mode", "kind"), metrics=("success", "rouge", "answer_logprob")
@@ -522,7 +534,7 @@ def run_study(out_dir: str | Path, config: StudyConfig | None = None, *, probe=N
     if "masking" in cfg.stages and not (out / "masking_summary.csv").exists():
         if retrieval:
             outcomes, summary = timed(
-                "masking", lambda: stage_masking(model(primary[2]), cfg, msamples, retrieval)
+                "masking", lambda: stage_masking(model(primary[2]), cfg, msamples, retrieval, out)
             )
             _write_csv(outcomes, out / "masking_outcomes.csv")
             _write_csv(summary, out / "masking_summary.csv")
