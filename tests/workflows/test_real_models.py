@@ -1,0 +1,134 @@
+"""The real-model study workflow: configuration checks, resumability and the keys of its results.
+
+Runs on the embedded organism with a two-sample grid (detection and organisation only: the masking stages are
+the package's own functions, tested in tests/measure); nothing here needs SmolLM2 or Gemma-3."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from retmask_interp.heads.scores import HeadScores
+from retmask_interp.organism import available_organisms
+from retmask_interp.workflows import real_models as rmw
+from retmask_interp.workflows.real_models import StudyConfig, StudyConfigError, resolve_config
+
+needs_organism = pytest.mark.skipif(
+    "concentrated" not in available_organisms(), reason="organism weights missing"
+)
+
+
+def test_full_grid_follows_the_window():
+    smol = resolve_config(StudyConfig(), max_context=8192, chat=True, cuda=True)
+    assert (smol.min_length, smol.max_length) == (1000, 8000)
+    assert smol.styles == ["chat"] and smol.dtypes == ["bfloat16", "float32"]
+    assert smol.seeds >= 10 and smol.topk_seeds >= 5 and smol.ks == [1, 2, 4, 8, 16, 32]
+    gemma = resolve_config(StudyConfig(model="gemma-3-270m"), max_context=32768, chat=False, cuda=True)
+    assert gemma.max_length == 32000 and gemma.styles == ["continuation", "qa"]
+    cpu = resolve_config(StudyConfig(grid="small"), max_context=8192, chat=True, cuda=False)
+    assert cpu.dtypes == ["float32"] and cpu.max_length == 1000 and cpu.single_heads is not None
+
+
+@pytest.mark.parametrize(
+    "kwargs, cuda, chat, message",
+    [
+        ({"grid": "huge"}, False, True, "unknown grid"),
+        ({"dtypes": ["bfloat16"]}, False, True, "need a GPU"),
+        ({"styles": ["chat"]}, False, False, "chat template"),
+        ({"modes": ["zero", "bogus"]}, False, True, "masking modes"),
+        ({"seeds": 0}, False, True, "seeds must be >= 1"),
+        ({"min_length": 5000, "max_length": 1000}, False, True, "lengths"),
+        ({"haystacks": ["synthetic:0", "synthetic:0"]}, False, True, "duplicates"),
+        ({"threshold": 0.0}, False, True, "threshold"),
+    ],
+)
+def test_invalid_configs_are_refused(kwargs, cuda, chat, message):
+    with pytest.raises(StudyConfigError, match=message):
+        resolve_config(StudyConfig(**kwargs), max_context=8192, chat=chat, cuda=cuda)
+
+
+def test_detection_conditions_primary_first():
+    cfg = resolve_config(
+        StudyConfig(haystacks=["essays", "synthetic:0"], styles=["qa", "continuation"]),
+        max_context=32768, chat=False, cuda=True,
+    )  # fmt: skip
+    conds = rmw.detection_conditions(cfg)
+    assert conds[0] == ("essays", "qa", "bfloat16")
+    assert len(conds) == 2 * 2 + 1 and conds[-1] == ("essays", "qa", "float32")
+    assert len({rmw._tag(*c) for c in conds}) == len(conds)  # one file per condition
+
+
+def _hs(seed: int) -> HeadScores:
+    m = np.random.default_rng(seed).random((4, 3)) ** 4
+    return HeadScores({(a, b): float(m[a, b]) for a in range(4) for b in range(3)}, 4, 3, model="x")
+
+
+def test_stability_and_organisation_keys():
+    pairs = rmw.stability(_hs(0), {"other": _hs(1), "same": _hs(0)}, ks=(2, 5))
+    assert [p["condition"] for p in pairs] == ["other", "same"]
+    assert pairs[1]["spearman"] == pytest.approx(1.0) and pairs[1]["top5_overlap"] == 5
+    assert {"spearman", "top2_overlap", "top5_jaccard"} <= set(pairs[0])
+    org = rmw.stage_organisation({"a": _hs(0)})
+    assert {"gini", "n_ge_0.1", "effective_heads", "layer_mass_share"} <= set(org["a"])
+
+
+def test_spread_subset_covers_the_grid():
+    assert rmw.spread_subset(list(range(10)), 20) == list(range(10))
+    sub = rmw.spread_subset(list(range(100)), 10)
+    assert sub == list(range(0, 100, 10))
+
+
+def _tiny(**kw) -> StudyConfig:
+    base = dict(
+        model="organism", grid="small", haystacks=["synthetic:0", "synthetic:1"], min_length=200,
+        max_length=200, num_lengths=1, num_depths=2, needles=1, max_new_tokens=12,
+        stages=["detection", "organisation"],
+    )  # fmt: skip
+    return StudyConfig(**(base | kw))
+
+
+def _probe(cfg):
+    return 2048, True, False
+
+
+@needs_organism
+def test_study_resumes_and_refuses_changed_parameters(tmp_path, monkeypatch):
+    out = tmp_path / "study"
+    summary = rmw.run_study(out, _tiny(), probe=_probe)
+    assert set(summary) >= {"model", "detection", "stability", "retrieval_heads", "organisation", "config"}
+    tags = list(summary["detection"])
+    assert tags == ["synthetic-0.chat.float32", "synthetic-1.chat.float32"]
+    d = summary["detection"][tags[0]]
+    assert d["num_samples"] == 2 and 0 <= d["counted_rate"] <= 1
+    assert (out / "heads.json").exists() and (out / "summary.md").exists()
+    assert json.loads((out / "stability.json").read_text())["pairs"][0]["condition"] == tags[1]
+    for tag in tags:
+        assert (out / "detect" / f"{tag}.samples.jsonl").exists()
+
+    # a finished stage is not recomputed
+    def boom(*a, **k):
+        raise AssertionError("detection ran again")
+
+    monkeypatch.setattr("retmask_interp.measure.detect.detect_heads", boom)
+    assert rmw.run_study(out, _tiny(), probe=_probe)["detection"] == summary["detection"]
+    # changed parameters are refused, and overwrite starts afresh
+    with pytest.raises(StudyConfigError, match="other parameters"):
+        rmw.run_study(out, _tiny(num_depths=3), probe=_probe)
+    monkeypatch.undo()
+    again = rmw.run_study(out, _tiny(num_depths=3, overwrite=True), probe=_probe)
+    assert again["detection"][tags[0]]["num_samples"] == 3
+
+
+@needs_organism
+def test_detection_resumes_from_the_samples_file(tmp_path):
+    out = tmp_path / "study"
+    rmw.run_study(out, _tiny(haystacks=["synthetic:0"]), probe=_probe)
+    tag = "synthetic-0.chat.float32"
+    (out / "detect" / f"{tag}.heads.json").unlink()
+    lines = (out / "detect" / f"{tag}.samples.jsonl").read_text().splitlines()
+    (out / "detect" / f"{tag}.samples.jsonl").write_text(lines[0] + "\n")  # one of two samples done
+    summary = rmw.run_study(out, _tiny(haystacks=["synthetic:0"]), probe=_probe)
+    assert summary["detection"][tag]["num_samples"] == 2
+    assert len((out / "detect" / f"{tag}.samples.jsonl").read_text().splitlines()) == 2
