@@ -28,7 +28,7 @@ class DemoConfig:
     dtype: str = "auto"
     threshold: float = 0.1
     seeds: int = 5
-    lengths: list[int] | None = None  # default: organism 4 lengths up to 1600 tokens; real models 500 and 1000
+    lengths: list[int] | None = None  # organism: 4 lengths to 1600; real: 500, 1000
     num_depths: int | None = None  # default 5 (organism), 3 (real models)
     num_needles: int = 3
     max_new_tokens: int = 24
