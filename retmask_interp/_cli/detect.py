@@ -8,6 +8,15 @@ import os
 import sys
 from pathlib import Path
 
+from retmask_interp._cli.validate import (
+    check_device,
+    check_model_source,
+    check_writable,
+    nonnegative_int,
+    positive_int,
+    unit_interval,
+)
+
 
 def add_model_args(p: argparse.ArgumentParser, default: str | None = "organism", dtype: str = "auto") -> None:
     """MODEL (optional with a default), --device, --dtype, --revision, --attn-implementation; see load_from_args."""
@@ -41,17 +50,17 @@ def add_grid_args(p: argparse.ArgumentParser, *, lengths=(0, 5000, 20), depths: 
     )
     g.add_argument(
         "--lengths",
-        type=int,
+        type=positive_int,
         nargs="+",
         default=None,
         help="total prompt lengths in tokens (overrides --min/--max/--num-lengths)",
     )
-    g.add_argument("--min-length", type=int, default=lengths[0])
-    g.add_argument("--max-length", type=int, default=lengths[1])
-    g.add_argument("--num-lengths", type=int, default=lengths[2])
+    g.add_argument("--min-length", type=nonnegative_int, default=lengths[0])
+    g.add_argument("--max-length", type=nonnegative_int, default=lengths[1])
+    g.add_argument("--num-lengths", type=positive_int, default=lengths[2])
     g.add_argument("--depths", type=float, nargs="+", default=None, help="needle depths in percent")
     g.add_argument(
-        "--num-depths", type=int, default=depths, help="round(linspace(0, 100, N)) depths (Wu: 10)"
+        "--num-depths", type=positive_int, default=depths, help="round(linspace(0, 100, N)) depths (Wu: 10)"
     )
     g.add_argument("--prompt-style", choices=["chat", "qa", "continuation"], default="chat")
     g.add_argument(
@@ -85,9 +94,16 @@ def niah_config_from_args(args):
     )
 
 
+def check_model_args(args) -> None:
+    """The device and the model name, checked before anything is loaded (see ``_cli.validate``)."""
+    check_device(args.device)
+    check_model_source(str(args.model), getattr(args, "revision", None))
+
+
 def load_from_args(args):
     from retmask_interp.core.models import load_model
 
+    check_model_args(args)
     return load_model(
         args.model,
         dtype=args.dtype,
@@ -109,14 +125,16 @@ def register(sub) -> None:
     add_model_args(p)
     p.add_argument("--out", required=True, type=Path, help="head list JSON to write")
     add_grid_args(p)
-    p.add_argument("--max-new-tokens", type=int, default=50)
+    p.add_argument("--max-new-tokens", type=positive_int, default=50)
     p.add_argument(
         "--rouge-threshold",
-        type=float,
+        type=unit_interval,
         default=0.5,
         help="count a sample if ROUGE-1 recall of the answer > this (0 disables the filter)",
     )
-    p.add_argument("--batch-size", type=int, default=1, help="samples decoded together (similar lengths)")
+    p.add_argument(
+        "--batch-size", type=positive_int, default=1, help="samples decoded together (similar lengths)"
+    )
     p.add_argument(
         "--save-samples",
         type=Path,
@@ -132,7 +150,7 @@ def register(sub) -> None:
         "heads", help="print the top heads of a head list (ours, Wu's, DuoAttention, CSV, YAML)"
     )
     h.add_argument("file", type=Path)
-    h.add_argument("--top", type=int, default=20)
+    h.add_argument("--top", type=nonnegative_int, default=20, help="rows to print (at most every head)")
     h.add_argument("--threshold", type=float, default=None, help="only heads with score >= this")
     h.add_argument(
         "--group-size",
@@ -148,9 +166,11 @@ def register(sub) -> None:
     d.add_argument("--device", default="auto")
     d.add_argument("--dtype", default="auto")
     d.add_argument("--threshold", type=float, default=0.1, help="retrieval heads: score >= this")
-    d.add_argument("--seeds", type=int, default=5, help="random-head control seeds")
-    d.add_argument("--lengths", type=int, nargs="+", default=None, help="NIAH lengths (default: model's)")
-    d.add_argument("--num-depths", type=int, default=None)
+    d.add_argument("--seeds", type=positive_int, default=5, help="random-head control seeds")
+    d.add_argument(
+        "--lengths", type=positive_int, nargs="+", default=None, help="NIAH lengths (default: model's)"
+    )
+    d.add_argument("--num-depths", type=positive_int, default=None)
     d.add_argument("--overwrite", action="store_true")
     d.add_argument("--no-progress", action="store_true")
     d.set_defaults(func=run_demo)
@@ -174,21 +194,28 @@ def _distributed(args) -> tuple[int, int, object]:
 def run_detect(args) -> int:
     from retmask_interp.core.io import refuse_overwrite
     from retmask_interp.heads.scores import save_head_scores
-    from retmask_interp.measure.detect import DetectConfig, detect_heads, shard_path
+    from retmask_interp.measure.detect import DetectConfig, check_samples_file, detect_heads, shard_path
 
     refuse_overwrite(args.out, args.overwrite, "head list")
+    check_writable(args.out, "head list (--out)")
+    check_model_args(args)
     rank, world, barrier = _distributed(args)
     samples_path = args.save_samples or args.out.with_name(args.out.name + ".samples.jsonl")
+    own_samples = shard_path(samples_path, rank, world) if world > 1 else samples_path
+    check_writable(own_samples, "samples file (--save-samples)")
+    check_samples_file(own_samples)  # never append to, or delete, a file that is not ours
     if args.overwrite:
-        (shard_path(samples_path, rank, world) if world > 1 else samples_path).unlink(missing_ok=True)
+        own_samples.unlink(missing_ok=True)
     niah = niah_config_from_args(args)
+    inputs = niah.check()  # haystack and needles readable: before the model is loaded
     rm = load_from_args(args)
     if rm.tokenizer is None:
         raise ValueError(f"{args.model} has no tokenizer; detection needs one to build NIAH prompts")
     samples = niah.build(rm.tokenizer, max_context=rm.max_context)
     if not samples:
         raise ValueError(
-            "the NIAH grid is empty: every length is below the minimum prompt; raise --min-length"
+            "the NIAH grid is empty: every length is below the needles' minimum prompt; give longer --lengths "
+            "(or --min-length / --max-length)"
         )
     config = DetectConfig(
         max_new_tokens=args.max_new_tokens, rouge_threshold=args.rouge_threshold, batch_size=args.batch_size
@@ -202,7 +229,7 @@ def run_detect(args) -> int:
     }
     hs = detect_heads(
         rm, samples, config, samples_path=samples_path, progress=not args.no_progress and rank == 0,
-        params=params, shard=(rank, world), barrier=barrier,
+        params=params, shard=(rank, world), barrier=barrier, inputs=inputs,
     )  # fmt: skip
     if hs is None:  # another rank writes the merged head list
         return 0
@@ -234,6 +261,9 @@ def format_head_table(hs, top: int = 20, threshold: float | None = None) -> str:
 
 def run_heads(args) -> int:
     hs = load_any(args.file, **({"group_size": args.group_size} if args.group_size else {}))
+    n = hs.num_layers * hs.num_heads
+    if args.top > n:
+        raise ValueError(f"--top {args.top} is more than the {n} heads in {args.file}; use --top {n} or less")
     counted = f", {hs.num_counted} counted samples" if hs.num_counted is not None else ""
     print(
         f"{hs.model or args.file.name}: {hs.num_layers} layers x {hs.num_heads} heads ({hs.method}{counted})"

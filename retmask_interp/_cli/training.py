@@ -7,7 +7,8 @@ import argparse
 import logging
 from pathlib import Path
 
-from retmask_interp._cli.detect import add_model_args, load_from_args
+from retmask_interp._cli.detect import add_model_args, check_model_args, load_from_args
+from retmask_interp._cli.validate import check_writable, finite_float, nonnegative_int, positive_int
 
 log = logging.getLogger(__name__)
 
@@ -18,22 +19,26 @@ def _head_args(p: argparse.ArgumentParser, required: bool = True) -> None:
         "--heads", required=required, metavar="FILE", help="head list (ours, Wu et al.'s, CSV, ...)"
     )
     sel = p.add_mutually_exclusive_group(required=required)
-    sel.add_argument("--top-k", type=int, metavar="K", help="mask the K highest-scoring heads")
-    sel.add_argument("--threshold", type=float, metavar="T", help="mask every head with mean score >= T")
+    sel.add_argument("--top-k", type=nonnegative_int, metavar="K", help="mask the K highest-scoring heads")
+    sel.add_argument(
+        "--threshold", type=finite_float, metavar="T", help="mask every head with mean score >= T"
+    )
     p.add_argument("--mode", default="zero", choices=["zero", "uniform"], help="masking mode (zero: RetMask)")
 
 
 def _prompt_args(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--prompts", metavar="FILE", help="JSONL with one prompt per line")
-    src.add_argument("--builtin-prompts", type=int, metavar="N", help="N built-in short chat prompts")
+    src.add_argument(
+        "--builtin-prompts", type=positive_int, metavar="N", help="N built-in short chat prompts"
+    )
     p.add_argument("--prompt-column", default="prompt", help="field of the prompt in --prompts (prompt)")
-    p.add_argument("--limit", type=int, default=None, help="use the first N prompts only")
+    p.add_argument("--limit", type=positive_int, default=None, help="use the first N prompts only")
     g = p.add_argument_group("sampling (both sides alike)")
     g.add_argument("--temperature", type=float, default=0.6, help="0 = greedy (0.6, paper)")
     g.add_argument("--top-p", type=float, default=1.0, help="(1.0, paper)")
-    g.add_argument("--max-new-tokens", type=int, default=2048, help="(2048, paper)")
-    g.add_argument("--batch-size", type=int, default=8, help="prompts per generation batch (8)")
+    g.add_argument("--max-new-tokens", type=positive_int, default=2048, help="(2048, paper)")
+    g.add_argument("--batch-size", type=positive_int, default=8, help="prompts per generation batch (8)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--format", default="auto", choices=["auto", "conversational", "plain"])
 
@@ -182,14 +187,17 @@ def register(sub) -> None:
     p.add_argument(
         "--tasks", nargs="+", default=None, help="niah multi_needle json_kv rag_qa rerank cite text"
     )
-    p.add_argument("--lengths", type=int, nargs="+", default=[1024, 2048], help="context lengths")
+    p.add_argument("--lengths", type=positive_int, nargs="+", default=[1024, 2048], help="context lengths")
     p.add_argument("--length-unit", choices=["tokens", "words"], default="tokens")
     p.add_argument(
-        "--ppl-length", type=int, default=512, help="length of the perplexity texts (0: --lengths)"
+        "--ppl-length",
+        type=nonnegative_int,
+        default=512,
+        help="length of the perplexity texts (0: --lengths)",
     )
-    p.add_argument("--n-per-cell", type=int, default=20, help="examples per task and length")
+    p.add_argument("--n-per-cell", type=positive_int, default=20, help="examples per task and length")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--batch-size", type=positive_int, default=4)
     _head_args(p, required=False)
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--no-progress", action="store_true")
@@ -206,12 +214,17 @@ def register(sub) -> None:
 
 # -- commands ----------------------------------------------------------------------------------------------------
 def run_pairs(args) -> int:
-    from retmask_interp.retmask.pairs import make_pairs
+    from retmask_interp.retmask.pairs import make_pairs, pair_paths
 
+    paths = pair_paths(args.out)
+    for path in (paths.pairs, paths.dropped, paths.stats):
+        check_writable(path, "pairs output (--out)")
+    check_model_args(args)
+    prompts = _prompts(args)  # read (strictly) before the model is loaded
     rm = load_from_args(args)
     stats = make_pairs(
         rm,
-        _prompts(args),
+        prompts,
         _heads(args, rm),
         args.out,
         config=_pairs_config(args),
@@ -225,8 +238,11 @@ def run_pairs(args) -> int:
 
 
 def run_train(args) -> int:
-    from retmask_interp.retmask.training import train_dpo
+    from retmask_interp.retmask.training import load_pairs_dataset, train_dpo
 
+    check_writable(args.out / "training_summary.json", "training output (--out)")
+    check_model_args(args)
+    load_pairs_dataset(args.pairs)  # a bad pairs file fails here, before the model is loaded
     rm = load_from_args(args)
     summary = train_dpo(
         rm, None, args.pairs, args.out, _dpo_settings(args), overwrite=args.overwrite, resume=args.resume
@@ -284,10 +300,13 @@ def run_evaluate(args) -> int:
 
     summary_path = args.out.with_name(args.out.stem + ".summary.csv")
     refuse_overwrite(args.out, args.overwrite, "evaluation")  # check before hours of decoding
-    rm = load_from_args(args)
-    heads = _heads(args, rm) if args.heads else ()
+    refuse_overwrite(summary_path, args.overwrite, "evaluation summary (another run's?)")
+    check_writable(args.out, "evaluation results (--out)")
     if not args.heads and (args.top_k is not None or args.threshold is not None):
         raise ValueError("--top-k / --threshold need --heads")
+    check_model_args(args)
+    rm = load_from_args(args)
+    heads = _heads(args, rm) if args.heads else ()
     df = evaluate(
         rm,
         tasks=args.tasks or DEFAULT_TASKS,
@@ -302,7 +321,7 @@ def run_evaluate(args) -> int:
         progress=not args.no_progress,
     )
     _write_table(df, args.out, args.overwrite)
-    _write_table(summarize(df), summary_path, True)
+    _write_table(summarize(df), summary_path, args.overwrite)
     log.info("%d examples -> %s (means: %s)", len(df), args.out, summary_path)
     return 0
 
@@ -310,7 +329,26 @@ def run_evaluate(args) -> int:
 def run_compare(args) -> int:
     from retmask_interp.retmask.evaluation import compare
 
-    table = compare(_read_table(args.before), _read_table(args.after), by=args.by)
+    before, after = _read_table(args.before), _read_table(args.after)
+    for path, df in ((args.before, before), (args.after, after)):
+        cols = {str(c) for c in df.columns}
+        lacking = sorted({"task", "length", "index", "score"} - cols)
+        if lacking:
+            raise ValueError(
+                f"{path} lacks the columns {lacking} (it has {sorted(cols)}): compare needs two tables "
+                "written by `retmask evaluate --out`"
+            )
+        unknown = [c for c in args.by if c not in cols]
+        if unknown:
+            raise ValueError(
+                f"--by {' '.join(unknown)}: no such column in {path}; its columns: {sorted(cols)}"
+            )
+    if args.out:
+        check_writable(args.out, "comparison table (--out)")
+        from retmask_interp.core.io import refuse_overwrite
+
+        refuse_overwrite(args.out, args.overwrite, "table")
+    table = compare(before, after, by=args.by)
     if args.out:
         _write_table(table, args.out, args.overwrite)
     else:

@@ -1,4 +1,16 @@
-"""Small file helpers: atomic writes, refusal to overwrite, append-safe JSONL."""
+"""Small file helpers: atomic writes, refusal to overwrite, append-safe JSONL, and the input-error type.
+
+``InputError`` (a ``ValueError``) is what every reader of a user file raises for a file it cannot use; its
+message names the file (and line) and says what was expected. The CLI prints it as one line.
+
+JSONL files are read in one of two ways. Input files (prompts, pairs to train on, needles) are read strictly: any
+malformed line is an error naming ``file:line``. Files the package appends itself (detection samples, pairs being
+made) may end in a torn record left by a killed run (``torn_tail=True``): it is skipped on reading and cut off by
+``repair_jsonl_tail`` / ``append_jsonl`` before anything is appended.
+
+Atomic writes go through ``.<name>.tmp-<pid>-<random>.tmp`` beside the target; a temp file of the same target
+whose process is gone (a write killed before its rename) is removed by the next write of that target.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +22,9 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "InputError",
+    "repair_jsonl_tail",
+    "check_writable",
     "atomic_write_bytes",
     "atomic_write_text",
     "atomic_write_json",
@@ -17,6 +32,28 @@ __all__ = [
     "read_jsonl",
     "append_jsonl",
 ]
+
+
+class InputError(ValueError):
+    """A user-supplied file or option cannot be used; the message names it, the problem, and the fix."""
+
+
+def check_writable(path: str | Path, what: str = "output") -> None:
+    """Fail early (before any computing) if ``path`` cannot be created or written: names the directory."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{what} {path} is a directory; give a file path")
+    parent = path.parent
+    probe = parent
+    while not probe.exists():  # the first existing ancestor must let us create the missing directories
+        probe = probe.parent
+    if not probe.is_dir():
+        raise InputError(f"cannot write {what} {path}: {probe} is a file, not a directory")
+    if not os.access(probe, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise InputError(
+            f"cannot write {what} {path}: {path if path.exists() else probe} is not writable; "
+            "choose another output path or fix its permissions"
+        )
 
 
 def refuse_overwrite(path: str | Path, overwrite: bool, what: str = "result") -> None:
@@ -38,7 +75,8 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` through a temporary file in the same directory and ``os.replace``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    _remove_stale_temps(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-{os.getpid()}-", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -54,41 +92,118 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     return path
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists (another user's) or unknown: leave its file alone
+    return True
+
+
+def _remove_stale_temps(path: Path) -> None:
+    """Delete ``.<name>.tmp-<pid>-*.tmp`` files of ``path`` left by a process that no longer runs."""
+    prefix = f".{path.name}.tmp-"
+    try:
+        entries = list(path.parent.iterdir())
+    except OSError:
+        return
+    for entry in entries:
+        name = entry.name
+        if not (name.startswith(prefix) and name.endswith(".tmp")):
+            continue
+        pid_text = name[len(prefix) :].split("-", 1)[0]
+        if pid_text.isdigit() and not _pid_alive(int(pid_text)):
+            entry.unlink(missing_ok=True)
+
+
 def atomic_write_json(path: str | Path, obj: Any, indent: int | None = 1) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=indent) + "\n")
 
 
-def read_jsonl(path: str | Path) -> Iterator[dict]:
-    """Yield records of a JSONL file. A truncated last line (a run killed mid-write) is skipped."""
+def read_jsonl(path: str | Path, *, torn_tail: bool = False) -> Iterator[dict]:
+    """Yield the records (JSON objects) of a JSONL file; blank lines are skipped.
+
+    Strict by default: a line that is not UTF-8, not JSON, or not an object raises ``InputError`` naming
+    ``file:line``. ``torn_tail=True`` (only for files this package appends itself) skips a malformed *last*
+    line: a record whose write was interrupted, redone on resume. A missing file yields nothing.
+    """
     path = Path(path)
     if not path.exists():
         return
-    with path.open(encoding="utf-8") as fh:
-        lines = fh.readlines()
-    for i, line in enumerate(lines):
-        line = line.strip()
-        if not line:
+    if path.is_dir():
+        raise InputError(f"{path} is a directory; expected a JSONL file")
+    lines = path.read_bytes().split(b"\n")
+    last = max((i for i, line in enumerate(lines) if line.strip()), default=-1)
+    for i, raw in enumerate(lines):
+        if not raw.strip():
             continue
         try:
-            yield json.loads(line)
-        except json.JSONDecodeError:
-            if i == len(lines) - 1:
+            rec = json.loads(raw.decode("utf-8"))
+            if not isinstance(rec, dict):
+                raise TypeError(type(rec).__name__)
+        except (UnicodeDecodeError, json.JSONDecodeError, TypeError, RecursionError) as err:
+            if torn_tail and i == last:
                 continue  # interrupted write of the last record: it is redone on resume
-            raise ValueError(f"{path}:{i + 1} is not valid JSON; the file is damaged") from None
+            if isinstance(err, UnicodeDecodeError):
+                why = "is not UTF-8 text"
+            elif isinstance(err, TypeError):
+                why = f"is a JSON {err}, not an object"
+            else:
+                why = "is not valid JSON"
+            raise InputError(
+                f"{path}:{i + 1} {why}; every line must be one JSON object (fix or remove that line)"
+            ) from None
+        yield rec
+
+
+def _last_line_start(fh, size: int) -> int:
+    """Offset of the first byte after the last newline that precedes the final byte (0 if none)."""
+    pos, chunk = size - 1, 1 << 16  # skip the final byte: it may be the line's own newline
+    while pos > 0:
+        start = max(0, pos - chunk)
+        fh.seek(start)
+        data = fh.read(pos - start)
+        cut = data.rfind(b"\n")
+        if cut >= 0:
+            return start + cut + 1
+        pos = start
+    return 0
+
+
+def repair_jsonl_tail(path: str | Path) -> bool:
+    """Cut a torn last record (no final newline, not valid JSON, or NUL padding) off a JSONL file this package
+    appends to. Returns whether anything was cut. Reads only the tail of the file."""
+    path = Path(path)
+    if not path.exists() or not path.stat().st_size:
+        return False
+    with path.open("rb+") as fh:
+        size = fh.seek(0, os.SEEK_END)
+        start = _last_line_start(fh, size)
+        fh.seek(start)
+        tail = fh.read()
+        if not tail.strip(b" \t\r\n"):
+            if start == 0 or tail.endswith(b"\n"):
+                return False
+        ok = tail.endswith(b"\n")
+        if ok:
+            try:
+                ok = isinstance(json.loads(tail.decode("utf-8")), dict)
+            except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+                ok = False
+        if ok:
+            return False
+        fh.truncate(start)
+    return True
 
 
 def append_jsonl(path: str | Path, records: Iterable[dict]) -> None:
-    """Append records, each as one line, flushed and fsynced so that a crash loses at most a partial line."""
+    """Append records, each as one line, flushed and fsynced so that a crash loses at most a partial line.
+    A torn last line left by an interrupted run is cut off first (``repair_jsonl_tail``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    # repair a partial trailing line left by an interrupted run before appending
-    if path.exists() and path.stat().st_size:
-        with path.open("rb+") as fh:
-            fh.seek(-1, os.SEEK_END)
-            if fh.read(1) != b"\n":
-                data = path.read_bytes()
-                cut = data.rfind(b"\n") + 1
-                fh.truncate(cut)
+    repair_jsonl_tail(path)
     with path.open("a", encoding="utf-8") as fh:
         for rec in records:
             fh.write(json.dumps(rec) + "\n")

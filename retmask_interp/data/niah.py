@@ -42,6 +42,8 @@ from typing import Any
 
 import numpy as np
 
+from retmask_interp.core.io import InputError
+
 __all__ = [
     "WU_PROMPT_TEMPLATE",
     "STYLES",
@@ -108,15 +110,38 @@ def load_haystack(spec: str | Path, *, num_words: int = 8192) -> Haystack:
             raise ValueError(
                 f"haystack directory {path} has no .txt files; point to a text file or directory"
             )
-        text = "\n\n".join(p.read_text(encoding="utf-8", errors="replace").strip() for p in files)
+        text = "\n\n".join(_read_text_file(p, "haystack").strip() for p in files)
     elif path.is_file():
-        text = path.read_text(encoding="utf-8", errors="replace")
+        text = _read_text_file(path, "haystack")
     else:
         raise FileNotFoundError(f"haystack {s!r} is neither a file, a directory nor 'synthetic[:SEED]'")
     text = text.strip()
     if not text:
-        raise ValueError(f"haystack {path} is empty; give a file or directory with text in it")
+        raise InputError(f"haystack {path} is empty; give a file or directory with text in it")
     return Haystack(path.name or s, text)
+
+
+def _read_text_file(path: Path, what: str) -> str:
+    """A UTF-8 text file; binary data (not UTF-8, NUL bytes, mostly control characters) is refused."""
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise InputError(
+            f"{what} {path} is not UTF-8 text (line {line}, byte {err.start}); give a plain-text file"
+        ) from None
+    control = sum(1 for ch in text if ord(ch) < 32 and ch not in "\t\n\r")
+    if "\x00" in text or control > 0.01 * max(len(text), 1):
+        raise InputError(
+            f"{what} {path} holds binary data (control characters), not text; give a plain-text file"
+        )
+    return text
+
+
+def haystack_digest(spec: str | Path) -> str:
+    """SHA-256 (first 16 hex digits) of a haystack's text: its identity for resumed runs (not its file name)."""
+    return hashlib.sha256(load_haystack(spec).text.encode("utf-8")).hexdigest()[:16]
 
 
 @dataclass
@@ -216,7 +241,7 @@ def answer_char_span(needle: dict, index: int | None = None) -> tuple[int, int]:
     if m:
         return m.start(), m.end()
     which = f"needle {index}" if index is not None else "the needle"
-    raise ValueError(
+    raise InputError(
         f"{which}: real_needle {answer!r} is not a substring of needle {text!r} (even ignoring case); "
         "real_needle must be the exact answer text inside the needle"
     )
@@ -228,30 +253,37 @@ def validate_needles(records: Sequence[Any], source: str = "needles") -> list[di
     out = []
     for i, rec in enumerate(records, start=1):
         if not isinstance(rec, dict):
-            raise ValueError(f"{source}: line {i} is not a JSON object")
+            raise InputError(f"{source}: line {i} is not a JSON object")
         for key in _NEEDLE_FIELDS:
             if not isinstance(rec.get(key), str) or not rec[key].strip():
-                raise ValueError(
+                raise InputError(
                     f"{source}: line {i} has a missing or empty {key!r}; each needle needs non-empty "
                     f"{', '.join(_NEEDLE_FIELDS)}"
                 )
         answer_char_span(rec, index=i)
         out.append(dict(rec))
     if not out:
-        raise ValueError(f"{source} holds no needles")
+        raise InputError(f"{source} holds no needles")
     return out
 
 
 def read_needles(path: str | Path) -> list[dict]:
     """Needles from a JSONL file in Wu et al.'s format (``needle``, ``question``, ``real_needle`` per line)."""
     path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"needles file {path} does not exist (or is not a file); give a JSONL file")
     records = []
-    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for i, raw in enumerate(path.read_bytes().split(b"\n"), start=1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InputError(f"{path}: line {i} is not UTF-8 text; give a UTF-8 JSONL file") from None
         if line.strip():
             try:
                 records.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}: line {i} is not valid JSON ({e.msg})") from None
+            except (json.JSONDecodeError, RecursionError) as e:
+                msg = getattr(e, "msg", "nested too deeply")
+                raise InputError(f"{path}: line {i} is not valid JSON ({msg})") from None
     return validate_needles(records, source=str(path))
 
 
@@ -542,9 +574,41 @@ class NIAHConfig:
     repeat_haystack: bool = False
     chat_template_kwargs: dict | None = None
 
+    def check(self) -> dict[str, Any]:
+        """Read the haystacks and needles (no model needed) and check the grid, so that bad input fails before
+        a model is loaded. Returns the inputs' identities (content hashes, prompt style) that change a sample."""
+        if not self.lengths or any(int(n) < 1 for n in self.lengths):
+            raise InputError(f"lengths must be positive token counts, got {self.lengths}")
+        if not self.depths or any(not 0 <= float(d) <= 100 for d in self.depths):
+            raise InputError(f"depths must be percentages in [0, 100], got {self.depths}")
+        if self.style not in STYLES:
+            raise InputError(f"unknown prompt style {self.style!r}; use one of {', '.join(STYLES)}")
+        needles = read_needles(self.needles) if self.needles else default_needles()
+        specs = [self.haystack] if isinstance(self.haystack, str) else list(self.haystack)
+        if len(specs) > 1 and len(specs) != len(needles):
+            raise InputError(
+                f"{len(specs)} haystacks for {len(needles)} needles; give one haystack or one per needle"
+            )
+        digests = [haystack_digest(spec) for spec in specs]
+        blob = json.dumps(needles, sort_keys=True).encode("utf-8")
+        return {
+            "haystack_sha256": digests[0] if len(digests) == 1 else digests,
+            "needles_sha256": hashlib.sha256(blob).hexdigest()[:16],
+            "prompt_style": self.style,
+            "chat_template_kwargs": self.chat_template_kwargs,
+        }
+
     def build(self, tokenizer, max_context: int | None = None) -> list[NIAHSample]:
         """The samples, for a tokenizer and (optionally) the model's window ``max_context``."""
         needles = read_needles(self.needles) if self.needles else default_needles()
+        if max_context is not None and not self.allow_overflow:
+            for i, needle in enumerate(needles):
+                low = min_context_length(tokenizer, needle, self.style, self.chat_template_kwargs)
+                if low > max_context:
+                    raise InputError(
+                        f"needle {i} ({self.needles or 'default needles'}) needs a prompt of {low} tokens without "
+                        f"any haystack, more than the model's window of {max_context}: shorten the needle"
+                    )
         specs = [self.haystack] if isinstance(self.haystack, str) else list(self.haystack)
         # synthetic text: every word is at least one token, so max(lengths) words are enough
         hays = [load_haystack(spec, num_words=max([4096, *self.lengths])) for spec in specs]

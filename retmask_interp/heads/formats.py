@@ -18,16 +18,25 @@ from __future__ import annotations
 
 import csv
 import inspect
+import io
 import json
 import logging
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from retmask_interp.core.io import atomic_write_text, refuse_overwrite
-from retmask_interp.heads.scores import Head, HeadScores, load_head_scores, parse_head_key, save_head_scores
+from retmask_interp.core.io import InputError, atomic_write_text, refuse_overwrite
+from retmask_interp.heads.scores import (
+    Head,
+    HeadScores,
+    check_geometry,
+    load_head_scores,
+    parse_head_key,
+    save_head_scores,
+)
 
 __all__ = [
     "load_any_head_list",
@@ -81,41 +90,52 @@ def load_duo_attention(
     if path.is_dir():
         found = sorted(path.rglob(DUO_FILE))
         if len(found) != 1:
-            raise ValueError(
+            raise InputError(
                 f"{path}: expected one {DUO_FILE} below it, found {len(found)}; pass the file itself"
             )
         path = found[0]
     if not path.exists():
         raise FileNotFoundError(f"DuoAttention file {path} does not exist")
     try:
-        gates = np.loadtxt(path, delimiter="\t", ndmin=2)
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise InputError(f"{path} is not UTF-8 text (byte {err.start}); expected {DUO_FILE}") from None
+    rows = [line.split("\t") for line in text.splitlines() if line.strip()]
+    try:
+        gates = np.array([[float(x) for x in row] for row in rows], dtype=float).reshape(len(rows), -1)
     except ValueError as err:
-        raise ValueError(
-            f"{path}: not a tab-separated matrix of numbers ({err}); expected {DUO_FILE}"
+        raise InputError(
+            f"{path}: not a tab-separated matrix of numbers, one row per layer with the same number of columns "
+            f"({str(err)[:60]}); expected {DUO_FILE}"
         ) from None
+    if gates.size == 0:
+        raise InputError(f"{path}: no gates (an empty file); expected {DUO_FILE}")
     if not np.all(np.isfinite(gates)):
-        raise ValueError(f"{path}: contains NaN or infinite gates")
+        raise InputError(f"{path}: contains NaN or infinite gates")
     n_layers, n_kv = gates.shape
     geo = _geometry_dict(geometry)
     if group_size is None and num_heads is None and geo:
         if geo.get("num_kv_heads") not in (None, n_kv):
-            raise ValueError(
+            raise InputError(
                 f"{path} has {n_kv} KV heads per layer but the model geometry says {geo['num_kv_heads']}: "
                 "is it the gate file of another model?"
             )
         num_heads = geo.get("num_heads")
     if group_size is None and num_heads is not None:
         if num_heads % n_kv:
-            raise ValueError(f"{num_heads} query heads are not a multiple of the file's {n_kv} KV heads")
+            raise InputError(f"{num_heads} query heads are not a multiple of the file's {n_kv} KV heads")
         group_size = num_heads // n_kv
     if group_size is None:
-        raise ValueError(
+        raise InputError(
             f"{path}: DuoAttention gates are per KV head ({n_kv} per layer). Say how many query heads share "
             "each KV head: group_size=... (e.g. 4 for Mistral-7B / Llama-3-8B: 32 query / 8 KV heads), "
             "num_heads=... or geometry=... (CLI: --group-size); group_size=1 keeps KV heads unexpanded."
         )
     if geo.get("num_layers") not in (None, n_layers):
-        raise ValueError(f"{path} has {n_layers} layers but the model geometry says {geo['num_layers']}")
+        raise InputError(f"{path} has {n_layers} layers but the model geometry says {geo['num_layers']}")
+    if isinstance(group_size, bool) or not isinstance(group_size, (int, np.integer)) or group_size < 1:
+        raise InputError(f"group_size must be a positive integer, got {group_size!r}")
+    check_geometry(n_layers, n_kv * int(group_size), str(path))
     clipped = int(((gates < 0) | (gates > 1)).sum())
     expanded = np.repeat(np.clip(gates, 0.0, 1.0), int(group_size), axis=1)
     params: dict[str, Any] = {}
@@ -147,20 +167,38 @@ _LIST_KEYS = ("attn_head_set", "heads", "retrieval_heads", "head_set", "head_lis
 _MODEL_KEYS = ("model", "model_name_or_path", "model_name", "model_base_class")
 
 
+def _int(value: Any, source: str, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise InputError(f"{source}: {what} {value!r:.40} is not an integer")
+    try:
+        return int(value)
+    except ValueError:
+        raise InputError(f"{source}: {what} {value!r:.40} is not an integer") from None
+
+
+def _score(value: Any, source: str, head: Any) -> float:
+    try:
+        out = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise InputError(f"{source}: head {head} has a non-numeric score {value!r:.40}") from None
+    if not math.isfinite(out):
+        raise InputError(f"{source}: head {head} has a non-finite score {value!r:.40} (NaN or infinity)")
+    return out
+
+
 def _entry(item: Any, source: str) -> tuple[Head, float | None]:
     if isinstance(item, str):
         return parse_head_key(item.strip().replace(".", "-").replace(":", "-"), source=source), None
     if isinstance(item, Mapping):
-        try:
-            head = int(item["layer"]), int(item["head"])
-        except (KeyError, TypeError, ValueError):
-            raise ValueError(f"{source}: entry {item!r} needs integer 'layer' and 'head' keys") from None
+        if "layer" not in item or "head" not in item:
+            raise InputError(f"{source}: entry {item!r:.60} needs integer 'layer' and 'head' keys")
+        head = _int(item["layer"], source, "layer"), _int(item["head"], source, "head")
         score = item.get("score")
-        return head, None if score is None else float(score)
+        return head, None if score is None else _score(score, source, head)
     if isinstance(item, (list, tuple)) and len(item) in (2, 3):
-        head = int(item[0]), int(item[1])
-        return head, float(item[2]) if len(item) == 3 else None
-    raise ValueError(
+        head = _int(item[0], source, "layer"), _int(item[1], source, "head")
+        return head, _score(item[2], source, head) if len(item) == 3 else None
+    raise InputError(
         f"{source}: cannot read head entry {item!r}; use [layer, head], [layer, head, score] or 'l-h'"
     )
 
@@ -169,19 +207,27 @@ def _entries(obj: Any, source: str) -> list[tuple[Head, float | None]]:
     """The (head, score or None) entries of any accepted shape (see ``load_yaml_heads``)."""
     if isinstance(obj, str):
         if obj.strip() == "full_heads":
-            raise ValueError(f"{source}: 'full_heads' means every head of the model, not a head list")
+            raise InputError(f"{source}: 'full_heads' means every head of the model, not a head list")
         return [_entry(part, source) for part in obj.split(",") if part.strip()]
     if isinstance(obj, Mapping):
         for key in _LIST_KEYS:
             if key in obj:
                 return _entries(obj[key], source)
         keys = list(obj)
-        if keys and all(isinstance(k, int) for k in keys):  # {layer: [head, ...]}
-            return [((int(layer), int(h)), None) for layer in keys for h in obj[layer]]
-        return [(parse_head_key(str(k), source=source), float(v)) for k, v in obj.items()]  # {"l-h": score}
+        if keys and all(isinstance(k, int) and not isinstance(k, bool) for k in keys):  # {layer: [head, ...]}
+            if not all(isinstance(obj[k], list) for k in keys):
+                raise InputError(
+                    f"{source}: a mapping layer: [head, ...] needs a list of heads for every layer"
+                )
+            return [((int(layer), _int(h, source, "head")), None) for layer in keys for h in obj[layer]]
+        out = []
+        for k, v in obj.items():  # {"l-h": score}
+            head = parse_head_key(str(k), source=source)
+            out.append((head, _score(v, source, k)))
+        return out
     if isinstance(obj, list):
         return [_entry(item, source) for item in obj]
-    raise ValueError(f"{source}: cannot find a head list in a {type(obj).__name__}")
+    raise InputError(f"{source}: cannot find a head list in a {type(obj).__name__}")
 
 
 def _from_entries(
@@ -196,16 +242,19 @@ def _from_entries(
     unscored: str = "rank",
 ) -> HeadScores:
     if not entries:
-        raise ValueError(f"{source}: the head list is empty")
+        raise InputError(f"{source}: the head list is empty")
     heads = [h for h, _ in entries]
     dup = sorted({h for h in heads if heads.count(h) > 1})
     if dup:
-        raise ValueError(f"{source}: heads {dup[:5]} are listed more than once")
+        raise InputError(f"{source}: heads {dup[:5]} are listed more than once")
     if any(h[0] < 0 or h[1] < 0 for h in heads):
-        raise ValueError(f"{source}: negative layer or head index")
+        raise InputError(f"{source}: negative layer or head index")
+    for h, sc in entries:
+        if sc is not None:
+            _score(sc, source, h)  # NaN / infinity refused as in the JSON reader
     scored = [s is not None for _, s in entries]
     if any(scored) and not all(scored):
-        raise ValueError(f"{source}: some entries have a score and others not; give all scores or none")
+        raise InputError(f"{source}: some entries have a score and others not; give all scores or none")
     n = len(entries)
     if all(scored):
         scores = {h: float(s) for h, s in entries}
@@ -217,12 +266,13 @@ def _from_entries(
         scores = {h: 1.0 for h in heads}
         how = "binary: 1 for listed heads, 0 for unlisted heads"
     else:
-        raise ValueError(f"unscored={unscored!r}: use 'rank' or 'binary'")
+        raise InputError(f"unscored={unscored!r}: use 'rank' or 'binary'")
     geo = _geometry_dict(geometry)
     nl = num_layers or geo.get("num_layers") or max(h[0] for h in heads) + 1
     nh = num_heads or geo.get("num_heads") or max(h[1] for h in heads) + 1
+    nl, nh = check_geometry(nl, nh, source)
     if any(h[0] >= nl or h[1] >= nh for h in heads):
-        raise ValueError(f"{source}: heads fall outside {nl} layers x {nh} heads; is it for another model?")
+        raise InputError(f"{source}: heads fall outside {nl} layers x {nh} heads; is it for another model?")
     if not (num_layers or geo):
         log.info(
             "%s: geometry not given; assuming %d layers x %d heads from the listed heads", source, nl, nh
@@ -257,9 +307,11 @@ def load_yaml_heads(
 
     path = Path(path)
     try:
-        obj = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise ValueError(f"{path} is not valid YAML ({err})") from None
+        obj = yaml.safe_load(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise InputError(f"{path} is not UTF-8 text (byte {err.start}); expected a YAML head list") from None
+    except (yaml.YAMLError, RecursionError) as err:
+        raise InputError(f"{path} is not valid YAML ({str(err)[:200]})") from None
     model = ""
     if isinstance(obj, Mapping):
         model = next((str(obj[k]) for k in _MODEL_KEYS if isinstance(obj.get(k), str)), "")
@@ -286,20 +338,36 @@ def load_csv_heads(
     """A CSV with a header naming ``layer``, ``head`` and optionally ``score`` (any case, other columns ignored).
     Rows without a score column are ranked as in ``load_yaml_heads``."""
     path = Path(path)
-    with path.open(newline="", encoding="utf-8") as fh:
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise InputError(f"{path} is not UTF-8 text (byte {err.start}); expected a CSV head list") from None
+    try:
+        return _csv_entries(path, text, num_layers, num_heads, geometry, unscored)
+    except csv.Error as err:
+        raise InputError(f"{path}: not a readable CSV ({err})") from None
+
+
+def _csv_entries(path: Path, text: str, num_layers, num_heads, geometry, unscored: str) -> HeadScores:
+    if "\x00" in text:
+        raise InputError(f"{path}: holds NUL bytes; expected a CSV text file")
+    with io.StringIO(text, newline="") as fh:
         reader = csv.DictReader(fh)
         fields = {(f or "").strip().lower(): f for f in reader.fieldnames or []}
         if "layer" not in fields or "head" not in fields:
-            raise ValueError(
+            raise InputError(
                 f"{path}: needs a header with 'layer' and 'head' columns (and 'score'), got {list(fields)}"
             )
         entries = []
-        for i, row in enumerate(reader, start=2):
+        for row in reader:
+            i = reader.line_num
             try:
                 head = int(row[fields["layer"]]), int(row[fields["head"]])
                 score = float(row[fields["score"]]) if "score" in fields else None
             except (TypeError, ValueError):
-                raise ValueError(f"{path}:{i}: cannot read layer/head/score from {row}") from None
+                raise InputError(f"{path}:{i}: cannot read layer/head/score from {row!r:.120}") from None
+            if score is not None and not math.isfinite(score):
+                raise InputError(f"{path}:{i}: head {head} has a non-finite score {score} (NaN or infinity)")
             entries.append((head, score))
     return _from_entries(
         entries,
@@ -313,8 +381,27 @@ def load_csv_heads(
     )
 
 
-def _load_json(path: Path, *, num_layers: int | None = None, num_heads: int | None = None) -> HeadScores:
+def _load_json(
+    path: Path, *, num_layers: int | None = None, num_heads: int | None = None, geometry=None
+) -> HeadScores:
+    geo = _geometry_dict(geometry)
+    if not (num_layers or num_heads) and geo and _json_geometry(path) is None:
+        # a list without its own geometry (Wu et al.'s): missing heads are 0, the model gives the shape
+        num_layers, num_heads = geo.get("num_layers"), geo.get("num_heads")
     return load_head_scores(path, num_layers=num_layers, num_heads=num_heads)
+
+
+def _json_geometry(path: Path) -> dict | None:
+    """The geometry recorded in one of our head files, or None (Wu et al.'s lists carry none)."""
+    try:
+        obj = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return None  # load_head_scores says what is wrong
+    if isinstance(obj, Mapping) and isinstance(obj.get("scores"), Mapping):
+        model = obj.get("model")
+        if isinstance(model, Mapping) and isinstance(model.get("geometry"), Mapping) and model["geometry"]:
+            return dict(model["geometry"])
+    return None
 
 
 def load_any_head_list(path: str | Path, **kwargs) -> HeadScores:
@@ -334,13 +421,14 @@ def load_any_head_list(path: str | Path, **kwargs) -> HeadScores:
     elif suffix == ".json":
         reader = _load_json
     else:
-        head = path.read_text(encoding="utf-8", errors="replace")[:4096].lstrip()
+        with path.open("rb") as fh:
+            head = fh.read(4096).decode("utf-8", errors="replace").lstrip()
         if head.startswith("{"):
             reader = _load_json
         elif head[:6].lower().startswith(("layer,", "layer ")):
             reader = load_csv_heads
         else:
-            raise ValueError(
+            raise InputError(
                 f"{path}: unknown head-list format; use .json (ours / Wu et al.), .tsv (DuoAttention), "
                 ".yaml (QRHead) or .csv (layer,head,score)"
             )
@@ -372,7 +460,7 @@ def export_head_list(
     if format in ("retmask", "wu"):
         return save_head_scores(hs, path, overwrite=overwrite, format=format)
     if format != "csv":
-        raise ValueError(f"unknown export format {format!r}; use 'retmask', 'wu' or 'csv'")
+        raise InputError(f"unknown export format {format!r}; use 'retmask', 'wu' or 'csv'")
     refuse_overwrite(path, overwrite, "head list")
     lines = ["layer,head,score,rank"]
     lines += [f"{layer},{head},{score!r},{i + 1}" for i, (layer, head, score) in enumerate(hs.ranked())]
@@ -383,9 +471,9 @@ def kv_head_scores(hs: HeadScores, group_size: int, reduce: str = "max") -> Head
     """Per-KV-head scores: query heads ``[g*group_size, (g+1)*group_size)`` reduced to KV head ``g`` by ``"max"``
     or ``"mean"`` (to compare query-head scores with per-KV-head lists such as DuoAttention's)."""
     if group_size < 1 or hs.num_heads % group_size:
-        raise ValueError(f"group_size {group_size} does not divide the {hs.num_heads} heads per layer")
+        raise InputError(f"group_size {group_size} does not divide the {hs.num_heads} heads per layer")
     if reduce not in ("max", "mean"):
-        raise ValueError(f"reduce={reduce!r}: use 'max' or 'mean'")
+        raise InputError(f"reduce={reduce!r}: use 'max' or 'mean'")
     grouped = hs.matrix().reshape(hs.num_layers, hs.num_heads // group_size, group_size)
     out = HeadScores.from_matrix(getattr(grouped, reduce)(axis=-1), model=hs.model, method=hs.method)
     out.params, out.source = dict(hs.params), hs.source
@@ -400,8 +488,13 @@ def check_head_list_matches(hs: HeadScores, model) -> None:
     if hasattr(model, "config") and not hasattr(model, "geometry"):
         model = as_model(model)
     geo = _geometry_dict(model)
-    if (hs.num_layers, hs.num_heads) != (geo.get("num_layers"), geo.get("num_heads")):
-        raise ValueError(
+    want = (geo.get("num_layers"), geo.get("num_heads"))
+    inferred = not hs.geometry  # shape guessed from the largest listed head (sparse: missing = 0)
+    if inferred and None not in want and hs.num_layers <= want[0] and hs.num_heads <= want[1]:
+        hs.num_layers, hs.num_heads = int(want[0]), int(want[1])
+        return
+    if (hs.num_layers, hs.num_heads) != want:
+        raise InputError(
             f"head list {hs.source or hs.model!r} is for {hs.num_layers} layers x {hs.num_heads} heads but the model "
             f"has {geo.get('num_layers')} x {geo.get('num_heads')}: it was made for another model"
         )

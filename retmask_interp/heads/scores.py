@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from retmask_interp.core.io import atomic_write_json, refuse_overwrite
+from retmask_interp.core.io import InputError, atomic_write_json, refuse_overwrite
 
 __all__ = [
     "HeadScores",
@@ -41,6 +41,10 @@ __all__ = [
 
 SCHEMA = "retmask-interp/head-scores"
 SCHEMA_VERSION = 1
+
+# A head list read from a file may name at most this many heads (layers x heads per layer): real models have
+# ~16k (128 x 128); a file claiming more (e.g. the key "3000-3000") is refused instead of allocating its matrix.
+MAX_HEADS = 1_000_000
 
 Head = tuple[int, int]
 
@@ -57,16 +61,43 @@ def by_layer(heads: Iterable[Head]) -> dict[int, list[int]]:
     return out
 
 
+def check_geometry(num_layers: int, num_heads: int, source: str = "head file") -> tuple[int, int]:
+    """Positive integer geometry of at most ``MAX_HEADS`` heads, else ``InputError`` naming ``source``."""
+    try:
+        nl, nh = int(num_layers), int(num_heads)
+    except (TypeError, ValueError, OverflowError):
+        raise InputError(f"{source}: geometry {num_layers!r} x {num_heads!r} is not two integers") from None
+    if nl < 1 or nh < 1:
+        raise InputError(f"{source}: geometry {nl} layers x {nh} heads must be positive")
+    if nl * nh > MAX_HEADS:
+        raise InputError(
+            f"{source}: {nl} layers x {nh} heads is more than the {MAX_HEADS:,} heads this package reads from a "
+            "file; a head key or the geometry is wrong (keys are '<layer>-<head>', 0-indexed)"
+        )
+    return nl, nh
+
+
+def _check_inside(heads: Iterable[Head], nl: int, nh: int, source: str) -> None:
+    bad = sorted(h for h in heads if h[0] >= nl or h[1] >= nh)
+    if bad:
+        raise InputError(
+            f"{source}: head {head_key(*bad[0])} is outside the geometry of {nl} layers x {nh} heads "
+            f"({len(bad)} such heads); is it the head list of another model?"
+        )
+
+
 def parse_head_key(key: str, *, source: str = "head file") -> Head:
     try:
         layer, head = str(key).split("-")
+        if not (layer.strip().isdigit() and head.strip().isdigit()) or len(layer) + len(head) > 12:
+            raise ValueError(key)
         out = int(layer), int(head)
     except ValueError:
-        raise ValueError(
+        raise InputError(
             f"{source}: key {key!r} is not of the form '<layer>-<head>' (0-indexed integers, e.g. '16-1')"
         ) from None
     if out[0] < 0 or out[1] < 0:
-        raise ValueError(f"{source}: key {key!r} has a negative index")
+        raise InputError(f"{source}: key {key!r} has a negative index")
     return out
 
 
@@ -97,7 +128,7 @@ class HeadScores:
     def from_matrix(cls, matrix, **kwargs) -> HeadScores:
         arr = np.asarray(matrix, dtype=float)
         if arr.ndim != 2:
-            raise ValueError(f"expected a [layers, heads] matrix, got shape {arr.shape}")
+            raise InputError(f"expected a [layers, heads] matrix, got shape {arr.shape}")
         scores = {(li, hi): float(arr[li, hi]) for li in range(arr.shape[0]) for hi in range(arr.shape[1])}
         return cls(scores, arr.shape[0], arr.shape[1], **kwargs)
 
@@ -121,12 +152,25 @@ class HeadScores:
     def ranked(self) -> list[tuple[int, int, float]]:
         """All heads as ``(layer, head, score)``, highest score first (ties: lower layer, then head)."""
         m = self.matrix()
-        order = sorted(np.ndindex(m.shape), key=lambda lh: (-m[lh], lh[0], lh[1]))
-        return [(int(layer), int(head), float(m[layer, head])) for layer, head in order]
+        flat = m.ravel()
+        order = np.lexsort((np.arange(flat.size), -flat))  # row-major index = (layer, head) order
+        nh = m.shape[1]
+        return [(int(i) // nh, int(i) % nh, float(flat[i])) for i in order]
+
+    def _check_k(self, k: int) -> None:
+        n = self.num_layers * self.num_heads
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
+            raise InputError(f"top-k must be an integer >= 0, got {k!r}")
+        if k > n:
+            raise InputError(
+                f"top-k {k} is more than the {n} heads of {self.source or self.model or 'the head list'} "
+                f"({self.num_layers} layers x {self.num_heads} heads); use at most {n}"
+            )
 
     def top_k(self, k: int) -> list[Head]:
-        if k < 0:
-            raise ValueError("k must be >= 0")
+        """The ``k`` best heads; ``k`` must be in ``[0, num_layers * num_heads]`` (larger is an error, not
+        clamped: asking for more heads than exist is a mistake in the command, e.g. another model's k)."""
+        self._check_k(k)
         return [(layer, head) for layer, head, _ in self.ranked()[:k]]
 
     def above(self, threshold: float) -> list[Head]:
@@ -145,7 +189,11 @@ class HeadScores:
     def select(self, *, top_k: int | None = None, threshold: float | None = None) -> list[Head]:
         """Heads by top-k, by threshold, or both (the intersection). One of them must be given."""
         if top_k is None and threshold is None:
-            raise ValueError("give top_k or threshold (CLI: --top-k or --threshold) to choose heads")
+            raise InputError("give top_k or threshold (CLI: --top-k or --threshold) to choose heads")
+        if top_k is not None:
+            self._check_k(top_k)
+        if threshold is not None and not math.isfinite(threshold):
+            raise InputError(f"threshold must be a finite number, got {threshold}")
         heads = self.ranked()
         if threshold is not None:
             heads = [h for h in heads if h[2] >= threshold]
@@ -202,14 +250,18 @@ def save_head_scores(
         return atomic_write_json(path, hs.to_json_dict())
     if format == "wu":
         return atomic_write_json(path, hs.to_wu_dict(), indent=None)
-    raise ValueError(f"unknown head-list format {format!r}; use 'retmask' or 'wu'")
+    raise InputError(f"unknown head-list format {format!r}; use 'retmask' or 'wu'")
 
 
 def _finite(values: Iterable, source: str, key: str) -> list[float]:
     out = []
     for v in values:
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
-            raise ValueError(f"{source}: head {key!r} has a non-numeric or non-finite score {v!r}")
+        try:
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))
+        except OverflowError:
+            ok = False
+        if not ok:
+            raise InputError(f"{source}: head {key!r} has a non-numeric or non-finite score {v!r:.40}")
         out.append(float(v))
     return out
 
@@ -221,12 +273,14 @@ def _from_wu(obj: Mapping[str, Any], source: str, num_layers=None, num_heads=Non
         if isinstance(values, (int, float)) and not isinstance(values, bool):
             values = [values]
         if not isinstance(values, list):
-            raise ValueError(f"{source}: head {key!r} should map to a list of per-sample scores")
+            raise InputError(f"{source}: head {key!r} should map to a list of per-sample scores")
         per_sample[head] = _finite(values, source, key)
     if not per_sample:
-        raise ValueError(f"{source}: no heads found (empty JSON object)")
+        raise InputError(f"{source}: no heads found (empty JSON object)")
     nl = num_layers or max(h[0] for h in per_sample) + 1
     nh = num_heads or max(h[1] for h in per_sample) + 1
+    nl, nh = check_geometry(nl, nh, source)
+    _check_inside(per_sample, nl, nh, source)
     counts = {len(v) for v in per_sample.values()}
     counted = counts.pop() if len(counts) == 1 else None
     hs = HeadScores.from_per_sample(per_sample, nl, nh, method="wu2024-copy-paste", source=source)
@@ -234,45 +288,66 @@ def _from_wu(obj: Mapping[str, Any], source: str, num_layers=None, num_heads=Non
     return hs
 
 
+def _section(obj: Mapping[str, Any], key: str, source: str) -> dict[str, Any]:
+    value = obj.get(key) or {}
+    if isinstance(value, str):
+        value = {"name": value}
+    if not isinstance(value, Mapping):
+        raise InputError(f"{source}: {key!r} should be an object, got {type(value).__name__}")
+    return dict(value)
+
+
 def _from_ours(obj: Mapping[str, Any], source: str) -> HeadScores:
-    if obj.get("schema_version", 1) > SCHEMA_VERSION:
-        raise ValueError(
+    version = obj.get("schema_version", 1)
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise InputError(f"{source}: schema_version should be an integer, got {version!r:.40}")
+    if version > SCHEMA_VERSION:
+        raise InputError(
             f"{source}: schema_version {obj['schema_version']} is newer than this package reads "
             f"({SCHEMA_VERSION}); upgrade retmask-interp"
         )
-    model = obj.get("model") or {}
-    if isinstance(model, str):
-        model = {"name": model}
-    geometry = dict(model.get("geometry") or {})
+    model = _section(obj, "model", source)
+    geometry = _section(model, "geometry", f"{source}: model")
+    for k in ("num_layers", "num_heads"):
+        if k in geometry and (isinstance(geometry[k], bool) or not isinstance(geometry[k], int)):
+            raise InputError(f"{source}: model.geometry.{k} should be an integer, got {geometry[k]!r:.40}")
     raw = obj["scores"]
     if not isinstance(raw, Mapping):
-        raise ValueError(f"{source}: 'scores' should be an object of '<layer>-<head>': score")
+        raise InputError(f"{source}: 'scores' should be an object of '<layer>-<head>': score")
     scores = {parse_head_key(k, source=source): _finite([v], source, k)[0] for k, v in raw.items()}
     if not scores:
-        raise ValueError(f"{source}: 'scores' is empty")
+        raise InputError(f"{source}: 'scores' is empty")
     nl = geometry.get("num_layers") or max(h[0] for h in scores) + 1
     nh = geometry.get("num_heads") or max(h[1] for h in scores) + 1
+    nl, nh = check_geometry(nl, nh, source)
+    _check_inside(scores, nl, nh, source)
     per_sample = None
     if isinstance(obj.get("per_sample_scores"), Mapping):
-        per_sample = {
-            parse_head_key(k, source=source): _finite(v, source, k)
-            for k, v in obj["per_sample_scores"].items()
-        }
-    method = obj.get("method") or {}
-    if isinstance(method, str):
-        method = {"name": method}
-    samples = obj.get("samples") or {}
+        per_sample = {}
+        for k, v in obj["per_sample_scores"].items():
+            if not isinstance(v, list):
+                raise InputError(f"{source}: per_sample_scores[{k!r}] should be a list of scores")
+            per_sample[parse_head_key(k, source=source)] = _finite(v, source, k)
+        _check_inside(per_sample, nl, nh, source)
+    method = _section(obj, "method", source)
+    params = method.get("params") or {}
+    if not isinstance(params, Mapping):
+        raise InputError(f"{source}: method.params should be an object")
+    samples = _section(obj, "samples", source)
+    for k in ("total", "counted"):
+        if samples.get(k) is not None and (isinstance(samples[k], bool) or not isinstance(samples[k], int)):
+            raise InputError(f"{source}: samples.{k} should be an integer, got {samples[k]!r:.40}")
     known = {"schema", "schema_version", "model", "method", "samples", "package_version", "created", "scores"}
     known |= {"ranked", "per_sample_scores"}
     return HeadScores(
         scores=scores,
         num_layers=int(nl),
         num_heads=int(nh),
-        model=model.get("name", ""),
-        revision=model.get("revision"),
+        model=str(model.get("name") or ""),
+        revision=model.get("revision") if isinstance(model.get("revision"), str) else None,
         geometry=geometry,
-        method=method.get("name", "unknown"),
-        params=dict(method.get("params") or {}),
+        method=str(method.get("name") or "unknown"),
+        params=dict(params),
         num_samples=samples.get("total"),
         num_counted=samples.get("counted"),
         per_sample=per_sample,
@@ -288,23 +363,27 @@ def load_head_scores(
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"head file {path} does not exist")
+    if path.is_dir():
+        raise InputError(f"head file {path} is a directory; give a .json file")
     try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(
-            f"{path} is not valid JSON ({err}); expected a head list from `retmask detect`"
+        obj = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise InputError(f"{path} is not UTF-8 text (byte {err.start}); expected a JSON head list") from None
+    except (json.JSONDecodeError, RecursionError) as err:
+        raise InputError(
+            f"{path} is not valid JSON ({str(err)[:80]}); expected a head list from `retmask detect`"
         ) from None
     if not isinstance(obj, Mapping):
-        raise ValueError(f"{path}: expected a JSON object, got {type(obj).__name__}")
+        raise InputError(f"{path}: expected a JSON object, got {type(obj).__name__}")
     if "scores" in obj and isinstance(obj["scores"], Mapping):
         hs = _from_ours(obj, str(path))
     else:
         hs = _from_wu(obj, str(path), num_layers, num_heads)
         hs.model = path.stem
-    if num_layers:
-        hs.num_layers = num_layers
-    if num_heads:
-        hs.num_heads = num_heads
+    if num_layers or num_heads:
+        nl, nh = check_geometry(num_layers or hs.num_layers, num_heads or hs.num_heads, str(path))
+        _check_inside(hs.scores, nl, nh, f"{path} (for the given geometry)")
+        hs.num_layers, hs.num_heads = nl, nh
     return hs
 
 
@@ -319,7 +398,7 @@ def score_matrix(head_scores: HeadScores | np.ndarray | Mapping | Sequence) -> n
         m = head_scores.matrix()
     elif isinstance(head_scores, Mapping):
         if not head_scores:
-            raise ValueError("empty score mapping: expected {(layer, head): score, ...}")
+            raise InputError("empty score mapping: expected {(layer, head): score, ...}")
         keys = [(int(k[0]), int(k[1])) for k in head_scores]
         m = np.zeros((max(k[0] for k in keys) + 1, max(k[1] for k in keys) + 1))
         for (layer, head), value in zip(keys, head_scores.values()):
@@ -327,14 +406,14 @@ def score_matrix(head_scores: HeadScores | np.ndarray | Mapping | Sequence) -> n
     else:
         m = np.asarray(head_scores, dtype=float)
         if m.ndim != 2:
-            raise ValueError(
+            raise InputError(
                 f"expected a [layers, heads] score matrix, got shape {m.shape}; "
                 "pass HeadScores, a 2-D array or a {(layer, head): score} dict"
             )
     if m.size == 0:
-        raise ValueError("no heads: the score matrix is empty")
+        raise InputError("no heads: the score matrix is empty")
     if not np.all(np.isfinite(m)):
-        raise ValueError("scores contain NaN or infinity; clean the head list (retrieval scores are >= 0)")
+        raise InputError("scores contain NaN or infinity; clean the head list (retrieval scores are >= 0)")
     return np.clip(m, 0.0, None)
 
 

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 from retmask_interp.core.decode import decode_steps, left_pad
-from retmask_interp.core.io import append_jsonl, read_jsonl, refuse_overwrite
+from retmask_interp.core.io import InputError, append_jsonl, read_jsonl, refuse_overwrite
 from retmask_interp.core.models import as_model
 from retmask_interp.core.static_decode import decode_static, resolve_backend, traced_forward
 from retmask_interp.heads.scores import HeadScores, head_key, parse_head_key
@@ -171,16 +171,47 @@ class DetectConfig:
     rouge: str = "wu"  # Wu et al.'s ROUGE-1 (rouge-score, Porter stemmer); "simple": no stemming
     backend: str = "auto"  # decode loop (see copy_paste_scores_batch); every backend gives the same numbers
 
-    def fingerprint(self) -> str:
-        keys = {
+    def __post_init__(self) -> None:
+        if isinstance(self.max_new_tokens, bool) or int(self.max_new_tokens) < 1:
+            raise InputError(
+                f"max_new_tokens must be >= 1, got {self.max_new_tokens} (CLI: --max-new-tokens)"
+            )
+        if not (0 <= float(self.rouge_threshold) < 1):
+            raise InputError(
+                f"rouge_threshold must be in [0, 1), got {self.rouge_threshold}: a sample counts when ROUGE-1 "
+                "recall > threshold, so 1 or more counts nothing; 0 disables the filter (CLI: --rouge-threshold)"
+            )
+        if int(self.batch_size) < 1:
+            raise InputError(f"batch_size must be >= 1, got {self.batch_size} (CLI: --batch-size)")
+
+    def settings(self) -> dict[str, Any]:
+        """The settings that change a sample's result (recorded with every sample, compared on resume)."""
+        return {
             "max_new_tokens": self.max_new_tokens,
             "stop": self.stop,
             "rouge": self.rouge,
             "mask_heads": sorted(map(list, self.mask_heads)),
+            "mask_mode": self.mask_mode if self.mask_heads else None,
             "rouge_threshold": self.rouge_threshold,  # decides which samples count
         }
-        keys["mask_mode"] = self.mask_mode if self.mask_heads else None
-        return hashlib.sha1(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:12]
+
+    def fingerprint(self) -> str:
+        return hashlib.sha1(json.dumps(self.settings(), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def model_identity(model) -> dict[str, Any]:
+    """Name, revision, dtype and a hash of the config and of a few weights of a model: enough to tell apart two
+    models (or two checkpoints of one) whose samples must not be mixed on resume. Cheap: reads ~2k weights."""
+    rm = as_model(model)
+    cfg = rm.model.config.to_dict()
+    drop = {"transformers_version", "dtype", "torch_dtype", "architectures"}
+    cfg = {k: v for k, v in cfg.items() if not k.startswith("_") and k not in drop}
+    h = hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode())
+    params = list(rm.model.parameters())
+    dtype = str(params[0].dtype).removeprefix("torch.") if params else None
+    for t in (params[0], params[-1]) if params else ():
+        h.update(t.detach().reshape(-1)[:1024].float().cpu().numpy().tobytes())
+    return {"model": rm.name, "revision": rm.revision, "dtype": dtype, "model_hash": h.hexdigest()[:16]}
 
 
 @dataclass
@@ -196,7 +227,10 @@ class SampleResult:
     counted: bool
     scores: dict[str, float]  # non-zero heads only, "layer-head" -> summed hits / span length
     meta: dict[str, Any] = field(default_factory=dict)
-    config: str = ""
+    config: str = ""  # hash of ``settings``
+    settings: dict[str, Any] | None = (
+        None  # what the sample was made with (DetectConfig.settings + model, inputs)
+    )
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -204,10 +238,23 @@ class SampleResult:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> SampleResult:
-        d = dict(d)
-        d["answer_span"] = tuple(d["answer_span"])
-        return cls(**d)
+    def from_dict(cls, d: dict[str, Any], source: str = "samples file") -> SampleResult:
+        required = ("sample_id", "input_ids", "answer_span", "generated_ids", "scores", "counted")
+        missing = [k for k in required if k not in d] if isinstance(d, dict) else list(required)
+        if missing:
+            raise InputError(
+                f"{source} holds a record without {missing}: it is not a samples file of `retmask detect`; "
+                "give another --save-samples path"
+            )
+        known = {f for f in cls.__dataclass_fields__}
+        d = {k: v for k, v in d.items() if k in known}
+        try:
+            d["answer_span"] = tuple(d["answer_span"])
+            return cls(**d)
+        except TypeError as err:
+            raise InputError(
+                f"{source}: a record is malformed ({err}); it is not a samples file of ours"
+            ) from None
 
     def score_matrix(self, num_layers: int, num_heads: int) -> torch.Tensor:
         m = torch.zeros(num_layers, num_heads)
@@ -231,6 +278,7 @@ def score_samples(
     config: DetectConfig | None = None,
     *,
     progress: bool = True,
+    settings: dict[str, Any] | None = None,
 ) -> Iterable[SampleResult]:
     """Score NIAH samples (objects with ``sample_id``, ``input_ids``, ``answer_span``, ``needle``), yielding results
     in batches of similar length (order of completion, not input order)."""
@@ -238,6 +286,8 @@ def score_samples(
 
     config = config or DetectConfig()
     rm = as_model(model)
+    settings = settings if settings is not None else config.settings()
+    fingerprint = settings_hash(settings)
     tok = rm.tokenizer
     if tok is None:
         raise ValueError(
@@ -278,7 +328,8 @@ def score_samples(
                 counted=counted,
                 scores={head_key(layer, h): float(sc[layer, h]) for layer, h in nz},
                 meta=_sample_meta(s),
-                config=config.fingerprint(),
+                config=fingerprint,
+                settings=settings,
             )
         bar.update(len(items))
     bar.close()
@@ -306,17 +357,68 @@ def aggregate(results: Sequence[SampleResult], num_layers: int, num_heads: int, 
     return hs
 
 
-def _read_done(path: str | Path, config: DetectConfig) -> dict[str, SampleResult]:
+def settings_hash(settings: dict[str, Any]) -> str:
+    return hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def _settings_diff(old: dict[str, Any], new: dict[str, Any]) -> str:
+    keys = sorted(set(old) | set(new))
+    diffs = [f"{k} was {old.get(k)!r}, now {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
+    return "; ".join(diffs)
+
+
+def _read_done(
+    path: str | Path,
+    config: DetectConfig,
+    settings: dict[str, Any] | None = None,
+    samples: Sequence[Any] = (),
+) -> dict[str, SampleResult]:
+    """Samples already scored in ``path``; refuses (naming the setting) a file made with other settings, a
+    model other than this one, or prompts that differ from this run's samples of the same id."""
+    settings = settings if settings is not None else config.settings()
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"samples file {path} is a directory; give a file path (--save-samples)")
+    prompts = {s.sample_id: s.input_ids for s in samples}
     done: dict[str, SampleResult] = {}
-    for rec in read_jsonl(path):
-        r = SampleResult.from_dict(rec)
-        if r.config != config.fingerprint():
-            raise ValueError(
-                f"{path} holds samples scored with other settings (max_new_tokens / masked heads); "
-                "use another --save-samples file or delete it to start over"
+    fix = "pass --overwrite (API: delete the file) to start over, or give another --save-samples file"
+    for rec in read_jsonl(path, torn_tail=True):
+        r = SampleResult.from_dict(rec, source=str(path))
+        if r.settings is not None:
+            if r.settings != settings:
+                raise InputError(
+                    f"{path} holds samples made with other settings ({_settings_diff(r.settings, settings)}); "
+                    f"they cannot be mixed with this run: {fix}"
+                )
+        elif r.config != config.fingerprint():  # a file from before settings were recorded
+            raise InputError(
+                f"{path} holds samples scored with other settings (max_new_tokens / rouge_threshold / masked "
+                f"heads); {fix}"
+            )
+        if r.sample_id in prompts and list(prompts[r.sample_id]) != list(r.input_ids):
+            raise InputError(
+                f"{path}: sample {r.sample_id!r} was scored on a different prompt (the haystack text, needles, "
+                f"prompt style or tokenizer changed); {fix}"
             )
         done[r.sample_id] = r
     return done
+
+
+def check_samples_file(path: str | Path) -> None:
+    """Refuse a ``--save-samples`` path that is a directory or an existing file that is not ours (before a run
+    appends to it or ``--overwrite`` deletes it)."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"samples file {path} is a directory; give a file path (--save-samples)")
+    if not path.exists() or not path.stat().st_size:
+        return
+    for rec in read_jsonl(path, torn_tail=True):
+        SampleResult.from_dict(rec, source=str(path))
+        return
+    raise InputError(
+        f"{path} exists but holds no samples of `retmask detect` (not our JSONL records); refusing to append to "
+        "or delete it: give another --save-samples path"
+    )
 
 
 def shard_path(samples_path: str | Path, rank: int, world_size: int) -> Path:
@@ -335,12 +437,15 @@ def detect_heads(
     params: dict[str, Any] | None = None,
     shard: tuple[int, int] | None = None,
     barrier=None,
+    inputs: dict[str, Any] | None = None,
 ) -> HeadScores | None:
     """Retrieval scores of every head over NIAH ``samples`` (see ``retmask_interp.niah``).
 
     With ``samples_path`` every finished sample is appended to that JSONL file as soon as it is scored, and a
-    re-run with the same file resumes: samples already there are not scored (or written) again. A file written
-    with different settings (max_new_tokens, masking) is refused rather than mixed.
+    re-run with the same file resumes: samples already there are not scored (or written) again. Every sample
+    records the settings that change its result (``DetectConfig.settings``, ``model_identity`` of the model, and
+    ``inputs``, e.g. the haystack's content hash); a file made with other settings, another model, or a
+    different prompt for the same sample id is refused, naming what changed, rather than mixed.
 
     ``shard=(rank, world_size)`` scores only ``samples[rank::world_size]``, into ``shard_path(samples_path, rank,
     world_size)``; after ``barrier()`` (e.g. ``torch.distributed.barrier``) rank 0 merges every rank's file into
@@ -361,11 +466,14 @@ def detect_heads(
         path: str | Path | None = shard_path(samples_path, rank, world)
     else:
         mine, path = list(samples), samples_path
-    done = _read_done(path, config) if path is not None else {}
+    settings = {**config.settings(), **model_identity(rm), **(inputs or {})}
+    if path is not None:
+        check_samples_file(path)
+    done = _read_done(path, config, settings, mine) if path is not None else {}
     if done:
         log.info("resuming: %d of %d samples already scored in %s", len(done), len(mine), path)
     todo = [s for s in mine if s.sample_id not in done]
-    for result in score_samples(rm, todo, config, progress=progress):
+    for result in score_samples(rm, todo, config, progress=progress, settings=settings):
         done[result.sample_id] = result
         if path is not None:
             append_jsonl(path, [result.to_dict()])
@@ -376,7 +484,7 @@ def detect_heads(
             return None
         done = {}
         for r in range(world):
-            done.update(_read_done(shard_path(samples_path, r, world), config))
+            done.update(_read_done(shard_path(samples_path, r, world), config, settings, samples))
         missing = [i for i in ids if i not in done]
         if missing:
             raise RuntimeError(
@@ -407,7 +515,7 @@ def detect_heads(
 
 def load_sample_results(path: str | Path) -> list[SampleResult]:
     """Read a samples JSONL written by ``detect_heads`` / ``retmask detect --save-samples``."""
-    return [SampleResult.from_dict(r) for r in read_jsonl(path)]
+    return [SampleResult.from_dict(r, source=str(path)) for r in read_jsonl(path, torn_tail=True)]
 
 
 def write_head_file(hs: HeadScores, path: str | Path, *, overwrite: bool = False) -> Path:

@@ -20,6 +20,8 @@ Files. ``pairs.jsonl`` holds the kept pairs, ``pairs.dropped.jsonl`` the dropped
     {"prompt": ..., "chosen": ..., "rejected": ...,          # read by trl.DPOTrainer as they are
      "prompt_index": 17, "prompt_id": ..., "seed": 0, "heads_hash": "3f2a...", "mode": "zero",
      "settings": "9c1e...",                                 # hash of sampling settings and format
+     "run": {"temperature": 0.6, "top_p": 1.0, "max_new_tokens": 2048, "format": "conversational",
+             "model": ..., "revision": ..., "dtype": ..., "model_hash": ...},  # compared on resume, by name
      "chosen_tokens": 312, "rejected_tokens": 280, "chosen_finished": true, "rejected_finished": false,
      "sample_seed": ..., "batch_size": 8}                   # the batch's generator seed; (dropped: + "reason")
 
@@ -45,7 +47,7 @@ from typing import Any
 
 import torch
 
-from retmask_interp.core.io import append_jsonl, atomic_write_json, read_jsonl, refuse_overwrite
+from retmask_interp.core.io import InputError, append_jsonl, atomic_write_json, read_jsonl, refuse_overwrite
 
 __all__ = [
     "PairsConfig",
@@ -136,7 +138,7 @@ def _first_user_turn(value: Any, where: str) -> str:
         for msg in value:
             if isinstance(msg, dict) and msg.get("role") == "user" and isinstance(msg.get("content"), str):
                 return msg["content"]
-    raise ValueError(
+    raise InputError(
         f"{where}: expected a prompt string or a list of chat messages with a user turn, got {value!r:.80}"
     )
 
@@ -159,6 +161,8 @@ def load_prompts(
     ``column`` names the prompt field; its value may also be a chat (list of messages): the first user turn is
     used. ``id_column`` is kept as ``Prompt.id`` when present. ``limit`` keeps the first prompts only.
     """
+    if limit is not None and (isinstance(limit, bool) or limit < 1):
+        raise InputError(f"limit must be >= 1 (or None for every prompt), got {limit} (CLI: --limit)")
     if isinstance(source, (str, Path)):
         path = Path(source)
         if not path.exists():
@@ -178,18 +182,18 @@ def load_prompts(
             text, pid = row, None
         elif isinstance(row, dict):
             if column not in row:
-                raise ValueError(
+                raise InputError(
                     f"{where}: row {i} has no {column!r} field (fields: {sorted(row)}); pass the prompt column's "
                     "name (CLI: --prompt-column)"
                 )
             text, pid = _first_user_turn(row[column], f"{where}: row {i}"), row.get(id_column)
         else:
-            raise ValueError(f"{where}: row {i} is a {type(row).__name__}; expected a string or an object")
+            raise InputError(f"{where}: row {i} is a {type(row).__name__}; expected a string or an object")
         if not text.strip():
-            raise ValueError(f"{where}: row {i} has an empty prompt")
+            raise InputError(f"{where}: row {i} has an empty prompt")
         out.append(Prompt(i, text, pid))
     if not out:
-        raise ValueError(f"{where}: no prompts")
+        raise InputError(f"{where}: no prompts")
     return out
 
 
@@ -401,6 +405,11 @@ def _prompt_text(rec: dict) -> str:
     return prompt if isinstance(prompt, str) else _first_user_turn(prompt, "pairs file")
 
 
+def _settings_diff(old: dict, new: dict) -> str:
+    keys = sorted(set(old) | set(new))
+    return "; ".join(f"{k} was {old.get(k)!r}, now {new.get(k)!r}" for k in keys if old.get(k) != new.get(k))
+
+
 def _settings_hash(sampling: dict, fmt: str) -> str:
     return hashlib.sha256(json.dumps([sampling, fmt], sort_keys=True).encode()).hexdigest()[:12]
 
@@ -415,13 +424,26 @@ def _start(
     refuse_overwrite(paths.stats, overwrite=False, what="pairs run (its stats file marks it finished)")
     by_index = {p.index: p for p in prompts}
     done: set[int] = set()
+    fix = "pass overwrite=True (CLI: --overwrite) to start over, or write to another path"
+    names = {"heads_hash": "the masked heads (head list, --top-k / --threshold)", "mode": "the masking mode"}
     for path in (paths.pairs, paths.dropped):
-        for rec in read_jsonl(path):
+        for rec in read_jsonl(path, torn_tail=True):
+            if not isinstance(rec.get("prompt_index"), int) or "prompt" not in rec:
+                raise InputError(
+                    f"{path} holds a record without prompt/prompt_index: it is not a pairs file being made by "
+                    f"`retmask pairs`; {fix}"
+                )
+            run = rec.get("run")
+            if isinstance(run, dict) and run != meta.get("run"):
+                raise InputError(
+                    f"{path} was made with other settings ({_settings_diff(run, meta.get('run') or {})}); {fix}"
+                )
             for key in ("seed", "heads_hash", "mode", "settings"):
                 if rec.get(key) != meta[key]:
-                    raise ValueError(
-                        f"{path} was made with {key}={rec.get(key)!r}, this run has {meta[key]!r}; "
-                        "pass overwrite=True (CLI: --overwrite) or write to another path"
+                    what = names.get(key, "the sampling settings or format" if key == "settings" else key)
+                    raise InputError(
+                        f"{path} was made with other {what} ({key} was {rec.get(key)!r}, now {meta[key]!r}); "
+                        f"{fix}"
                     )
             i = rec["prompt_index"]
             if i not in by_index or _prompt_text(rec) != by_index[i].text:
@@ -460,8 +482,8 @@ def _write(paths: PairPaths, prompts, chosen, rejected, meta: dict, conversation
 def _finish(
     paths: PairPaths, n_prompts: int, heads, meta: dict, fmt: str, sampling: dict, model: str
 ) -> PairStats:
-    kept = list(read_jsonl(paths.pairs))
-    dropped = list(read_jsonl(paths.dropped))
+    kept = list(read_jsonl(paths.pairs, torn_tail=True))
+    dropped = list(read_jsonl(paths.dropped, torn_tail=True))
     indices = [r["prompt_index"] for r in kept + dropped]
     if len(indices) != len(set(indices)):
         raise RuntimeError(f"{paths.pairs}: a prompt was written twice; the file is damaged")
@@ -514,6 +536,7 @@ def make_pairs(
     from tqdm.auto import tqdm
 
     from retmask_interp.core.models import as_model
+    from retmask_interp.measure.detect import model_identity
 
     config = config or PairsConfig()
     rm = as_model(model, tokenizer)
@@ -533,6 +556,7 @@ def make_pairs(
     sampling = {k: getattr(config, k) for k in ("temperature", "top_p", "max_new_tokens")}
     meta = {"seed": config.seed, "heads_hash": heads_hash(heads, config.mode), "mode": config.mode}
     meta["settings"] = _settings_hash(sampling, fmt)
+    meta["run"] = {**sampling, "format": fmt, **model_identity(rm)}
     done = _start(paths, prompts, meta, overwrite, batch_size=config.batch_size)
     encoded = {p.index: encode_prompt(rm.tokenizer, p.text, conversational) for p in prompts}
     order = sorted(prompts, key=lambda p: (-len(encoded[p.index]), p.index))
@@ -608,6 +632,7 @@ def pairs_from_responses(
     paths = pair_paths(out_path)
     meta = {"seed": seed, "heads_hash": heads_hash(heads, mode), "mode": mode}
     meta["settings"] = _settings_hash(dict(sampling or {}), format)
+    meta["run"] = {**dict(sampling or {}), "format": format, "model": model}
     done = _start(paths, prompts, meta, overwrite)
     rows = [(p, n, m) for p, n, m in zip(prompts, normal_responses, masked_responses) if p.index not in done]
     for i, (_, n, m) in enumerate(rows):

@@ -44,7 +44,7 @@ from typing import Any
 
 import torch
 
-from retmask_interp.core.io import atomic_write_json, read_jsonl, refuse_overwrite
+from retmask_interp.core.io import InputError, atomic_write_json, read_jsonl, refuse_overwrite
 
 __all__ = ["DPOSettings", "load_pairs_dataset", "train_dpo", "SUMMARY_NAME"]
 
@@ -103,13 +103,13 @@ def load_pairs_dataset(pairs_path: str | Path):
     for i, rec in enumerate(read_jsonl(path)):
         missing = [k for k in ("prompt", "chosen", "rejected") if k not in rec]
         if missing:
-            raise ValueError(f"{path}: record {i} lacks {missing}; expected prompt/chosen/rejected columns")
+            raise InputError(f"{path}: record {i} lacks {missing}; expected prompt/chosen/rejected columns")
         kinds.add(tuple(isinstance(rec[k], str) for k in ("prompt", "chosen", "rejected")))
         rows.append({k: rec[k] for k in ("prompt", "chosen", "rejected")})
     if not rows:
-        raise ValueError(f"{path} holds no pairs (were they all dropped? see its .stats.json)")
+        raise InputError(f"{path} holds no pairs (were they all dropped? see its .stats.json)")
     if len(kinds) != 1 or kinds.pop() not in ((True, True, True), (False, False, False)):
-        raise ValueError(
+        raise InputError(
             f"{path} mixes plain (string) and conversational (message list) records; use one format"
         )
     return Dataset.from_list(rows)

@@ -1,0 +1,152 @@
+"""Checks of command-line arguments that run before any model is loaded or anything is computed.
+
+argparse ``type=`` functions (``positive_int`` ...) turn a bad number into the usual one-line usage error; the
+``check_*`` functions raise ``InputError`` (printed by ``retmask`` as one line, exit status 2).
+
+Model names: ``organism[:NAME]``, an existing local directory, or a Hugging Face hub name. A name that is not a
+local directory and looks like a path (starts with ``/``, ``.``, ``~`` or has more than one ``/``) is refused at
+once. A hub name that is not in the local Hugging Face cache needs the network: when the hub cannot be reached
+(``HF_HUB_OFFLINE=1``, or no connection within 3 s) the command stops with a message saying so, instead of
+retrying for a minute and printing the hub's traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import socket
+from pathlib import Path
+
+from retmask_interp.core.io import InputError, check_writable
+
+__all__ = [
+    "positive_int",
+    "nonnegative_int",
+    "finite_float",
+    "unit_interval",
+    "check_device",
+    "check_model_source",
+    "check_writable",
+    "check_head_selection",
+]
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def nonnegative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return value
+
+
+def unit_interval(text: str) -> float:
+    """A number in [0, 1) (ROUGE thresholds: a sample counts when recall > threshold)."""
+    value = finite_float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1) (0 disables the filter), got {value}")
+    return value
+
+
+def check_device(device: str) -> None:
+    """``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps``; CUDA only when it is available."""
+    import torch
+
+    if device == "auto":
+        return
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise InputError(f"--device {device!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        n = torch.cuda.device_count()
+        if n == 0:
+            raise InputError(f"--device {device}: no CUDA GPU is available here; use --device cpu (or auto)")
+        if dev.index is not None and dev.index >= n:
+            raise InputError(f"--device {device}: there are only {n} CUDA GPUs (cuda:0 .. cuda:{n - 1})")
+
+
+def _looks_like_path(name: str) -> bool:
+    return name.startswith(("/", ".", "~")) or name.count("/") > 1 or name.endswith("/") or "\\" in name
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return False
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
+def _in_hf_cache(name: str, revision: str | None) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # pragma: no cover
+        return False
+    try:
+        found = try_to_load_from_cache(name, "config.json", revision=revision)
+    except Exception:  # an invalid repo id is answered below
+        return False
+    return isinstance(found, str)
+
+
+def check_model_source(name: str, revision: str | None = None) -> None:
+    """Refuse a model name that cannot be loaded, with a message saying why (see the module docstring)."""
+    from retmask_interp.core.models import ORGANISMS
+
+    if name == "organism" or name.startswith("organism:"):
+        which = name.partition(":")[2] or "concentrated"
+        if which not in ORGANISMS:
+            raise InputError(
+                f"unknown organism {which!r}; use one of: organism, organism:{', organism:'.join(ORGANISMS)}"
+            )
+        return
+    path = Path(name).expanduser()
+    if path.exists():
+        if not path.is_dir() or not (path / "config.json").is_file():
+            raise InputError(
+                f"model {name!r} is a local path but not a model directory (no config.json in it); give the "
+                "directory saved by save_pretrained, a hub name, or 'organism'"
+            )
+        return
+    if _looks_like_path(name):
+        raise InputError(f"model directory {name!r} does not exist; check the path (or give a hub name)")
+    if _in_hf_cache(name, revision):
+        return
+    if not _hub_reachable():
+        raise InputError(
+            f"model {name!r} is not a local directory and not in the Hugging Face cache, and the hub cannot be "
+            "reached (no network, or HF_HUB_OFFLINE is set): check the name, download the model where there is "
+            "a network, or give a local directory"
+        )
+
+
+def check_head_selection(top_k: int | None, threshold: float | None) -> None:
+    if top_k is not None and top_k < 0:
+        raise InputError(f"--top-k must be >= 0, got {top_k}")
+    if threshold is not None and not math.isfinite(threshold):
+        raise InputError(f"--threshold must be a finite number, got {threshold}")
