@@ -433,13 +433,14 @@ def _start(
                     f"{path} holds a record without prompt/prompt_index: it is not a pairs file being made by "
                     f"`retmask pairs`; {fix}"
                 )
-            run = rec.get("run")
-            if isinstance(run, dict) and run != meta.get("run"):
-                raise InputError(
-                    f"{path} was made with other settings ({_settings_diff(run, meta.get('run') or {})}); {fix}"
-                )
-            for key in ("seed", "heads_hash", "mode", "settings"):
-                if rec.get(key) != meta[key]:
+            for key in ("seed", "heads_hash", "mode", "run", "settings"):
+                run = rec.get("run")  # named settings (files from older versions carry only the hash)
+                if key == "run" and isinstance(run, dict) and run != meta.get("run"):
+                    raise InputError(
+                        f"{path} was made with other settings ({_settings_diff(run, meta.get('run') or {})}); "
+                        f"{fix}"
+                    )
+                if key != "run" and rec.get(key) != meta[key]:
                     what = names.get(key, "the sampling settings or format" if key == "settings" else key)
                     raise InputError(
                         f"{path} was made with other {what} ({key} was {rec.get(key)!r}, now {meta[key]!r}); "
