@@ -182,8 +182,28 @@ def _check_fast(tokenizer) -> None:
         )
 
 
-def _encode(tokenizer, text: str, add_special_tokens: bool) -> tuple[list[int], list[tuple[int, int]]]:
-    enc = tokenizer(text, add_special_tokens=add_special_tokens, return_offsets_mapping=True)
+_LONG_WARNING = "sequence-length-is-longer-than-the-specified-maximum"
+
+
+def _encode(
+    tokenizer, text: str, add_special_tokens: bool, *, longer_than_model: bool = False
+) -> tuple[list[int], list[tuple[int, int]]]:
+    """Token ids and character offsets. ``longer_than_model``: the text is meant to exceed the model's window
+    (a whole haystack, cut later), so transformers' "Token indices sequence length is longer than the specified
+    maximum" warning is silenced for this call only."""
+    flags = getattr(tokenizer, "deprecation_warnings", None)
+    silence = longer_than_model and isinstance(flags, dict)
+    had = flags.get(_LONG_WARNING) if silence else None
+    if silence:
+        flags[_LONG_WARNING] = True  # transformers warns once per tokenizer unless this flag is set
+    try:
+        enc = tokenizer(text, add_special_tokens=add_special_tokens, return_offsets_mapping=True)
+    finally:
+        if silence:
+            if had is None:
+                flags.pop(_LONG_WARNING, None)
+            else:
+                flags[_LONG_WARNING] = had
     return list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
 
 
@@ -222,10 +242,10 @@ def tokenize_haystack(
     if not isinstance(text, str) or not text.strip():
         raise ValueError("the haystack is empty; give a text file, a directory of .txt files, or 'synthetic'")
     text = text.strip()
-    ids, offsets = _encode(tokenizer, text, add_special_tokens=False)
+    ids, offsets = _encode(tokenizer, text, add_special_tokens=False, longer_than_model=True)
     if repeat and 0 < len(ids) < min_tokens:
         text = "\n\n".join([text] * (math.ceil(min_tokens / len(ids)) + 1))
-        ids, offsets = _encode(tokenizer, text, add_special_tokens=False)
+        ids, offsets = _encode(tokenizer, text, add_special_tokens=False, longer_than_model=True)
     starts, ends = _offset_arrays(offsets)
     return TokenizedHaystack(name or "haystack", text, starts, ends, _boundary_tokens(text, starts))
 
