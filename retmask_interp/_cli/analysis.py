@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
+
+from retmask_interp._cli.validate import finite_float, nonnegative_int, positive_int
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +31,7 @@ def register(sub) -> None:
     )
     p.add_argument(
         "--group-size",
-        type=int,
+        type=positive_int,
         metavar="N",
         help="query heads per KV head, to expand DuoAttention per-KV-head gates (e.g. 4 for Mistral-7B)",
     )
@@ -44,8 +47,10 @@ def register(sub) -> None:
     p.add_argument("model", metavar="MODEL", help='hub name, local path, or "organism"')
     p.add_argument("--heads", required=True, metavar="FILE", help="head list (any supported format)")
     sel = p.add_mutually_exclusive_group(required=True)
-    sel.add_argument("--top-k", type=int, metavar="K", help="mask the K highest-scoring heads")
-    sel.add_argument("--threshold", type=float, metavar="T", help="mask every head with mean score >= T")
+    sel.add_argument("--top-k", type=nonnegative_int, metavar="K", help="mask the K highest-scoring heads")
+    sel.add_argument(
+        "--threshold", type=finite_float, metavar="T", help="mask every head with mean score >= T"
+    )
     p.add_argument("--out", required=True, metavar="DIR", help="output checkpoint directory")
     p.add_argument(
         "--dtype", default="auto", help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16"
@@ -79,10 +84,14 @@ def run_analyze(args: argparse.Namespace) -> int:
 
 
 def run_export_masked(args: argparse.Namespace) -> int:
+    from retmask_interp._cli.validate import check_device, check_model_source, check_writable
     from retmask_interp.core.models import load_model
     from retmask_interp.heads.formats import check_head_list_matches, load_any_head_list
     from retmask_interp.interventions.weights import export_masked
 
+    check_writable(Path(args.out) / "config.json", "export directory (--out)")
+    check_device(args.device)
+    check_model_source(args.model, args.revision)
     rm = load_model(args.model, dtype=args.dtype, device=args.device, revision=args.revision)
     hs = load_any_head_list(args.heads, geometry=rm.geometry)
     check_head_list_matches(hs, rm)

@@ -13,6 +13,32 @@ from retmask_interp.core.io import atomic_write_bytes, atomic_write_text, refuse
 
 log = logging.getLogger(__name__)
 
+FIGURE_FORMATS = ("html", "png", "svg", "pdf", "jpeg", "jpg", "webp")
+NOTEBOOK_RENDERER = "plotly_mimetype+notebook"
+
+
+def offline_notebook_figures(renderer: str = NOTEBOOK_RENDERER) -> None:
+    """Make plotly figures shown in a notebook render everywhere, without network.
+
+    Each figure carries two outputs: the plotly mimetype (JupyterLab and VS Code draw it) and HTML whose
+    plotly.js is embedded once per notebook (plotly's offline ``notebook`` renderer), which an HTML export
+    (``jupyter nbconvert --to html``) or a repository preview shows. Call it in a notebook's first cell.
+    """
+    import plotly.io as pio
+
+    pio.renderers.default = renderer
+
+
+def check_figure_formats(formats: Sequence[str]) -> list[str]:
+    """The normalised formats (``".PNG"`` -> ``"png"``), or ``ValueError`` naming the unknown ones."""
+    out = [fmt.lower().lstrip(".") for fmt in formats]
+    unknown = sorted(set(out) - set(FIGURE_FORMATS))
+    if unknown or not out:
+        raise ValueError(
+            f"unknown figure formats {unknown or list(formats)}; use html, png, svg, pdf, jpeg or webp"
+        )
+    return out
+
 
 @contextlib.contextmanager
 def static_export_session():
@@ -53,12 +79,7 @@ def save_figure(
     unless ``overwrite``.
     """
     stem = Path(path_stem)
-    paths = {
-        fmt.lower().lstrip("."): stem.with_name(f"{stem.name}.{fmt.lower().lstrip('.')}") for fmt in formats
-    }
-    unknown = set(paths) - {"html", "png", "svg", "pdf", "jpeg", "jpg", "webp"}
-    if unknown:
-        raise ValueError(f"unknown figure formats {sorted(unknown)}; use html, png, svg, pdf, jpeg or webp")
+    paths = {fmt: stem.with_name(f"{stem.name}.{fmt}") for fmt in check_figure_formats(formats)}
     for path in paths.values():
         refuse_overwrite(path, overwrite, "figure")
     written = []

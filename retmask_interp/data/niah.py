@@ -597,8 +597,8 @@ class NIAHConfig:
     def check(self) -> dict[str, Any]:
         """Read the haystacks and needles (no model needed) and check the grid, so that bad input fails before
         a model is loaded. Returns the inputs' identities (content hashes, prompt style) that change a sample."""
-        if not self.lengths or any(int(n) < 1 for n in self.lengths):
-            raise InputError(f"lengths must be positive token counts, got {self.lengths}")
+        if not self.lengths or any(int(n) < 0 for n in self.lengths):
+            raise InputError(f"lengths must be token counts >= 0, got {self.lengths}")
         if not self.depths or any(not 0 <= float(d) <= 100 for d in self.depths):
             raise InputError(f"depths must be percentages in [0, 100], got {self.depths}")
         if self.style not in STYLES:

@@ -40,7 +40,7 @@ def analyze_files(
     Returns the metrics table.
     """
     from retmask_interp.analysis import plots as figures
-    from retmask_interp.analysis.export import save_figure, static_export_session
+    from retmask_interp.analysis.export import check_figure_formats, save_figure, static_export_session
     from retmask_interp.core.io import atomic_write_json, atomic_write_text, refuse_overwrite
     from retmask_interp.heads.formats import load_any_head_list
 
@@ -49,7 +49,11 @@ def analyze_files(
     if labels is not None and len(labels) != len(paths):
         raise ValueError(f"got {len(labels)} labels for {len(paths)} files; give one label per file")
     out_dir = Path(out_dir)
+    formats = check_figure_formats(formats)  # every check before the first file is written
     refuse_overwrite(out_dir / "metrics.csv", overwrite, "analysis")
+    for stem in ("heatmaps", "sorted_scores", "metrics"):
+        for fmt in formats:
+            refuse_overwrite(out_dir / f"{stem}.{fmt}", overwrite, "figure")
     loaded = [load_any_head_list(p, **dict(load_kwargs or {})) for p in paths]
     names = list(labels) if labels is not None else [hs.model or Path(p).stem for hs, p in zip(loaded, paths)]
     names = _unique_labels(names)

@@ -37,6 +37,16 @@ class DemoConfig:
     overwrite: bool = False
     progress: bool = True
 
+    def __post_init__(self) -> None:
+        from retmask_interp.core.io import InputError
+
+        if self.seeds < 1:
+            raise InputError(f"seeds must be >= 1 (random-head controls), got {self.seeds} (CLI: --seeds)")
+        if self.lengths is not None and (not self.lengths or min(self.lengths) < 1):
+            raise InputError(f"lengths must be positive token counts, got {self.lengths} (CLI: --lengths)")
+        if self.num_depths is not None and self.num_depths < 1:
+            raise InputError(f"num_depths must be >= 1, got {self.num_depths} (CLI: --num-depths)")
+
 
 @dataclass
 class MaskingRun:
@@ -93,6 +103,15 @@ def _samples(rm, config: DemoConfig):
     # real models: 2 lengths x 3 depths x num_needles (12 samples with the default 2 needles after the
     # organism's 3), sized so that `retmask demo --model smollm2-135m-instruct` fits 10 minutes on 2 CPU cores
     lengths = config.lengths or ([400, 800, 1200, 1600] if is_organism else [500, 1000])
+    if rm.max_context and config.lengths:
+        over = [n for n in config.lengths if n > rm.max_context]
+        if over:
+            from retmask_interp.core.io import InputError
+
+            raise InputError(
+                f"--lengths {' '.join(map(str, over))}: longer than {rm.name}'s window of {rm.max_context} tokens; "
+                f"use lengths up to {rm.max_context}"
+            )
     if rm.max_context:
         lengths = [n for n in lengths if n <= rm.max_context] or [min(lengths)]
     depths = wu_depths(config.num_depths or (5 if is_organism else 3))

@@ -41,7 +41,9 @@ def _kill_when(proc: subprocess.Popen, path: Path, n: int, timeout: float = 60) 
     """SIGKILL ``proc`` as soon as ``path`` holds ``n`` lines (mid-run)."""
     end = time.monotonic() + timeout
     while _lines(path) < n:
-        assert proc.poll() is None, f"finished or failed before the kill: {proc.stderr.read().decode()[-2000:]}"
+        assert proc.poll() is None, (
+            f"finished or failed before the kill: {proc.stderr.read().decode()[-2000:]}"
+        )
         assert time.monotonic() < end, "no progress"
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)

@@ -1,0 +1,279 @@
+"""Bad inputs get one clear line (problem, file or option, fix) and exit status 2, before any model is loaded
+where possible; wrong outcomes of the careful-user report (issue 15) stay fixed. docs/reliability.md lists them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from retmask_interp.cli import main
+from retmask_interp.core.io import InputError
+from retmask_interp.heads.scores import MAX_HEADS, HeadScores, load_head_scores
+
+
+@pytest.fixture
+def heads_file(tmp_path):
+    path = tmp_path / "heads.json"
+    HeadScores.from_matrix([[0.1 * (4 * layer + h) for h in range(4)] for layer in range(2)]).save(path)
+    return path
+
+
+def _err(capsys) -> str:
+    """stderr, whose last line must be the one-line error (``retmask CMD: error: ...``), not a traceback."""
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1] if err.strip() else ""
+    assert last.startswith("retmask ") and ": error: " in last, err[-3000:]
+    return err
+
+
+# -- head lists ------------------------------------------------------------------------------------------------
+def test_top_k_negative_or_beyond_the_heads(heads_file, capsys):
+    hs = load_head_scores(heads_file)
+    with pytest.raises(InputError, match="top-k must be an integer >= 0"):
+        hs.select(top_k=-1)
+    with pytest.raises(InputError, match="top-k 1000 is more than the 8 heads"):
+        hs.select(top_k=1000)
+    with pytest.raises(InputError, match="more than the 8 heads"):
+        hs.top_k(9)
+    assert len(hs.top_k(8)) == 8
+    with pytest.raises(SystemExit):
+        main(["heads", str(heads_file), "--top", "-1"])
+    assert "must be >= 0" in _err(capsys)
+    assert main(["heads", str(heads_file), "--top", "1000"]) == 2
+    assert "--top 1000 is more than the 8 heads" in _err(capsys)
+    for cmd in (["pairs", "organism", "--heads", str(heads_file), "--builtin-prompts", "2", "--out", "x.jsonl"],
+                ["export-masked", "organism", "--heads", str(heads_file), "--out", "x"]):  # fmt: skip
+        with pytest.raises(SystemExit):
+            main([*cmd, "--top-k", "-1"])
+        assert "must be >= 0" in _err(capsys)
+
+
+@pytest.mark.parametrize(
+    "name, text",
+    [
+        ("h.csv", "layer,head,score\n0,0,0.5\n0,1,nan\n"),
+        ("h.csv", "layer,head,score\n0,0,inf\n"),
+        ("h.yaml", "heads:\n  - [0, 0, 0.5]\n  - [0, 1, .nan]\n"),
+        ("h.yaml", "'0-1': .inf\n"),
+        ("h.yaml", "- {layer: 0, head: 1, score: .nan}\n"),
+    ],
+)
+def test_nan_or_infinite_scores_are_refused(tmp_path, capsys, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    assert main(["heads", str(path)]) == 2
+    assert "non-finite score" in _err(capsys)
+
+
+def test_huge_geometry_from_a_tiny_file_is_refused_quickly(tmp_path, capsys):
+    path = tmp_path / "h.json"
+    path.write_text('{"3000-3000": [0.5]}')
+    assert main(["heads", str(path)]) == 2
+    assert f"more than the {MAX_HEADS:,} heads" in _err(capsys)
+    path.write_text('{"3000-0": [0.5]}')  # 3001 x 1: small, accepted
+    assert main(["heads", str(path), "--top", "2"]) == 0
+
+
+def test_head_key_outside_the_files_geometry(tmp_path, capsys):
+    path = tmp_path / "h.json"
+    obj = HeadScores.from_matrix([[0.1, 0.2], [0.3, 0.4]]).to_json_dict()
+    obj["scores"]["5-0"] = 0.9
+    path.write_text(json.dumps(obj))
+    assert main(["heads", str(path)]) == 2
+    assert "head 5-0 is outside the geometry of 2 layers x 2 heads" in _err(capsys)
+
+
+def test_sparse_wu_list_is_valid_missing_heads_are_zero(tmp_path):
+    from retmask_interp.heads.formats import check_head_list_matches, load_any_head_list
+
+    path = tmp_path / "wu.json"
+    path.write_text(json.dumps({"0-1": [0.5, 0.7], "1-0": [0.2, 0.2]}))  # a 4 x 4 model, most heads absent
+    geo = {"num_layers": 4, "num_heads": 4}
+    hs = load_any_head_list(path, geometry=geo)
+    check_head_list_matches(hs, geo)
+    assert (hs.num_layers, hs.num_heads) == (4, 4) and hs.matrix()[3, 3] == 0
+    hs = load_any_head_list(path)  # geometry inferred from the listed heads, then widened to the model's
+    check_head_list_matches(hs, geo)
+    assert (hs.num_layers, hs.num_heads) == (4, 4)
+    with pytest.raises(InputError, match="another model"):
+        check_head_list_matches(load_any_head_list(path), {"num_layers": 1, "num_heads": 4})
+
+
+# -- inputs read strictly ----------------------------------------------------------------------------------------
+def test_prompts_file_with_a_torn_last_line_is_an_error(tmp_path):
+    from retmask_interp.retmask.pairs import load_prompts
+
+    path = tmp_path / "prompts.jsonl"
+    path.write_text('{"prompt": "one"}\n{"prompt": "two"}\n{"prompt": "thr')
+    with pytest.raises(InputError, match=r"prompts.jsonl:3 is not valid JSON"):
+        load_prompts(path)
+    path.write_bytes(b'{"prompt": "one"}\n{"prompt": "\xe9"}\n')
+    with pytest.raises(InputError, match=r"prompts.jsonl:2 is not UTF-8"):
+        load_prompts(path)
+    with pytest.raises(InputError, match="limit must be >= 1"):
+        load_prompts(["a"], limit=-1)
+
+
+def test_pairs_file_with_a_torn_last_line_is_an_error(tmp_path):
+    pytest.importorskip("datasets")
+    from retmask_interp.retmask.training import load_pairs_dataset
+
+    path = tmp_path / "pairs.jsonl"
+    rec = json.dumps({"prompt": "p", "chosen": "a", "rejected": "b"})
+    path.write_text(rec + "\n" + rec[:-3])
+    with pytest.raises(InputError, match=r"pairs.jsonl:2 is not valid JSON"):
+        load_pairs_dataset(path)
+
+
+def test_needles_and_haystack_that_are_not_text(tmp_path):
+    from retmask_interp.data.niah import NIAHConfig, load_haystack, read_needles
+
+    hay = tmp_path / "random.bin"
+    hay.write_bytes(bytes(range(256)) * 800)  # 200 KB of bytes
+    with pytest.raises(InputError, match="random.bin is not UTF-8 text"):
+        load_haystack(hay)
+    hay.write_bytes(b"\x00\x01\x02 text " * 100)
+    with pytest.raises(InputError, match="binary data"):
+        load_haystack(hay)
+    needles = tmp_path / "needles.jsonl"
+    good = json.dumps({"needle": "The code is 7.", "question": "What is the code?", "real_needle": "7"})
+    needles.write_bytes(good.encode() + b"\n" + b'{"needle": "\xff"}\n')
+    with pytest.raises(InputError, match=r"needles.jsonl: line 2 is not UTF-8"):
+        read_needles(needles)
+    with pytest.raises(InputError, match="not UTF-8"):
+        NIAHConfig(haystack=str(hay.with_suffix(".txt")), needles=str(needles)).check()
+
+
+# -- CLI options, checked before the model is loaded -------------------------------------------------------------
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["pairs", "organism", "--heads", "h.json", "--top-k", "2", "--builtin-prompts", "0", "--out", "p.jsonl"],
+        ["pairs", "organism", "--heads", "h.json", "--top-k", "2", "--prompts", "p", "--limit", "-1", "--out", "x"],
+        ["pairs", "organism", "--heads", "h.json", "--top-k", "2", "--builtin-prompts", "2", "--batch-size", "0",
+         "--out", "x"],
+        ["evaluate", "organism", "--out", "e.csv", "--n-per-cell", "0"],
+        ["evaluate", "organism", "--out", "e.csv", "--batch-size", "0"],
+        ["demo", "--seeds", "-1"],
+        ["demo", "--seeds", "0"],
+        ["demo", "--num-depths", "0"],
+    ],
+)  # fmt: skip
+def test_bad_numbers_are_usage_errors(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    assert "must be >= " in _err(capsys)
+
+
+def test_model_names_that_cannot_be_loaded(tmp_path, capsys, monkeypatch):
+    out = str(tmp_path / "h.json")
+    assert main(["detect", str(tmp_path / "no-such-dir"), "--out", out, "--device", "cpu"]) == 2
+    assert "does not exist" in _err(capsys)
+    assert main(["detect", "./models/llama", "--out", out, "--device", "cpu"]) == 2
+    assert "model directory './models/llama' does not exist" in _err(capsys)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert main(["detect", "meta-lama/Llama-3.1-8B-Instruct-typo", "--out", out, "--device", "cpu"]) == 2
+    err = _err(capsys)
+    assert "not in the Hugging Face cache" in err and "cannot be reached" in err
+    assert main(["detect", "organism:nosuch", "--out", out, "--device", "cpu"]) == 2
+    assert "unknown organism 'nosuch'" in _err(capsys)
+    (tmp_path / "file").write_text("")
+    assert main(["detect", str(tmp_path / "file"), "--out", out, "--device", "cpu"]) == 2
+    assert "not a model directory" in _err(capsys)
+    assert not (tmp_path / "h.json").exists()
+
+
+def test_unwritable_output_fails_before_computing(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main(["detect", "organism", "--out", str(blocker / "h.json"), "--device", "cpu"]) == 2
+    assert "is a file, not a directory" in _err(capsys)
+    args = ["pairs", "organism", "--heads", "h.json", "--top-k", "2", "--builtin-prompts", "2"]
+    assert main([*args, "--out", str(blocker / "p.jsonl"), "--device", "cpu"]) == 2
+    assert "is a file, not a directory" in _err(capsys)
+
+
+def test_detect_validates_haystack_before_loading_the_model(tmp_path, capsys, monkeypatch):
+    import retmask_interp._cli.detect as cli_detect
+
+    def no_model(args):
+        raise AssertionError("the model was loaded before the inputs were checked")
+
+    monkeypatch.setattr(cli_detect, "load_from_args", no_model)
+    hay = tmp_path / "hay.txt"
+    hay.write_bytes(bytes(range(256)) * 10)
+    assert main(["detect", "organism", "--out", str(tmp_path / "h.json"), "--haystack", str(hay)]) == 2
+    assert "is not UTF-8 text" in _err(capsys)
+
+
+def test_needle_longer_than_the_window(tmp_path, capsys):
+    from retmask_interp.core.models import available_organisms
+
+    if "concentrated" not in available_organisms():
+        pytest.skip("the organism's weights are not installed")
+    needles = tmp_path / "needles.jsonl"
+    long = "word " * 5000
+    needles.write_text(
+        json.dumps({"needle": long + "The code is 7.", "question": "Code?", "real_needle": "7"})
+    )
+    argv = ["detect", "organism", "--out", str(tmp_path / "h.json"), "--needles", str(needles), "--device", "cpu",
+            "--lengths", "300"]  # fmt: skip
+    assert main(argv) == 2
+    err = _err(capsys)
+    assert "more than the model's window of 4096: shorten the needle" in err and "--min-length" not in err
+
+
+def test_demo_lengths_beyond_the_window(tmp_path, capsys):
+    from retmask_interp.core.models import available_organisms
+
+    if "concentrated" not in available_organisms():
+        pytest.skip("the organism's weights are not installed")
+    assert main(["demo", "--out", str(tmp_path / "d"), "--lengths", "9000", "--device", "cpu"]) == 2
+    err = _err(capsys)
+    assert "window of 4096" in err and "allow-overflow" not in err
+
+
+# -- evaluate / compare / analyze ------------------------------------------------------------------------------
+def test_evaluate_refuses_another_runs_summary(tmp_path, capsys):
+    summary = tmp_path / "new.summary.csv"
+    summary.write_text("task,length,mean\nniah,1024,0.5\n")
+    assert main(["evaluate", "organism", "--out", str(tmp_path / "new.csv"), "--device", "cpu"]) == 2
+    assert "new.summary.csv already exists" in _err(capsys)
+    assert summary.read_text() == "task,length,mean\nniah,1024,0.5\n"
+
+
+def test_compare_missing_columns_and_unknown_by(tmp_path, capsys):
+    good = "task,length,index,score\nniah,1,0,1.0\nniah,1,1,0.0\n"
+    (tmp_path / "a.csv").write_text(good)
+    (tmp_path / "b.csv").write_text(good)
+    (tmp_path / "bad.csv").write_text("task,score\nniah,1\n")
+    assert main(["compare", str(tmp_path / "a.csv"), str(tmp_path / "bad.csv")]) == 2
+    assert "bad.csv lacks the columns ['index', 'length']" in _err(capsys)
+    assert main(["compare", str(tmp_path / "a.csv"), str(tmp_path / "b.csv"), "--by", "nosuch"]) == 2
+    assert "--by nosuch: no such column" in _err(capsys)
+
+
+def test_analyze_with_a_bad_format_writes_nothing(heads_file, tmp_path, capsys):
+    out = tmp_path / "analysis"
+    assert main(["analyze", str(heads_file), "--out", str(out), "--formats", "html", "gif"]) == 2
+    assert "unknown figure formats ['gif']" in _err(capsys)
+    assert not out.exists() or not any(out.iterdir())
+    assert main(["analyze", str(heads_file), "--out", str(out), "--formats", "html"]) == 0
+
+
+def test_offline_notebook_figures_carry_html_with_plotly_js():
+    import plotly.graph_objects as go
+    import plotly.io as pio
+
+    from retmask_interp.analysis.export import offline_notebook_figures
+
+    old = pio.renderers.default
+    try:
+        offline_notebook_figures()
+        bundle = pio.renderers._build_mime_bundle(go.Figure(go.Bar(y=[1, 2])).to_dict())
+        assert "application/vnd.plotly.v1+json" in bundle and "Plotly.newPlot" in bundle["text/html"]
+        assert pio.renderers["notebook"].connected is False  # plotly.js embedded, not from a CDN
+    finally:
+        pio.renderers.default = old
