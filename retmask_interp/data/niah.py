@@ -192,18 +192,18 @@ def _encode(
     (a whole haystack, cut later), so transformers' "Token indices sequence length is longer than the specified
     maximum" warning is silenced for this call only."""
     flags = getattr(tokenizer, "deprecation_warnings", None)
-    silence = longer_than_model and isinstance(flags, dict)
-    had = flags.get(_LONG_WARNING) if silence else None
-    if silence:
-        flags[_LONG_WARNING] = True  # transformers warns once per tokenizer unless this flag is set
+    if not longer_than_model or not isinstance(flags, dict):
+        enc = tokenizer(text, add_special_tokens=add_special_tokens, return_offsets_mapping=True)
+        return list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
+    had = flags.get(_LONG_WARNING)
+    flags[_LONG_WARNING] = True  # transformers warns once per tokenizer unless this flag is set
     try:
         enc = tokenizer(text, add_special_tokens=add_special_tokens, return_offsets_mapping=True)
     finally:
-        if silence:
-            if had is None:
-                flags.pop(_LONG_WARNING, None)
-            else:
-                flags[_LONG_WARNING] = had
+        if had is None:
+            flags.pop(_LONG_WARNING, None)
+        else:
+            flags[_LONG_WARNING] = had
     return list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
 
 

@@ -220,7 +220,7 @@ def _entries(obj: Any, source: str) -> list[tuple[Head, float | None]]:
                     f"{source}: a mapping layer: [head, ...] needs a list of heads for every layer"
                 )
             return [((int(layer), _int(h, source, "head")), None) for layer in keys for h in obj[layer]]
-        out = []
+        out: list[tuple[Head, float | None]] = []
         for k, v in obj.items():  # {"l-h": score}
             head = parse_head_key(str(k), source=source)
             out.append((head, _score(v, source, k)))
@@ -489,9 +489,10 @@ def check_head_list_matches(hs: HeadScores, model) -> None:
         model = as_model(model)
     geo = _geometry_dict(model)
     want = (geo.get("num_layers"), geo.get("num_heads"))
+    nl, nh = want
     inferred = not hs.geometry  # shape guessed from the largest listed head (sparse: missing = 0)
-    if inferred and None not in want and hs.num_layers <= want[0] and hs.num_heads <= want[1]:
-        hs.num_layers, hs.num_heads = int(want[0]), int(want[1])
+    if inferred and nl is not None and nh is not None and hs.num_layers <= nl and hs.num_heads <= nh:
+        hs.num_layers, hs.num_heads = int(nl), int(nh)
         return
     if (hs.num_layers, hs.num_heads) != want:
         raise InputError(

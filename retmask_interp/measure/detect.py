@@ -203,7 +203,8 @@ def model_identity(model) -> dict[str, Any]:
     """Name, revision, dtype and a hash of the config and of a few weights of a model: enough to tell apart two
     models (or two checkpoints of one) whose samples must not be mixed on resume. Cheap: reads ~2k weights."""
     rm = as_model(model)
-    cfg = rm.model.config.to_dict()
+    config: Any = rm.model.config
+    cfg = config.to_dict()
     drop = {"transformers_version", "dtype", "torch_dtype", "architectures"}
     cfg = {k: v for k, v in cfg.items() if not k.startswith("_") and k not in drop}
     h = hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode())

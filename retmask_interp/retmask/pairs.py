@@ -555,7 +555,8 @@ def make_pairs(
     fmt = "conversational" if conversational else "plain"
     paths = pair_paths(out_path)
     sampling = {k: getattr(config, k) for k in ("temperature", "top_p", "max_new_tokens")}
-    meta = {"seed": config.seed, "heads_hash": heads_hash(heads, config.mode), "mode": config.mode}
+    meta: dict[str, Any] = {"seed": config.seed, "heads_hash": heads_hash(heads, config.mode)}
+    meta["mode"] = config.mode
     meta["settings"] = _settings_hash(sampling, fmt)
     meta["run"] = {**sampling, "format": fmt, **model_identity(rm)}
     done = _start(paths, prompts, meta, overwrite, batch_size=config.batch_size)
@@ -631,7 +632,7 @@ def pairs_from_responses(
         raise ValueError(f"format must be 'conversational' or 'plain', got {format!r}")
     heads = sorted({(int(a), int(b)) for a, b in heads})
     paths = pair_paths(out_path)
-    meta = {"seed": seed, "heads_hash": heads_hash(heads, mode), "mode": mode}
+    meta: dict[str, Any] = {"seed": seed, "heads_hash": heads_hash(heads, mode), "mode": mode}
     meta["settings"] = _settings_hash(dict(sampling or {}), format)
     meta["run"] = {**dict(sampling or {}), "format": format, "model": model}
     done = _start(paths, prompts, meta, overwrite)
