@@ -277,3 +277,14 @@ def test_offline_notebook_figures_carry_html_with_plotly_js():
         assert pio.renderers["notebook"].connected is False  # plotly.js embedded, not from a CDN
     finally:
         pio.renderers.default = old
+
+
+def test_pairs_resume_names_the_changed_setting(tmp_path):
+    from retmask_interp.retmask.pairs import pair_paths, pairs_from_responses
+
+    out = tmp_path / "p.jsonl"
+    kw = dict(heads=[(0, 0)], seed=3, format="plain")
+    pairs_from_responses(["x", "y"], ["a", "b"], ["c", "d"], out, sampling={"temperature": 0.6}, **kw)
+    pair_paths(out).stats.unlink()  # an interrupted run
+    with pytest.raises(InputError, match=r"temperature was 0\.6, now 0\.7"):
+        pairs_from_responses(["x", "y"], ["a", "b"], ["c", "d"], out, sampling={"temperature": 0.7}, **kw)
