@@ -255,12 +255,16 @@ def run_retmask(args) -> int:
     from retmask_interp.retmask.pairs import make_pairs, pair_paths
     from retmask_interp.retmask.training import train_dpo
 
-    rm = load_from_args(args)
     pairs = args.out / "pairs.jsonl"
-    if args.overwrite or not pair_paths(pairs).stats.exists():
+    check_writable(pairs, "pairs output (--out)")
+    check_model_args(args)
+    fresh = args.overwrite or not pair_paths(pairs).stats.exists()
+    prompts = _prompts(args) if fresh else None  # read (strictly) before the model is loaded
+    rm = load_from_args(args)
+    if fresh:
         make_pairs(
             rm,
-            _prompts(args),
+            prompts,
             _heads(args, rm),
             pairs,
             config=_pairs_config(args),
