@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from retmask_interp.analysis.metrics import agreement
-from retmask_interp.heads.scores import score_matrix
+from retmask_interp.heads.scores import HeadScores, score_matrix
+
+ScoresLike = HeadScores | np.ndarray | Mapping | Sequence  # what score_matrix accepts
 
 __all__ = [
     "head_heatmap",
@@ -114,7 +117,7 @@ def head_heatmap(
 
 
 def heatmaps_side_by_side(
-    named_scores: Mapping[str, object],
+    named_scores: Mapping[str, ScoresLike],
     *,
     threshold: float | None = 0.1,
     annotate_top: int = 5,
@@ -153,7 +156,7 @@ def heatmaps_side_by_side(
     return fig
 
 
-def sorted_score_curves(named_scores: Mapping[str, object], *, title: str | None = None):
+def sorted_score_curves(named_scores: Mapping[str, ScoresLike], *, title: str | None = None):
     """The concentration picture. Left: every head's score, sorted descending, against its rank. Right:
     cumulative share of the retrieval mass against the fraction of heads (steeper = more concentrated).
     Traces: for each model, the sorted curve then the cumulative curve."""
@@ -500,7 +503,7 @@ def masking_outcome_bars(summary, *, metric: str = "success", by: str = "kind", 
             name=metric,
         )
     )
-    yaxis = {"title": metric}
+    yaxis: dict[str, Any] = {"title": metric}
     if metric in ("success", "rouge"):
         yaxis["range"] = [0, 1.05]
     fig.update_layout(

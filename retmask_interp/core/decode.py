@@ -105,11 +105,11 @@ def _last_row_mask(mask: Any) -> torch.Tensor | None:
 
 def _forward_names(model: torch.nn.Module) -> tuple[str, str | None]:
     """The names of the forward's cache and logits-to-keep arguments (read once per model class)."""
-    return _forward_names_of(type(model))
+    return _forward_names_of(type(model))  # type: ignore[arg-type]  # torch types Module.__hash__ unbound
 
 
 @functools.cache
-def _forward_names_of(cls: type) -> tuple[str, str | None]:
+def _forward_names_of(cls: type[torch.nn.Module]) -> tuple[str, str | None]:
     params = inspect.signature(cls.forward).parameters
     cache = "cache" if "cache" in params else "past_key_values"
     keep = "logits_to_keep" if "logits_to_keep" in params else None
@@ -159,7 +159,7 @@ def traced_step(
                 if plan is not None and plan.touches_output(layer):
                     plan.apply_output(layer, rm.out_proj_envoy(layer).input)
         if readout:
-            top_all = torch.stack(tops).save()
+            top_all = torch.stack(tops).save()  # type: ignore[attr-defined]  # nnsight adds .save
         logits = rm.lm.output.logits[:, -1, :].save()
     return logits, top_all
 
@@ -183,7 +183,7 @@ def decode_steps(
     """
     from transformers import DynamicCache
 
-    cache = DynamicCache(config=rm.model.config)
+    cache = DynamicCache(config=rm.config)
     track_eos = eos.numel() > 0
     active = torch.ones(batch.ids.shape[0], dtype=torch.bool, device=batch.ids.device)
     cur = batch.width
@@ -207,7 +207,7 @@ def decode_steps(
         if step == max_new_tokens - 1 or (track_eos and not bool(active.any())):
             return
         ids = token[:, None]
-        if padded:
+        if positions is not None:  # padded
             positions = positions[:, -1:] + 1
 
 

@@ -12,11 +12,14 @@ import re
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
 from retmask_interp.core.architectures import ArchSpec, ModelGeometry, arch_for
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig
 
 __all__ = [
     "RetModel",
@@ -103,6 +106,11 @@ class RetModel:
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
+
+    @property
+    def config(self) -> PretrainedConfig:
+        """The model's transformers config."""
+        return cast("PretrainedConfig", self.model.config)
 
     @property
     def max_context(self) -> int | None:
@@ -265,7 +273,9 @@ def organism_path(name: str = DEFAULT_ORGANISM) -> Path:
     return path
 
 
-def load_organism(name: str = DEFAULT_ORGANISM, device: str | None = "cpu", dtype: str | None = "auto"):
+def load_organism(
+    name: str = DEFAULT_ORGANISM, device: str | None = "cpu", dtype: str | torch.dtype | None = "auto"
+) -> RetModel:
     """Load organism ``name`` as a :class:`~retmask_interp.core.models.RetModel` named ``retmask-organism-<name>``.
 
     ``device``: ``"cpu"`` (default), ``"cuda"``, or ``"auto"`` (a GPU when there is one). ``dtype``: ``"auto"``
@@ -277,7 +287,7 @@ def load_organism(name: str = DEFAULT_ORGANISM, device: str | None = "cpu", dtyp
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
     model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch_dtype, attn_implementation="sdpa")
-    model.to(dev).eval()
+    model.to(dev).eval()  # type: ignore[arg-type]  # transformers types PreTrainedModel.to through functools.wraps
     tokenizer = AutoTokenizer.from_pretrained(str(path))
     return RetModel(model, tokenizer, name=f"retmask-organism-{name}")
 
@@ -334,7 +344,7 @@ def load_model(
         kwargs["attn_implementation"] = "eager"
         model = AutoModelForCausalLM.from_pretrained(str(name_or_path), **kwargs)
     if "device_map" not in kwargs:
-        model.to(dev)
+        model.to(dev)  # type: ignore[arg-type]  # (as in load_organism)
     model.eval()
     tokenizer = AutoTokenizer.from_pretrained(
         str(name_or_path), revision=revision, trust_remote_code=trust_remote_code

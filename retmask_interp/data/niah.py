@@ -38,7 +38,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -468,7 +468,8 @@ def build_sample(
     hay = haystack if isinstance(haystack, TokenizedHaystack) else tokenize_haystack(tokenizer, haystack)
     name = haystack_name or hay.name
     ans_lo, ans_hi = answer_char_span(needle, needle_index)
-    budget, best = context_length - minimum, None
+    budget = context_length - minimum
+    best: tuple[Any, ...] | None = None
     tried: set[int] = set()
     k: int | None = None
     for _ in range(_MAX_ROUNDS):
@@ -495,6 +496,8 @@ def build_sample(
         if miss == 0 or budget - miss in tried:
             break
         budget -= miss
+    if best is None:  # only when _MAX_ROUNDS < 1
+        raise RuntimeError(f"could not build a {context_length}-token prompt; please report")
     err, _, budget, k, prompt, ctx_at, ids, offsets, ctx_len, n_at = best
     if err > LENGTH_TOLERANCE:
         raise RuntimeError(
@@ -547,7 +550,7 @@ def build_grid(
     """
     needles = validate_needles(list(needles))
     per_needle = isinstance(haystack, Sequence) and not isinstance(haystack, str | Haystack)
-    hays = list(haystack) if per_needle else [haystack]
+    hays: list = list(cast(Sequence, haystack)) if per_needle else [haystack]
     if per_needle and len(hays) != len(needles):
         raise ValueError(
             f"{len(hays)} haystacks for {len(needles)} needles; give one haystack or one per needle"
@@ -588,7 +591,7 @@ class NIAHConfig:
     haystack: str | list[str] = "synthetic"
     needles: str | None = None
     lengths: list[int] = field(default_factory=lambda: linspace_lengths(0, 5000, 20))
-    depths: list[float] = field(default_factory=wu_depths)
+    depths: list[float] = field(default_factory=lambda: [*wu_depths()])  # ints, as Wu et al. name them
     style: str = "chat"
     allow_overflow: bool = False
     repeat_haystack: bool = False

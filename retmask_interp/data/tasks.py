@@ -226,7 +226,9 @@ def _multi_needle(rng: random.Random, budget: _Budget, seed: Any, split: str, in
 
 def _distinct_needles(k: int, seed: Any, split: str) -> list[dict]:
     """``k`` needles with distinct questions (so each question has one answer in the context)."""
-    out, seen, i = [], set(), 0
+    out: list[dict] = []
+    seen: set[str] = set()
+    i = 0
     base = _int_seed(seed)
     while len(out) < k:
         cand = make_needles(1, seed=base + i, split=split)[0]

@@ -22,7 +22,7 @@ import io
 import json
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -144,7 +144,14 @@ def load_duo_attention(
     if config_path.exists():
         cfg = json.loads(config_path.read_text(encoding="utf-8"))
         model = Path(str(cfg.get("model_name") or model)).name
-        keep = ("lr", "reg_weight", "num_steps", "context_length_min", "context_length_max", "num_passkeys")
+        keep: tuple[str, ...] = (
+            "lr",
+            "reg_weight",
+            "num_steps",
+            "context_length_min",
+            "context_length_max",
+            "num_passkeys",
+        )
         keep += ("sink_size", "recent_size", "threshold", "dataset_name", "supervision")
         params = {k: cfg[k] for k in keep if k in cfg}
     hs = HeadScores.from_matrix(expanded, model=model, method="duo-attention-gate", params=params)
@@ -257,7 +264,7 @@ def _from_entries(
         raise InputError(f"{source}: some entries have a score and others not; give all scores or none")
     n = len(entries)
     if all(scored):
-        scores = {h: float(s) for h, s in entries}
+        scores = {h: float(s) for h, s in entries if s is not None}
         how = "from file"
     elif unscored == "rank":
         scores = {h: (n - i) / n for i, h in enumerate(heads)}  # first listed = 1, last = 1/n
@@ -412,6 +419,7 @@ def load_any_head_list(path: str | Path, **kwargs) -> HeadScores:
     if not path.exists():
         raise FileNotFoundError(f"head file {path} does not exist")
     suffix = path.suffix.lower()
+    reader: Callable[..., HeadScores]
     if path.is_dir() or suffix == ".tsv":
         reader = load_duo_attention
     elif suffix in (".yaml", ".yml"):

@@ -125,6 +125,12 @@ class MaskPlan:
         if self.touches_query(layer):
             query[:, self.by_layer[layer]] = 0
 
+    def _means(self) -> torch.Tensor:
+        """``mean_values``, which ``build`` requires for mode "mean"."""
+        if self.mean_values is None:
+            raise ValueError("mode 'mean' needs mean_values (build the plan with MaskPlan.build)")
+        return self.mean_values
+
     def apply_output(self, layer: int, head_outputs: torch.Tensor) -> None:
         """In place on the output projection's input ``[..., heads * head_dim]``."""
         if not self.touches_output(layer):
@@ -134,7 +140,7 @@ class MaskPlan:
         if self.mode == "zero":
             view[..., idx, :] = 0
         else:
-            view[..., idx, :] = self.mean_values[layer, idx].to(view.dtype)
+            view[..., idx, :] = self._means()[layer, idx].to(view.dtype)
 
     def site_name(self, rm: RetModel) -> tuple[str, bool]:
         """The attention submodule this plan edits and whether it edits its output (else its input)."""
@@ -171,8 +177,9 @@ class MaskPlan:
             mask[heads] = True
             fill = None
             if self.mode == "mean":
-                fill = torch.zeros(self.num_heads, d, dtype=self.mean_values.dtype, device=device)
-                fill[heads] = self.mean_values[layer, heads].to(device)
+                means = self._means()
+                fill = torch.zeros(self.num_heads, d, dtype=means.dtype, device=device)
+                fill[heads] = means[layer, heads].to(device)
                 fill = fill.reshape(-1)
             out.append(MaskSite(layer, envoy, output, mask.reshape(-1).to(device), fill))
         return out
@@ -261,7 +268,7 @@ def _sampler(do_sample: bool, temperature: float, top_p: float, top_k: int, gene
 
 def generate(
     model,
-    input_ids: torch.Tensor | Sequence[Sequence[int]],
+    input_ids: torch.Tensor | Sequence[torch.Tensor | Sequence[int]],
     heads: Iterable[Head] = (),
     mode: str = "zero",
     *,

@@ -11,7 +11,7 @@ import shutil
 import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
@@ -20,6 +20,9 @@ from retmask_interp.core.io import atomic_write_json, refuse_overwrite
 from retmask_interp.core.models import as_model, get_submodule
 from retmask_interp.heads.scores import Head
 from retmask_interp.interventions.masking import _by_layer
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +100,9 @@ def export_masked(
             f"{out_dir} exists and is not a masked checkpoint written by export_masked (no {MASKED_HEADS_FILE}); "
             "refusing to replace it even with overwrite=True. Choose another directory."
         )
-    masked = copy.deepcopy(rm.model)
+    masked = cast(
+        "PreTrainedModel", copy.deepcopy(rm.model)
+    )  # save_pretrained below needs a transformers model
     zero_head_outputs_(masked, heads)
     record = {
         "schema": "retmask-interp/masked-heads",

@@ -179,7 +179,7 @@ def _forced_batch(rm: RetModel, prompts, answers, spans, plan, readout: bool):
             if plan.touches_output(layer):
                 plan.apply_output(layer, rm.out_proj_envoy(layer).input)
         if readout:
-            st = torch.stack(stats).save()
+            st = torch.stack(stats).save()  # type: ignore[attr-defined]  # nnsight adds .save
         logits = rm.lm.output.logits[:, -n_max:, :].save()
     logp = logits.float().log_softmax(-1)
     tok_lp = logp.gather(-1, targets[..., None])[..., 0]
@@ -347,7 +347,7 @@ def single_head_effects(
         ranked if heads is None else ranked[: int(heads)] if isinstance(heads, int) else rm.check_heads(heads)
     )
     rank = {h: i + 1 for i, h in enumerate(ranked)}
-    kw = dict(mode=mode, answer=answer, batch_size=batch_size, mean_values=mean_values)
+    kw: dict[str, Any] = dict(mode=mode, answer=answer, batch_size=batch_size, mean_values=mean_values)
     unmasked = teacher_forced(rm, samples, **kw)
     base = np.array([r["answer_logprob"] for r in unmasked])
     base_acc = np.array([r["answer_accuracy"] for r in unmasked])

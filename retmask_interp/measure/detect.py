@@ -483,6 +483,7 @@ def detect_heads(
             barrier()
         if rank != 0:
             return None
+        assert samples_path is not None  # checked at the top for world > 1
         done = {}
         for r in range(world):
             done.update(_read_done(shard_path(samples_path, r, world), config, settings, samples))

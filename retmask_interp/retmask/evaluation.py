@@ -296,7 +296,7 @@ def evaluate(
         raise ValueError("length_unit must be 'tokens' or 'words'")
     chat = bool(getattr(tok, "chat_template", None)) if chat_template is None else chat_template
     budgets = dict(MAX_NEW_TOKENS, **(max_new_tokens or {}))
-    heads = [tuple(h) for h in heads]
+    masked: list[tuple[int, int]] = [(int(layer), int(head)) for layer, head in heads]
     cells = [(t, n) for t in tasks for n in ((ppl_length,) if t == "text" and ppl_length else lengths)]
     rows: list[dict[str, Any]] = []
     for task, length in tqdm(cells, desc="evaluate", disable=not progress):
@@ -304,7 +304,7 @@ def evaluate(
         examples = generate_examples(task, n_per_cell, seed=seed, split=split, **kw)
         if task == "text":
             scored = sequence_nll(
-                rm, [e.target for e in examples], batch_size=batch_size, heads=heads, mode=mode
+                rm, [e.target for e in examples], batch_size=batch_size, heads=masked, mode=mode
             )
             for i, (nll, n) in enumerate(scored):
                 rows.append(
@@ -319,7 +319,7 @@ def evaluate(
             )
             continue
         preds = greedy_texts(
-            rm, encoded, heads=heads, mode=mode, max_new_tokens=budgets[task], batch_size=batch_size
+            rm, encoded, heads=masked, mode=mode, max_new_tokens=budgets[task], batch_size=batch_size
         )
         for i, (e, x, p) in enumerate(zip(examples, encoded, preds)):
             metrics = score_example(e, p)
@@ -327,6 +327,6 @@ def evaluate(
             rows.append(row | {"prediction": p, "target": e.target})
     df = pd.DataFrame(rows)
     df.attrs.update(
-        {"model": rm.name, "seed": seed, "heads": heads, "mode": mode, "length_unit": length_unit}
+        {"model": rm.name, "seed": seed, "heads": masked, "mode": mode, "length_unit": length_unit}
     )
     return df

@@ -271,13 +271,14 @@ def resolve_heads(
     threshold: float | None = None,
 ) -> list[Head]:
     """Heads given as a list of ``(layer, head)``, or chosen from a head file (any format that
-    ``interop.load_any_head_list`` reads) by ``top_k`` and/or ``threshold``."""
+    ``heads.formats.load_any_head_list`` reads) by ``top_k`` and/or ``threshold``."""
     if (heads is None) == (head_file is None):
         raise ValueError("give either a list of heads or a head file (with top_k and/or threshold)")
     if head_file is not None:
         from retmask_interp.heads.formats import load_any_head_list
 
         return load_any_head_list(head_file).select(top_k=top_k, threshold=threshold)
+    assert heads is not None  # exactly one of heads and head_file is given (checked above)
     return sorted({(int(layer), int(head)) for layer, head in heads})
 
 

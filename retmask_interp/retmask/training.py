@@ -223,7 +223,7 @@ def _final_metrics(history: list[dict]) -> dict[str, float]:
         for k in keys:
             if k in rec:
                 out[k] = float(rec[k])
-    summary = next((r for r in reversed(history) if "train_loss" in r), {})
+    summary: dict = next((r for r in reversed(history) if "train_loss" in r), {})
     for k in ("train_loss", "train_runtime"):
         if k in summary:
             out[k] = float(summary[k])

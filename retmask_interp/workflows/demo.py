@@ -83,11 +83,15 @@ def detect_and_mask(
     log.info("[1/4] detection on %d NIAH samples", len(samples))
     det_cfg = DetectConfig(max_new_tokens=max_new_tokens, batch_size=batch_size)
     hs = detect_heads(rm, samples, det_cfg, samples_path=samples_path, progress=progress, params=params)
+    if hs is None:  # detect_heads returns None only on the worker ranks of a sharded run
+        raise RuntimeError("detection returned no head list (a sharded run's worker rank?)")
     retrieval = hs.above(threshold)
     if not retrieval:
         log.warning("no head has score >= %s; masking nothing", threshold)
     log.info("[2/4] NIAH with the %d retrieval heads masked", len(retrieval))
-    kw = dict(max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress, mode=mode)
+    kw: dict[str, Any] = dict(
+        max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress, mode=mode
+    )
     normal = niah_outcomes(rm, samples, **kw)
     masked = niah_outcomes(rm, samples, retrieval, **kw)
     log.info("[3/4] %d random-head controls", seeds)
@@ -199,8 +203,8 @@ def run_demo(out_dir: str | Path, config: DemoConfig | None = None) -> dict[str,
         ("retrieval heads masked", [masked]),
         ("random heads masked", random_runs),
     ]:
-        for seed, run in enumerate(runs):
-            rows += [dict(r, condition=name, seed=seed) for r in run]
+        for seed, outcomes in enumerate(runs):
+            rows += [dict(r, condition=name, seed=seed) for r in outcomes]
     df = pd.DataFrame(rows)
     df.to_csv(out / "niah_outcomes.csv", index=False)
     figures = _figures(hs, df, out, config)

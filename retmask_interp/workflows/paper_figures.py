@@ -109,7 +109,7 @@ class FigureConfig:
     @classmethod
     def quick(cls, **overrides) -> FigureConfig:
         """A small run (about a minute per organism on 2 CPU cores): 2 lengths x 3 depths x 4 needles."""
-        base = dict(lengths=[300, 700], num_depths=3, num_needles=4, topk=[2, 4, 8], seeds=1)
+        base: dict[str, Any] = dict(lengths=[300, 700], num_depths=3, num_needles=4, topk=[2, 4, 8], seeds=1)
         return cls(**(base | overrides))
 
     def experiment_key(self) -> str:
@@ -188,7 +188,10 @@ def run_model(
             rouge_threshold=config.rouge_threshold,
             batch_size=config.batch_size,
         )
-        hs = detect_heads(rm, samples, det, progress=progress, params={"grid": "paper_figures"})
+        detected = detect_heads(rm, samples, det, progress=progress, params={"grid": "paper_figures"})
+        if detected is None:  # only the worker ranks of a sharded run get None
+            raise RuntimeError(f"{name}: detection returned no head list")
+        hs = detected
         hs.model = name
     else:
         hs = head_scores
@@ -198,7 +201,7 @@ def run_model(
     else:
         log.warning("%s: no head scores >= %g; nothing to mask", name, config.threshold)
         conditions = {"unmasked": []}
-    kw = dict(
+    kw: dict[str, Any] = dict(
         mode=config.mask_mode,
         max_new_tokens=config.max_new_tokens,
         batch_size=config.batch_size,
@@ -410,7 +413,7 @@ def fig_gain_vs_concentration(gains, *, x: str = "gini"):
 
     conds = list(dict.fromkeys(gains["condition"]))
     conds = sorted(conds, key=lambda c: c != "retmask")  # RetMask first
-    fig = None
+    fig: Any = None
     for cond in conds:
         part = gains[gains["condition"] == cond]
         one = gain_vs_concentration(part, x=x, y="gain", title="")
@@ -423,6 +426,8 @@ def fig_gain_vs_concentration(gains, *, x: str = "gini"):
                 "arrayminus": (part["gain"] - part["ci_low"]).tolist(),
             }
         fig = one if fig is None else fig.add_trace(trace)
+    if fig is None:
+        raise ValueError("no gains to plot (the table has no rows)")
     fig.add_hline(y=0, line={"color": "gray", "width": 1})
     lo, hi = float(gains[x].min()), float(gains[x].max())  # a wide x range: near-equal models look equal
     fig.update_xaxes(range=[max(0.0, lo - 0.1), min(1.0, hi + 0.1)] if x == "gini" else None)
