@@ -14,10 +14,13 @@ from __future__ import annotations
 import random
 import zlib
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from functools import cache
 
 __all__ = [
+    "DEFAULT_STYLE",
     "SPLITS",
+    "WordStyle",
     "haystack_text",
     "make_needles",
     "needle_with_subject",
@@ -31,6 +34,37 @@ __all__ = [
 ]
 
 SPLITS = ("train", "eval")
+
+
+@dataclass(frozen=True)
+class WordStyle:
+    """How train-split text makes up words (the eval split ignores it: its words never change).
+
+    ``invented_rate``: share of listed content words swapped for made-up ones. A model that meets endless new
+    words must copy them token by token; with only a few hundred listed words it can instead learn the list and
+    "recall" a plausible word, which fails on the unseen words of the eval split. Of the made-up words, a share
+    ``rich_word_rate`` is built from English-like onsets, vowels and codas (e.g. "throughsk", "clend") and a
+    share ``token_word_rate`` from random ``token_pieces`` (a tokenizer's alphabetic vocabulary pieces), so that
+    training copies the sub-word pieces real words break into; the rest from the fixed syllable list. The
+    default is the setting of the earlier organism training stages. Each organism training stage passes its own
+    (``organism.data.word_style``); nothing here is global state.
+    """
+
+    invented_rate: float = 0.5
+    rich_word_rate: float = 0.0
+    token_word_rate: float = 0.0
+    token_pieces: tuple[str, ...] = field(default=(), repr=False)
+
+    def __post_init__(self) -> None:
+        for name in ("invented_rate", "rich_word_rate", "token_word_rate"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"WordStyle.{name} must be in [0, 1], got {value}")
+        if self.rich_word_rate + self.token_word_rate > 1.0:
+            raise ValueError("WordStyle.rich_word_rate + token_word_rate must be <= 1")
+
+
+DEFAULT_STYLE = WordStyle()
 
 # ---- word lists (shared source; each word lands in exactly one split) -----------------------------------------
 _WORDS: dict[str, str] = {
@@ -168,7 +202,8 @@ def _split_of(word: str) -> str:
 
 @cache
 def pool(kind: str, split: str) -> tuple[str, ...]:
-    """The words of list ``kind`` (adj, noun, animal, color, ...) that belong to ``split``, sorted."""
+    """The words of list ``kind`` (adj, noun, animal, color, ...) that belong to ``split``, sorted (a function of
+    ``(kind, split)`` only, so caching it is safe)."""
     _check_split(split)
     if kind in _WORDS:
         words = _WORDS[kind].split()
@@ -181,9 +216,9 @@ def pool(kind: str, split: str) -> tuple[str, ...]:
             f"unknown word list {kind!r}; known: {sorted(_WORDS)} and topic_noun:/topic_verb:<topic>"
         )
     chosen = tuple(sorted({w for w in words if _split_of(w) == split}))
-    if not chosen:  # a tiny list could hash entirely to one side; fall back to invented words
+    if not chosen:  # a tiny list could hash entirely to one side; fall back to (syllable) invented words
         rng = random.Random(f"pool-{kind}-{split}")
-        chosen = tuple(invented_word(rng, split) for _ in range(8))
+        chosen = tuple(invented_word(rng, split, style=DEFAULT_STYLE) for _ in range(8))
     return chosen
 
 
@@ -192,22 +227,27 @@ def split_rng(*parts: object) -> random.Random:
     return random.Random("|".join(str(p) for p in parts))
 
 
-def invented_word(rng: random.Random, split: str, syllables: tuple[int, int] = (2, 3)) -> str:
+def invented_word(
+    rng: random.Random,
+    split: str,
+    syllables: tuple[int, int] = (2, 3),
+    *,
+    style: WordStyle = DEFAULT_STYLE,
+) -> str:
     """A pronounceable made-up word (e.g. "kavolin") belonging to ``split`` by the CRC-32 hash rule.
 
-    In the train split a share ``TRAIN_RICH_WORD_RATE`` of them is built from English-like onsets, vowels and codas
-    (e.g. "throughsk", "clend") and a share ``TRAIN_TOKEN_WORD_RATE`` from random ``TRAIN_TOKEN_PIECES`` (a
-    tokenizer's alphabetic vocabulary pieces, set by the organism's training data) instead of the fixed syllable
-    list, so that training copies the sub-word pieces real words break into; the eval split always uses the
+    In the train split ``style`` says which shares are built from English-like pieces or from a tokenizer's
+    vocabulary pieces instead of the fixed syllable list (:class:`WordStyle`); the eval split always uses the
     syllable list.
     """
     _check_split(split)
+    token_rate, rich_rate = style.token_word_rate, style.rich_word_rate
     while True:
         n = rng.randint(*syllables)
-        r = rng.random() if split == "train" and (TRAIN_RICH_WORD_RATE or TRAIN_TOKEN_WORD_RATE) else 1.0
-        if r < TRAIN_TOKEN_WORD_RATE and TRAIN_TOKEN_PIECES:
-            word = "".join(rng.choice(TRAIN_TOKEN_PIECES) for _ in range(n))
-        elif r < TRAIN_TOKEN_WORD_RATE + TRAIN_RICH_WORD_RATE:
+        r = rng.random() if split == "train" and (rich_rate or token_rate) else 1.0
+        if r < token_rate and style.token_pieces:
+            word = "".join(rng.choice(style.token_pieces) for _ in range(n))
+        elif r < token_rate + rich_rate:
             word = _rich_word(rng, n)
         else:
             word = "".join(rng.choice(_SYLLABLES) for _ in range(n))
@@ -263,25 +303,14 @@ def _listed_words(split: str) -> frozenset[str]:
     return frozenset(words)
 
 
-# Training text swaps this share of listed content words for made-up ones. A model that meets endless new words
-# must copy them token by token; with only a few hundred listed words it can instead learn the list and "recall"
-# a plausible word, which fails on the unseen words of the eval split.
-TRAIN_INVENTED_RATE = 0.5
-# Shares of train-split made-up words built by ``_rich_word`` and from ``TRAIN_TOKEN_PIECES`` (set per organism
-# training stage; 0 = syllables only).
-TRAIN_RICH_WORD_RATE = 0.0
-TRAIN_TOKEN_WORD_RATE = 0.0
-TRAIN_TOKEN_PIECES: tuple[str, ...] = ()
-
-
-def person_name(rng: random.Random, split: str) -> str:
+def person_name(rng: random.Random, split: str, style: WordStyle = DEFAULT_STYLE) -> str:
     """An invented given name, capitalised (e.g. "Morila")."""
-    return invented_word(rng, split).capitalize()
+    return invented_word(rng, split, style=style).capitalize()
 
 
-def place_name(rng: random.Random, split: str) -> str:
+def place_name(rng: random.Random, split: str, style: WordStyle = DEFAULT_STYLE) -> str:
     """An invented place name, capitalised, sometimes with a suffix (e.g. "Tovelport")."""
-    base = invented_word(rng, split)
+    base = invented_word(rng, split, style=style)
     if rng.random() < 0.4:
         base += rng.choice(("port", "ford", "holm", "vale", "wick", "moor", "field"))
     return base.capitalize()
@@ -297,9 +326,9 @@ def random_code(rng: random.Random, split: str, length: int = 6) -> str:
             return code
 
 
-def _pick(rng: random.Random, kind: str, split: str) -> str:
-    if split == "train" and rng.random() < TRAIN_INVENTED_RATE:
-        return invented_word(rng, split, (1, 3))
+def _pick(rng: random.Random, kind: str, split: str, style: WordStyle) -> str:
+    if split == "train" and rng.random() < style.invented_rate:
+        return invented_word(rng, split, (1, 3), style=style)
     return rng.choice(pool(kind, split))
 
 
@@ -341,26 +370,28 @@ _SENTENCE_TEMPLATES: Sequence[str] = (
 )
 
 
-def _sentence(rng: random.Random, split: str, topic: str, names: list[str], places: list[str]) -> str:
+def _sentence(
+    rng: random.Random, split: str, style: WordStyle, topic: str, names: list[str], places: list[str]
+) -> str:
     template = rng.choice(_SENTENCE_TEMPLATES)
-    adj = _pick(rng, "adj", split)
+    adj = _pick(rng, "adj", split, style)
     fields = {
         "adj": adj,
         "a_adj": f"{_article(adj)} {adj}",
         "A_adj": f"{_article(adj).capitalize()} {adj}",
-        "noun": _pick(rng, "noun", split),
-        "animal": _pick(rng, "animal", split),
-        "color": _pick(rng, "color", split),
-        "substance": _pick(rng, "substance", split),
-        "substance2": _pick(rng, "substance", split),
-        "profession": _pick(rng, "profession", split),
-        "material": _pick(rng, "material", split),
-        "activity": _pick(rng, "activity", split),
-        "tn": _pick(rng, f"topic_noun:{topic}", split),
-        "tn2": _pick(rng, f"topic_noun:{topic}", split),
-        "tns": plural(_pick(rng, f"topic_noun:{topic}", split)),
-        "tv": _pick(rng, f"topic_verb:{topic}", split),
-        "tv2": _pick(rng, f"topic_verb:{topic}", split),
+        "noun": _pick(rng, "noun", split, style),
+        "animal": _pick(rng, "animal", split, style),
+        "color": _pick(rng, "color", split, style),
+        "substance": _pick(rng, "substance", split, style),
+        "substance2": _pick(rng, "substance", split, style),
+        "profession": _pick(rng, "profession", split, style),
+        "material": _pick(rng, "material", split, style),
+        "activity": _pick(rng, "activity", split, style),
+        "tn": _pick(rng, f"topic_noun:{topic}", split, style),
+        "tn2": _pick(rng, f"topic_noun:{topic}", split, style),
+        "tns": plural(_pick(rng, f"topic_noun:{topic}", split, style)),
+        "tv": _pick(rng, f"topic_verb:{topic}", split, style),
+        "tv2": _pick(rng, f"topic_verb:{topic}", split, style),
         "filler": rng.choice(_FUNCTION_FILLERS),
         "Name": rng.choice(names),
         "Place": rng.choice(places),
@@ -370,7 +401,9 @@ def _sentence(rng: random.Random, split: str, topic: str, names: list[str], plac
     return text[0].upper() + text[1:]
 
 
-def haystack_text(num_words: int, seed: int = 0, split: str = "eval") -> str:
+def haystack_text(
+    num_words: int, seed: int = 0, split: str = "eval", *, style: WordStyle = DEFAULT_STYLE
+) -> str:
     """Varied synthetic prose of about ``num_words`` words (whitespace-separated), ending at a sentence end.
 
     Paragraphs of 3-7 sentences on one topic each (weather, cooking, sailing, ...), separated by blank lines;
@@ -383,20 +416,20 @@ def haystack_text(num_words: int, seed: int = 0, split: str = "eval") -> str:
     if num_words < 0:
         raise ValueError(f"num_words must be >= 0, got {num_words}")
     rng = split_rng("haystack", seed, split)
-    names = [person_name(rng, split) for _ in range(6)]
-    places = [place_name(rng, split) for _ in range(4)]
+    names = [person_name(rng, split, style) for _ in range(6)]
+    places = [place_name(rng, split, style) for _ in range(4)]
     topics = sorted(_TOPICS)
     paragraphs: list[str] = []
     count = 0
     while count < num_words:
         topic = rng.choice(topics)
         if rng.random() < 0.15:  # new characters appear over time
-            names[rng.randrange(len(names))] = person_name(rng, split)
+            names[rng.randrange(len(names))] = person_name(rng, split, style)
         if rng.random() < 0.1:
-            places[rng.randrange(len(places))] = place_name(rng, split)
+            places[rng.randrange(len(places))] = place_name(rng, split, style)
         sentences: list[str] = []
         for _ in range(rng.randint(3, 7)):
-            sentence = _sentence(rng, split, topic, names, places)
+            sentence = _sentence(rng, split, style, topic, names, places)
             sentences.append(sentence)
             count += len(sentence.split())
             if count >= num_words:
@@ -406,10 +439,10 @@ def haystack_text(num_words: int, seed: int = 0, split: str = "eval") -> str:
 
 
 # ---- needles -------------------------------------------------------------------------------------------------
-def _needle_ingredient(rng: random.Random, split: str) -> dict:
-    adj, noun = _pick(rng, "adj", split), _pick(rng, "noun", split)
+def _needle_ingredient(rng: random.Random, split: str, style: WordStyle) -> dict:
+    adj, noun = _pick(rng, "adj", split, style), _pick(rng, "noun", split, style)
     number = rng.choice(("two", "three", "four", "five", "six", "seven", "eight", "nine", "twelve"))
-    answer = f"{number} {_pick(rng, 'unit', split)} of {_pick(rng, 'color', split)} {_pick(rng, 'substance', split)}"
+    answer = f"{number} {_pick(rng, 'unit', split, style)} of {_pick(rng, 'color', split, style)} {_pick(rng, 'substance', split, style)}"
     return {
         "needle": f"The secret ingredient of the {adj} {noun} is {answer}.",
         "question": f"What is the secret ingredient of the {adj} {noun}?",
@@ -418,21 +451,21 @@ def _needle_ingredient(rng: random.Random, split: str) -> dict:
     }
 
 
-def _needle_best_thing(rng: random.Random, split: str) -> dict:
-    place = place_name(rng, split)
-    adj = _pick(rng, "adj", split)
-    answer = f"{_pick(rng, 'activity', split)} beside the {adj} {_pick(rng, 'noun', split)}"
+def _needle_best_thing(rng: random.Random, split: str, style: WordStyle) -> dict:
+    place = place_name(rng, split, style)
+    adj = _pick(rng, "adj", split, style)
+    answer = f"{_pick(rng, 'activity', split, style)} beside the {adj} {_pick(rng, 'noun', split, style)}"
     return {
-        "needle": f"The best thing to do in {place} is {answer} on a {_pick(rng, 'adj', split)} day.",
+        "needle": f"The best thing to do in {place} is {answer} on a {_pick(rng, 'adj', split, style)} day.",
         "question": f"What is the best thing to do in {place}?",
         "real_needle": answer,
         "subject": place,
     }
 
 
-def _needle_password(rng: random.Random, split: str) -> dict:
-    adj, noun = _pick(rng, "adj", split), _pick(rng, "noun", split)
-    answer = f"{invented_word(rng, split)} {random_code(rng, split, 4)}"
+def _needle_password(rng: random.Random, split: str, style: WordStyle) -> dict:
+    adj, noun = _pick(rng, "adj", split, style), _pick(rng, "noun", split, style)
+    answer = f"{invented_word(rng, split, style=style)} {random_code(rng, split, 4)}"
     return {
         "needle": f"The password for the {adj} {noun} is {answer}.",
         "question": f"What is the password for the {adj} {noun}?",
@@ -441,9 +474,9 @@ def _needle_password(rng: random.Random, split: str) -> dict:
     }
 
 
-def _needle_hidden(rng: random.Random, split: str) -> dict:
-    name, obj = person_name(rng, split), _pick(rng, "noun", split)
-    answer = f"under the {_pick(rng, 'color', split)} {_pick(rng, 'noun', split)} in {place_name(rng, split)}"
+def _needle_hidden(rng: random.Random, split: str, style: WordStyle) -> dict:
+    name, obj = person_name(rng, split, style), _pick(rng, "noun", split, style)
+    answer = f"under the {_pick(rng, 'color', split, style)} {_pick(rng, 'noun', split, style)} in {place_name(rng, split, style)}"
     return {
         "needle": f"{name} hid the {obj} {answer}.",
         "question": f"Where did {name} hide the {obj}?",
@@ -452,9 +485,13 @@ def _needle_hidden(rng: random.Random, split: str) -> dict:
     }
 
 
-def _needle_builder(rng: random.Random, split: str) -> dict:
-    adj, noun, place = _pick(rng, "adj", split), _pick(rng, "noun", split), place_name(rng, split)
-    answer = f"{person_name(rng, split)} the {_pick(rng, 'profession', split)}"
+def _needle_builder(rng: random.Random, split: str, style: WordStyle) -> dict:
+    adj, noun, place = (
+        _pick(rng, "adj", split, style),
+        _pick(rng, "noun", split, style),
+        place_name(rng, split, style),
+    )
+    answer = f"{person_name(rng, split, style)} the {_pick(rng, 'profession', split, style)}"
     return {
         "needle": f"The {adj} {noun} of {place} was built by {answer}.",
         "question": f"Who built the {adj} {noun} of {place}?",
@@ -463,9 +500,9 @@ def _needle_builder(rng: random.Random, split: str) -> dict:
     }
 
 
-def _needle_lucky(rng: random.Random, split: str) -> dict:
-    name = person_name(rng, split)
-    answer = f"{rng.randint(100, 9999)} {_pick(rng, 'color', split)} {plural(_pick(rng, 'animal', split))}"
+def _needle_lucky(rng: random.Random, split: str, style: WordStyle) -> dict:
+    name = person_name(rng, split, style)
+    answer = f"{rng.randint(100, 9999)} {_pick(rng, 'color', split, style)} {plural(_pick(rng, 'animal', split, style))}"
     return {
         "needle": f"The lucky charm of {name} is {answer}.",
         "question": f"What is the lucky charm of {name}?",
@@ -474,9 +511,9 @@ def _needle_lucky(rng: random.Random, split: str) -> dict:
     }
 
 
-def _needle_recipe(rng: random.Random, split: str) -> dict:
-    animal, place = _pick(rng, "animal", split), place_name(rng, split)
-    answer = f"{_pick(rng, 'substance', split)} mixed with {_pick(rng, 'adj', split)} {_pick(rng, 'substance', split)}"
+def _needle_recipe(rng: random.Random, split: str, style: WordStyle) -> dict:
+    animal, place = _pick(rng, "animal", split, style), place_name(rng, split, style)
+    answer = f"{_pick(rng, 'substance', split, style)} mixed with {_pick(rng, 'adj', split, style)} {_pick(rng, 'substance', split, style)}"
     return {
         "needle": f"The {animal} of {place} eats only {answer}.",
         "question": f"What does the {animal} of {place} eat?",
@@ -485,9 +522,9 @@ def _needle_recipe(rng: random.Random, split: str) -> dict:
     }
 
 
-def _needle_meeting(rng: random.Random, split: str) -> dict:
-    a, b = person_name(rng, split), person_name(rng, split)
-    answer = f"at the {_pick(rng, 'material', split)} {_pick(rng, 'noun', split)} of {place_name(rng, split)}"
+def _needle_meeting(rng: random.Random, split: str, style: WordStyle) -> dict:
+    a, b = person_name(rng, split, style), person_name(rng, split, style)
+    answer = f"at the {_pick(rng, 'material', split, style)} {_pick(rng, 'noun', split, style)} of {place_name(rng, split, style)}"
     return {
         "needle": f"{a} will meet {b} {answer} at noon.",
         "question": f"Where will {a} meet {b}?",
@@ -519,37 +556,37 @@ _VP_VERBS = ("sing to", "whisper to", "bow to", "wave at", "walk around", "knock
 _VP_VERBS2 = ("count", "feed", "follow", "watch", "avoid", "greet")
 
 
-def _subject(rng: random.Random, split: str) -> str:
+def _subject(rng: random.Random, split: str, style: WordStyle) -> str:
     kind = rng.randrange(4)
     if kind == 0:
-        return person_name(rng, split)
+        return person_name(rng, split, style)
     if kind == 1:
-        return f"the {_pick(rng, 'adj', split)} {_pick(rng, 'profession', split)} of {place_name(rng, split)}"
+        return f"the {_pick(rng, 'adj', split, style)} {_pick(rng, 'profession', split, style)} of {place_name(rng, split, style)}"
     if kind == 2:
-        return f"the village of {place_name(rng, split)}"
-    return f"the {_pick(rng, 'color', split)} {_pick(rng, 'animal', split)} of {person_name(rng, split)}"
+        return f"the village of {place_name(rng, split, style)}"
+    return f"the {_pick(rng, 'color', split, style)} {_pick(rng, 'animal', split, style)} of {person_name(rng, split, style)}"
 
 
-def _answer_phrase(rng: random.Random, split: str, kind: str) -> str:
-    adj, noun = _pick(rng, "adj", split), _pick(rng, "noun", split)
+def _answer_phrase(rng: random.Random, split: str, style: WordStyle, kind: str) -> str:
+    adj, noun = _pick(rng, "adj", split, style), _pick(rng, "noun", split, style)
     if kind == "np":
         if rng.random() < 0.5:
-            animal = f"{_pick(rng, 'color', split)} {_pick(rng, 'animal', split)}"
-            return f"{_article(adj)} {adj} {noun} and {_article(animal)} {animal} named {person_name(rng, split)}"
-        return f"{rng.randint(2, 90)} {plural(noun)} of {_pick(rng, 'color', split)} {_pick(rng, 'substance', split)}"
+            animal = f"{_pick(rng, 'color', split, style)} {_pick(rng, 'animal', split, style)}"
+            return f"{_article(adj)} {adj} {noun} and {_article(animal)} {animal} named {person_name(rng, split, style)}"
+        return f"{rng.randint(2, 90)} {plural(noun)} of {_pick(rng, 'color', split, style)} {_pick(rng, 'substance', split, style)}"
     if kind == "place":
-        material = _pick(rng, "material", split)
-        return f"{_article(material)} {material} {noun} beside the {adj} {_pick(rng, 'noun', split)}"
+        material = _pick(rng, "material", split, style)
+        return f"{_article(material)} {material} {noun} beside the {adj} {_pick(rng, 'noun', split, style)}"
     if kind == "vp":
-        animals = plural(_pick(rng, "animal", split))
+        animals = plural(_pick(rng, "animal", split, style))
         return f"{rng.choice(_VP_VERBS)} the {adj} {noun} and {rng.choice(_VP_VERBS2)} the {animals}"
     # clause
-    return f"the {adj} {noun} had moved {rng.randint(2, 900)} steps toward {place_name(rng, split)}"
+    return f"the {adj} {noun} had moved {rng.randint(2, 900)} steps toward {place_name(rng, split, style)}"
 
 
-def _needle_relation(rng: random.Random, split: str) -> dict:
+def _needle_relation(rng: random.Random, split: str, style: WordStyle) -> dict:
     needle_t, question_t, kind = rng.choice(_RELATIONS)
-    subject, answer = _subject(rng, split), _answer_phrase(rng, split, kind)
+    subject, answer = _subject(rng, split, style), _answer_phrase(rng, split, style, kind)
     needle = needle_t.format(S=subject, A=answer)
     question = question_t.format(S=subject)
     return {
@@ -576,7 +613,9 @@ _NEEDLE_MAKERS = (
 )
 
 
-def make_needles(n: int, seed: int = 0, split: str = "eval") -> list[dict]:
+def make_needles(
+    n: int, seed: int = 0, split: str = "eval", *, style: WordStyle = DEFAULT_STYLE
+) -> list[dict]:
     """``n`` needles in Wu et al.'s format ``{"needle", "question", "real_needle"}``.
 
     ``real_needle`` is an exact substring of ``needle``: the short answer span (3-8 words) that a model must
@@ -589,15 +628,18 @@ def make_needles(n: int, seed: int = 0, split: str = "eval") -> list[dict]:
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
     return [
-        {k: v for k, v in needle_with_subject(i, seed, split).items() if k != "subject"} for i in range(n)
+        {k: v for k, v in needle_with_subject(i, seed, split, style=style).items() if k != "subject"}
+        for i in range(n)
     ]
 
 
-def needle_with_subject(i: int, seed: int = 0, split: str = "eval") -> dict:
+def needle_with_subject(
+    i: int, seed: int = 0, split: str = "eval", *, style: WordStyle = DEFAULT_STYLE
+) -> dict:
     """Needle number ``i`` of :func:`make_needles` plus ``"subject"``: the entity it is about ("the copper lantern")."""
     _check_split(split)
     rng = split_rng("needle", seed, split, i)
-    needle = _NEEDLE_MAKERS[(i + seed) % len(_NEEDLE_MAKERS)](rng, split)
+    needle = _NEEDLE_MAKERS[(i + seed) % len(_NEEDLE_MAKERS)](rng, split, style)
     if (
         needle["real_needle"] not in needle["needle"]
         or needle["subject"].lower() not in needle["needle"].lower()

@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from retmask_interp.data.synthetic import (
+    DEFAULT_STYLE,
+    WordStyle,
     _check_split,
     haystack_text,
     invented_word,
@@ -144,14 +146,14 @@ def _fit(text: str, budget: _Budget, limit: int | None = None) -> str:
     return rough[: ends[-1].end()] if ends else ""
 
 
-def _haystack(budget: _Budget, seed: Any, split: str, reserve: int = 0) -> str:
+def _haystack(budget: _Budget, seed: Any, split: str, style: WordStyle, reserve: int = 0) -> str:
     """Prose filling ``budget.limit - reserve`` units, ending at a sentence end."""
     target = max(budget.limit - reserve, 0)
     if target == 0:
         return ""
     words = target if budget.tokenizer is None else max(int(target * 0.9), 8)
     while True:
-        text = haystack_text(words, seed=_int_seed(seed), split=split)
+        text = haystack_text(words, seed=_int_seed(seed), split=split, style=style)
         if budget.cost(text) >= target:
             return _fit(text, budget, target)
         words = int(words * 1.5) + 8
@@ -184,10 +186,14 @@ def insert_at_depth(context: str, sentence: str, depth: float) -> tuple[str, int
 
 
 # ---- NIAH ----------------------------------------------------------------------------------------------------
-def _niah(rng: random.Random, budget: _Budget, seed: Any, split: str, index: int) -> TaskExample:
-    needle = make_needles(1, seed=_int_seed((seed, index, "needle", rng.random())), split=split)[0]
+def _niah(
+    rng: random.Random, budget: _Budget, seed: Any, split: str, index: int, style: WordStyle
+) -> TaskExample:
+    needle = make_needles(1, seed=_int_seed((seed, index, "needle", rng.random())), split=split, style=style)[
+        0
+    ]
     reserve = budget.cost(needle["needle"]) + 1
-    context = _haystack(budget, (seed, index, "hay", rng.random()), split, reserve)
+    context = _haystack(budget, (seed, index, "hay", rng.random()), split, style, reserve)
     depth = rng.choice([round(i * 100 / 9) for i in range(10)]) if rng.random() < 0.5 else rng.uniform(0, 100)
     context, offset = insert_at_depth(context, needle["needle"], depth)
     return TaskExample(
@@ -199,11 +205,13 @@ def _niah(rng: random.Random, budget: _Budget, seed: Any, split: str, index: int
     )
 
 
-def _multi_needle(rng: random.Random, budget: _Budget, seed: Any, split: str, index: int) -> TaskExample:
+def _multi_needle(
+    rng: random.Random, budget: _Budget, seed: Any, split: str, index: int, style: WordStyle
+) -> TaskExample:
     k = rng.randint(2, 5)
-    needles = _distinct_needles(k, (seed, index, "needles", rng.random()), split)
+    needles = _distinct_needles(k, (seed, index, "needles", rng.random()), split, style)
     reserve = sum(budget.cost(n["needle"]) + 1 for n in needles)
-    context = _haystack(budget, (seed, index, "hay", rng.random()), split, reserve)
+    context = _haystack(budget, (seed, index, "hay", rng.random()), split, style, reserve)
     depths = sorted(rng.uniform(0, 100) for _ in range(k))
     for n, d in zip(needles, depths):
         context, _ = insert_at_depth(context, n["needle"], d)
@@ -224,14 +232,14 @@ def _multi_needle(rng: random.Random, budget: _Budget, seed: Any, split: str, in
     )
 
 
-def _distinct_needles(k: int, seed: Any, split: str) -> list[dict]:
+def _distinct_needles(k: int, seed: Any, split: str, style: WordStyle) -> list[dict]:
     """``k`` needles with distinct questions (so each question has one answer in the context)."""
     out: list[dict] = []
     seen: set[str] = set()
     i = 0
     base = _int_seed(seed)
     while len(out) < k:
-        cand = make_needles(1, seed=base + i, split=split)[0]
+        cand = make_needles(1, seed=base + i, split=split, style=style)[0]
         i += 1
         if cand["question"] not in seen:
             seen.add(cand["question"])
@@ -240,13 +248,15 @@ def _distinct_needles(k: int, seed: Any, split: str) -> list[dict]:
 
 
 # ---- JSON key-value --------------------------------------------------------------------------------------------
-def _json_kv(rng: random.Random, budget: _Budget, seed: Any, split: str, index: int) -> TaskExample:
+def _json_kv(
+    rng: random.Random, budget: _Budget, seed: Any, split: str, index: int, style: WordStyle
+) -> TaskExample:
     head = "Here is a JSON object of key-value pairs.\n"
     items: dict[str, str] = {}
     used = budget.cost(head) + 2
     while True:
         key = f"{random_code(rng, split, 4)}-{random_code(rng, split, 4)}"
-        value = f"{invented_word(rng, split)}-{random_code(rng, split, 5)}"
+        value = f"{invented_word(rng, split, style=style)}-{random_code(rng, split, 5)}"
         piece = json.dumps({key: value})[1:-1] + ", "
         c = budget.cost(piece)
         if used + c > budget.limit and len(items) >= 2:
@@ -288,17 +298,26 @@ def _mention(rng: random.Random, subject: str, split: str) -> str:
 
 
 def _passages(
-    rng: random.Random, budget: _Budget, seed: Any, split: str, index: int, n_gold: int, n_partial: int
+    rng: random.Random,
+    budget: _Budget,
+    seed: Any,
+    split: str,
+    index: int,
+    n_gold: int,
+    n_partial: int,
+    style: WordStyle,
 ) -> tuple[list[str], dict, list[int], list[int], str]:
     """Passages for the passage tasks: gold ones state the needle, partial ones mention its subject.
 
     Returns (passages, needle, gold ids, partial ids, question). Ids are 1-based positions.
     """
-    needle = needle_with_subject(0, seed=_int_seed((seed, index, "needle", rng.random())), split=split)
+    needle = needle_with_subject(
+        0, seed=_int_seed((seed, index, "needle", rng.random())), split=split, style=style
+    )
     subject = needle.pop("subject")
     hard = [
         n
-        for n in _distinct_needles(4, (seed, index, "hard", rng.random()), split)
+        for n in _distinct_needles(4, (seed, index, "hard", rng.random()), split, style)
         if n["question"] != needle["question"]
     ]
     plan = ["gold"] * n_gold + ["partial"] * n_partial + ["hard"] * len(hard)
@@ -306,7 +325,7 @@ def _passages(
     words = budget.limit if budget.tokenizer is None else int(budget.limit * 0.8)
     fseed = _int_seed((seed, index, "p", rng.random()))
     while True:
-        filler = haystack_text(words + 60, seed=fseed, split=split)
+        filler = haystack_text(words + 60, seed=fseed, split=split, style=style)
         sentences = [s for s in re.split(r"(?<=[.!?])\s+", filler.replace("\n\n", " ")) if s]
         pieces = [" ".join(sentences[i : i + per]) for i in range(0, len(sentences), per)]
         if len(pieces) > len(plan):
@@ -337,13 +356,17 @@ def _passages(
     kinds = [kinds[i] for i in order]
     gold = [i + 1 for i, k in enumerate(kinds) if k == "gold"]
     partial = [i + 1 for i, k in enumerate(kinds) if k == "partial"]
-    titles = [invented_word(rng, split).capitalize() for _ in bodies]
+    titles = [invented_word(rng, split, style=style).capitalize() for _ in bodies]
     passages = [f"Document [{i + 1}] (Title: {t}): {b}" for i, (t, b) in enumerate(zip(titles, bodies))]
     return passages, needle, gold, partial, needle["question"]
 
 
-def _rag_qa(rng: random.Random, budget: _Budget, seed: Any, split: str, index: int) -> TaskExample:
-    passages, needle, gold, _, question = _passages(rng, budget, seed, split, index, 1, rng.randint(0, 2))
+def _rag_qa(
+    rng: random.Random, budget: _Budget, seed: Any, split: str, index: int, style: WordStyle
+) -> TaskExample:
+    passages, needle, gold, _, question = _passages(
+        rng, budget, seed, split, index, 1, rng.randint(0, 2), style
+    )
     docs = "\n\n".join(passages)
     prompt = f"Use the documents to answer the question.\n\n{docs}\n\nQuestion: {question}\nAnswer:"
     return TaskExample(
@@ -355,9 +378,11 @@ def _rag_qa(rng: random.Random, budget: _Budget, seed: Any, split: str, index: i
     )
 
 
-def _cite(rng: random.Random, budget: _Budget, seed: Any, split: str, index: int) -> TaskExample:
+def _cite(
+    rng: random.Random, budget: _Budget, seed: Any, split: str, index: int, style: WordStyle
+) -> TaskExample:
     passages, needle, gold, _, question = _passages(
-        rng, budget, seed, split, index, rng.randint(1, 2), rng.randint(0, 2)
+        rng, budget, seed, split, index, rng.randint(1, 2), rng.randint(0, 2), style
     )
     docs = "\n\n".join(passages)
     prompt = (
@@ -374,9 +399,11 @@ def _cite(rng: random.Random, budget: _Budget, seed: Any, split: str, index: int
     )
 
 
-def _rerank(rng: random.Random, budget: _Budget, seed: Any, split: str, index: int) -> TaskExample:
+def _rerank(
+    rng: random.Random, budget: _Budget, seed: Any, split: str, index: int, style: WordStyle
+) -> TaskExample:
     passages, needle, gold, partial, question = _passages(
-        rng, budget, seed, split, index, rng.randint(1, 2), rng.randint(1, 3)
+        rng, budget, seed, split, index, rng.randint(1, 2), rng.randint(1, 3), style
     )
     docs = "\n\n".join(passages)
     prompt = (
@@ -394,8 +421,10 @@ def _rerank(rng: random.Random, budget: _Budget, seed: Any, split: str, index: i
     )
 
 
-def _text(rng: random.Random, budget: _Budget, seed: Any, split: str, index: int) -> TaskExample:
-    text = _haystack(budget, (seed, index, "text", rng.random()), split)
+def _text(
+    rng: random.Random, budget: _Budget, seed: Any, split: str, index: int, style: WordStyle
+) -> TaskExample:
+    text = _haystack(budget, (seed, index, "text", rng.random()), split, style)
     return TaskExample(task="text", prompt="", target=text, answers=[], meta={})
 
 
@@ -419,14 +448,18 @@ def make_example(
     split: str = "eval",
     tokenizer: Any = None,
     num_tokens: int | None = None,
+    style: WordStyle = DEFAULT_STYLE,
 ) -> TaskExample:
-    """Example number ``index`` of ``task`` (deterministic in all arguments). See :func:`generate_examples`."""
+    """Example number ``index`` of ``task`` (deterministic in all arguments). See :func:`generate_examples`.
+
+    ``style`` says how train-split text makes up words (:class:`~retmask_interp.data.synthetic.WordStyle`; the
+    organism's training stages pass their own)."""
     _check_split(split)
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; choose from {sorted(TASKS)}")
     budget = _Budget(num_words if num_words is not None else 500, tokenizer, num_tokens)
     rng = split_rng("task", task, seed, split, index, budget.limit, budget.unit)
-    ex = TASKS[task](rng, budget, seed, split, index)
+    ex = TASKS[task](rng, budget, seed, split, index, style)
     ex.meta.update(
         {"seed": seed, "split": split, "index": index, "length": budget.limit, "length_unit": budget.unit}
     )
@@ -442,6 +475,7 @@ def generate_examples(
     split: str = "eval",
     tokenizer: Any = None,
     num_tokens: int | None = None,
+    style: WordStyle = DEFAULT_STYLE,
 ) -> list[TaskExample]:
     """``n`` examples of ``task`` whose context is ``num_words`` words, or ``num_tokens`` tokens of ``tokenizer``.
 
@@ -453,7 +487,14 @@ def generate_examples(
         raise ValueError(f"n must be >= 0, got {n}")
     return [
         make_example(
-            task, i, num_words=num_words, seed=seed, split=split, tokenizer=tokenizer, num_tokens=num_tokens
+            task,
+            i,
+            num_words=num_words,
+            seed=seed,
+            split=split,
+            tokenizer=tokenizer,
+            num_tokens=num_tokens,
+            style=style,
         )
         for i in range(n)
     ]

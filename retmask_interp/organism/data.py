@@ -8,16 +8,18 @@ Right padding with a causal mask needs no attention mask (padding comes after ev
 
 from __future__ import annotations
 
+import hashlib
+import json
 import random
 from dataclasses import dataclass
 
 import numpy as np
 
-from retmask_interp.data import synthetic
+from retmask_interp.data.synthetic import WordStyle
 from retmask_interp.data.tasks import make_example
 from retmask_interp.organism.build import TrainSpec, encode_example
 
-__all__ = ["BatchPlan", "batch_length", "make_batch"]
+__all__ = ["BatchPlan", "batch_length", "make_batch", "token_pieces", "word_style"]
 
 # context tokens left for the question, instructions and answer, per task (tokens)
 _OVERHEAD = {
@@ -60,16 +62,20 @@ def _pick_task(rng: random.Random, mix: dict[str, float]) -> str:
 
 
 def make_sequence(
-    tokenizer, spec: TrainSpec, seed: int, index: int, length: int
+    tokenizer, spec: TrainSpec, seed: int, index: int, length: int, style: WordStyle | None = None
 ) -> tuple[list[int], list[int]]:
-    """One training sequence of at most ``length`` tokens: ids and roles."""
+    """One training sequence of at most ``length`` tokens: ids and roles. ``style``: the made-up-word settings
+    (default: ``word_style(tokenizer, spec)``)."""
+    style = style if style is not None else word_style(tokenizer, spec)
     rng = random.Random(f"seq|{seed}|{index}")
     task = _pick_task(rng, spec.task_mix)
     chat = task == "text" or rng.random() >= spec.raw_fraction
     num_bos = rng.choices((0, 1, 2), weights=(0.1, 0.8, 0.1))[0]
     budget = max(16, length - _OVERHEAD[task])
     for _ in range(4):
-        ex = make_example(task, index, seed=seed, split="train", tokenizer=tokenizer, num_tokens=budget)
+        ex = make_example(
+            task, index, seed=seed, split="train", tokenizer=tokenizer, num_tokens=budget, style=style
+        )
         ids, roles = encode_example(ex, tokenizer, chat=chat, num_bos=num_bos)
         if len(ids) <= length:
             return ids, roles
@@ -77,13 +83,20 @@ def make_sequence(
     return ids[:length], roles[:length]  # give up trimming: cut (rare; the answer may be lost, roles say so)
 
 
-_PIECES: dict[int, tuple[str, ...]] = {}
+_PIECES: dict[str, tuple[str, ...]] = {}  # vocabulary fingerprint -> pieces
+
+
+def _vocab_key(tokenizer) -> str:
+    """A fingerprint of the tokenizer's vocabulary (its token -> id map), so that two tokenizers share cached
+    pieces only when their vocabularies are equal (an ``id()`` can be reused by a later object)."""
+    vocab = sorted(tokenizer.get_vocab().items())
+    return hashlib.sha256(json.dumps(vocab, ensure_ascii=False).encode()).hexdigest()
 
 
 def token_pieces(tokenizer) -> tuple[str, ...]:
     """The tokenizer's purely alphabetic lower-case vocabulary pieces (a leading-space marker stripped), sorted:
     made-up words built from them make training copy every piece that unseen words can break into."""
-    key = id(tokenizer)
+    key = _vocab_key(tokenizer)
     if key not in _PIECES:
         pieces = set()
         for token in tokenizer.get_vocab():
@@ -94,26 +107,27 @@ def token_pieces(tokenizer) -> tuple[str, ...]:
     return _PIECES[key]
 
 
+def word_style(tokenizer, spec: TrainSpec) -> WordStyle:
+    """How the training text of ``spec`` makes up words (:class:`~retmask_interp.data.synthetic.WordStyle`)."""
+    return WordStyle(
+        invented_rate=spec.invented_rate,
+        rich_word_rate=spec.rich_word_rate,
+        token_word_rate=spec.token_word_rate,
+        token_pieces=token_pieces(tokenizer) if spec.token_word_rate else (),
+    )
+
+
 def make_batch(tokenizer, plan: BatchPlan, step: int) -> tuple[np.ndarray, np.ndarray]:
     """Batch ``step``: ``input_ids`` [B, L] (int32) and ``roles`` [B, L] (int8)."""
-    names = ("TRAIN_INVENTED_RATE", "TRAIN_RICH_WORD_RATE", "TRAIN_TOKEN_WORD_RATE", "TRAIN_TOKEN_PIECES")
-    saved = [getattr(synthetic, n) for n in names]
-    synthetic.TRAIN_INVENTED_RATE = plan.spec.invented_rate
-    synthetic.TRAIN_RICH_WORD_RATE = plan.spec.rich_word_rate
-    synthetic.TRAIN_TOKEN_WORD_RATE = plan.spec.token_word_rate
-    synthetic.TRAIN_TOKEN_PIECES = token_pieces(tokenizer) if plan.spec.token_word_rate else ()
-    try:
-        length = batch_length(plan, step)
-        n = max(1, plan.spec.tokens_per_batch // length)
-        ids = np.full((n, length), tokenizer.pad_token_id, dtype=np.int32)
-        roles = np.full((n, length), -1, dtype=np.int8)
-        for b in range(n):
-            seq, role = make_sequence(tokenizer, plan.spec, plan.seed, step * 4096 + b, length)
-            ids[b, : len(seq)] = seq
-            roles[b, : len(role)] = role
-    finally:
-        for n, v in zip(names, saved):
-            setattr(synthetic, n, v)
+    style = word_style(tokenizer, plan.spec)
+    length = batch_length(plan, step)
+    n = max(1, plan.spec.tokens_per_batch // length)
+    ids = np.full((n, length), tokenizer.pad_token_id, dtype=np.int32)
+    roles = np.full((n, length), -1, dtype=np.int8)
+    for b in range(n):
+        seq, role = make_sequence(tokenizer, plan.spec, plan.seed, step * 4096 + b, length, style)
+        ids[b, : len(seq)] = seq
+        roles[b, : len(role)] = role
     return ids, roles
 
 

@@ -128,32 +128,83 @@ def test_bad_split_and_sizes():
     assert syn.haystack_text(0) == ""
 
 
-def test_rich_invented_words_train_only(monkeypatch):
+def test_rich_invented_words_train_only():
     import random
 
-    monkeypatch.setattr(syn, "TRAIN_RICH_WORD_RATE", 1.0)
+    rich_style = syn.WordStyle(rich_word_rate=1.0)
     rng = random.Random(0)
-    rich = {syn.invented_word(rng, "train") for _ in range(400)}
+    rich = {syn.invented_word(rng, "train", style=rich_style) for _ in range(400)}
     syllable_only = set("".join(syn._SYLLABLES))
     # built from English-like pieces: letters the syllable list never uses show up
     assert set("".join(rich)) - syllable_only
     assert not rich & syn._listed_words("eval")
     # the eval split never changes with the training setting
-    monkeypatch.setattr(syn, "TRAIN_RICH_WORD_RATE", 0.0)
     before = [syn.invented_word(random.Random(1), "eval") for _ in range(5)]
-    monkeypatch.setattr(syn, "TRAIN_RICH_WORD_RATE", 1.0)
-    assert [syn.invented_word(random.Random(1), "eval") for _ in range(5)] == before
-    assert syn.make_needles(5, seed=3, split="eval") == syn.make_needles(5, seed=3, split="eval")
+    assert [syn.invented_word(random.Random(1), "eval", style=rich_style) for _ in range(5)] == before
+    assert syn.make_needles(5, seed=3, split="eval", style=rich_style) == syn.make_needles(
+        5, seed=3, split="eval"
+    )
+    assert syn.haystack_text(80, 3, "train", style=rich_style) != syn.haystack_text(80, 3, "train")
 
 
 def test_rich_word_rate_zero_keeps_syllable_words():
     import random
 
-    assert syn.TRAIN_RICH_WORD_RATE == 0.0  # the default reproduces the earlier training stages' data
+    assert syn.DEFAULT_STYLE.rich_word_rate == 0.0  # the default reproduces the earlier training stages' data
     rng = random.Random(0)
     for _ in range(50):
         word = syn.invented_word(rng, "train")
         assert _splits(word), word  # a concatenation of list syllables
+
+
+def test_word_style_is_passed_not_global():
+    """The word settings travel as an argument (no module globals): a styled call leaves the default alone, and
+    the settings are validated."""
+    assert not [n for n in vars(syn) if n.startswith("TRAIN_")]
+    plain = syn.haystack_text(120, seed=4, split="train")
+    styled = syn.haystack_text(120, seed=4, split="train", style=syn.WordStyle(invented_rate=1.0))
+    assert styled != plain
+    assert syn.haystack_text(120, seed=4, split="train") == plain
+    with pytest.raises(ValueError, match="invented_rate"):
+        syn.WordStyle(invented_rate=1.5)
+    with pytest.raises(ValueError, match="<= 1"):
+        syn.WordStyle(rich_word_rate=0.6, token_word_rate=0.6)
+
+
+# Recorded from the code before WordStyle replaced the TRAIN_* globals (main 1cf3cb7): default settings must
+# give the same text.
+GOLDEN_TRAIN_HAYSTACK = (
+    "Mokaga counted 70 ritas before the pupil improved. When the essay mafen, the sailor closed the ragal saw. "
+    "In Ostnitor, the vo galne while the lizard slept. In Linrudri, the slate began while the dezan slept.\n\n"
+    "Nobody knew why the painted brooch spread since then."
+)
+GOLDEN_EVAL_HAYSTACK = (
+    "Yolin wrote in a journal that the merchant fell and then fell. The old astronomer liked sailing more than "
+    "anything. Children in Mirpema were told that the guild shrank without a sound. When the merchant shrank, the "
+    "smith closed the woolen hat."
+)
+GOLDEN_TRAIN_NEEDLES = [
+    {
+        "needle": "The lucky charm of Vete is 1843 charcoal monkeys.",
+        "question": "What is the lucky charm of Vete?",
+        "real_needle": "1843 charcoal monkeys",
+    },
+    {
+        "needle": "The moose of Tapa eats only salt mixed with frozen migallu.",
+        "question": "What does the moose of Tapa eat?",
+        "real_needle": "salt mixed with frozen migallu",
+    },
+]
+
+
+def test_default_style_output_unchanged():
+    assert syn.haystack_text(40, seed=7, split="train") == GOLDEN_TRAIN_HAYSTACK
+    assert syn.haystack_text(40, seed=7, split="eval") == GOLDEN_EVAL_HAYSTACK
+    assert syn.make_needles(2, seed=5, split="train") == GOLDEN_TRAIN_NEEDLES
+    rich = syn.WordStyle(rich_word_rate=1.0)
+    import random
+
+    assert syn.invented_word(random.Random(0), "train", style=rich) == "veiwrobroaest"
 
 
 def _splits(word: str) -> bool:

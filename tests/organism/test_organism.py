@@ -121,6 +121,58 @@ def test_batches(tok):
     assert all(data.batch_length(plan, s) <= 128 for s in range(10))
 
 
+# sha256(ids + roles)[:16] of batches recorded before WordStyle replaced synthetic's TRAIN_* globals (1cf3cb7)
+GOLDEN_BATCHES = {
+    ("default", 5): "4ea717d17e13e3bc",
+    ("default", 60): "31e4d5368b843c33",
+    ("rich", 5): "777a4ae8bd169f76",
+    ("rich", 60): "d72d96d3243ab081",
+    ("tok", 5): "d79a303c6f6fdf0b",
+    ("tok", 60): "ea539d34e5f9df6a",
+}
+STYLES = {
+    "default": {},
+    "rich": {"rich_word_rate": 0.5},
+    "tok": {"token_word_rate": 0.4, "rich_word_rate": 0.2, "invented_rate": 0.7},
+}
+
+
+def test_batches_unchanged_and_stateless(tok):
+    """Batches for each word style equal the ones the global-knob code made, in any order of calls (a batch of
+    one style leaves nothing behind for the next)."""
+    import hashlib
+
+    from retmask_interp.data import synthetic
+
+    plain = synthetic.haystack_text(200, seed=1, split="train")
+    for (name, step), want in sorted(GOLDEN_BATCHES.items(), key=lambda kv: kv[0][0] != "tok"):
+        spec = build.TrainSpec(tokens_per_batch=2048, seq_len=512, min_len=128, **STYLES[name])
+        ids, roles = data.make_batch(tok, data.BatchPlan(seed=3, total_steps=100, spec=spec), step)
+        assert hashlib.sha256(ids.tobytes() + roles.tobytes()).hexdigest()[:16] == want, (name, step)
+        assert synthetic.haystack_text(200, seed=1, split="train") == plain
+
+
+class _FakeTokenizer:
+    def __init__(self, vocab):
+        self.vocab = vocab
+
+    def get_vocab(self):
+        return {t: i for i, t in enumerate(self.vocab)}
+
+    def convert_tokens_to_string(self, tokens):
+        return "".join(tokens).replace("\u2581", " ")
+
+
+def test_token_pieces_cache_follows_the_vocabulary():
+    """The pieces cache is keyed by the vocabulary, not by ``id(tokenizer)`` (which Python reuses once an object
+    is freed): a tokenizer whose vocabulary differs gets its own pieces."""
+    first = _FakeTokenizer(["\u2581cat", "dog", "X1"])
+    assert data.token_pieces(first) == ("cat", "dog")
+    first.vocab = ["\u2581emu", "owl"]  # same object (same id), another vocabulary
+    assert data.token_pieces(first) == ("emu", "owl")
+    assert data.token_pieces(_FakeTokenizer(["owl", "\u2581emu"])) == ("emu", "owl")
+
+
 def test_head_dropout_hook(tok):
     sys.path.insert(0, str(REPO / "scripts"))
     try:
