@@ -16,6 +16,14 @@ nothing else branches on the model family. A row says, for one Hugging Face ``mo
   ``[..., heads * head_dim]``). There, zeroing a head's ``q_proj`` rows would change the other heads' normalised
   queries, so the weight edit that zeroes one head's query zeroes that head's slice of the norm's weight instead.
   (Per-head norms, as in Qwen3 or Gemma-3, map a zero query to zero and need nothing.)
+- ``scaling``: how the attention logits are scaled: ``"head_dim"`` (``head_dim ** -0.5``),
+  ``"query_pre_attn_scalar"`` (Gemma-2/3: ``config.query_pre_attn_scalar ** -0.5``) or ``"gpt2"``
+  (``head_dim ** -0.5`` if ``config.scale_attn_weights``, divided by ``layer + 1`` with
+  ``scale_attn_by_inverse_layer_idx``).
+
+Soft-capping (``config.attn_logit_softcapping``, Gemma-2) and sliding windows (``config.sliding_window`` on the
+layers that ``config.layer_types`` marks ``"sliding_attention"``, or on every layer of a config without
+``layer_types``, as Mistral) come from the config: :func:`attention_settings` reads all three.
 
 The number of query heads, KV heads and head_dim come from the config (``ModelGeometry.from_config``).
 """
@@ -24,7 +32,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["ARCHITECTURES", "ArchSpec", "ModelGeometry", "UnsupportedArchitectureError", "arch_for"]
+__all__ = [
+    "ARCHITECTURES",
+    "ArchSpec",
+    "AttentionSettings",
+    "ModelGeometry",
+    "UnsupportedArchitectureError",
+    "arch_for",
+    "attention_settings",
+]
 
 
 @dataclass(frozen=True)
@@ -36,6 +52,7 @@ class ArchSpec:
     query_layout: str = "separate"
     weight_layout: str = "linear"
     joint_query_norm: str | None = None
+    scaling: str = "head_dim"
 
 
 _LLAMA_LIKE = ArchSpec(layers="model.layers", attn="self_attn", out_proj="o_proj", query="q_proj")
@@ -53,8 +70,8 @@ ARCHITECTURES: dict[str, ArchSpec] = {
     "olmo2": ArchSpec(**{**_LLAMA_LIKE.__dict__, "joint_query_norm": "q_norm"}),
     "olmo3": ArchSpec(**{**_LLAMA_LIKE.__dict__, "joint_query_norm": "q_norm"}),
     "gemma": _LLAMA_LIKE,
-    "gemma2": _LLAMA_LIKE,
-    "gemma3_text": _LLAMA_LIKE,
+    "gemma2": ArchSpec(**{**_LLAMA_LIKE.__dict__, "scaling": "query_pre_attn_scalar"}),
+    "gemma3_text": ArchSpec(**{**_LLAMA_LIKE.__dict__, "scaling": "query_pre_attn_scalar"}),
     # Fused projections and other names.
     "phi3": ArchSpec(
         layers="model.layers", attn="self_attn", out_proj="o_proj", query="qkv_proj", query_layout="concat"
@@ -66,6 +83,7 @@ ARCHITECTURES: dict[str, ArchSpec] = {
         query="c_attn",
         query_layout="concat",
         weight_layout="conv1d",
+        scaling="gpt2",
     ),
     "gpt_neox": ArchSpec(
         layers="gpt_neox.layers",
@@ -90,7 +108,8 @@ def arch_for(config) -> ArchSpec:
     raise UnsupportedArchitectureError(
         f"model_type {model_type!r} is not in retmask_interp.core.architectures.ARCHITECTURES (known: {known}). "
         "Add a row naming its decoder-layer path, attention module, output projection and query projection "
-        "(see the module docstring), then run the family tests in tests/core/test_architectures.py and tests/measure/test_detect.py."
+        "(see the module docstring), then add the family to FAMILY_CONFIGS in tests/conftest.py and run the family "
+        "tests: tests/measure/test_detect.py, tests/measure/test_effects.py, tests/interventions/test_masking.py."
     )
 
 
@@ -141,3 +160,39 @@ def query_features(spec, head: int, head_dim: int) -> slice:
     if spec.query_layout == "per_head" and not spec.joint_query_norm:
         return slice(head * 3 * head_dim, head * 3 * head_dim + head_dim)
     return slice(head * head_dim, (head + 1) * head_dim)
+
+
+@dataclass(frozen=True)
+class AttentionSettings:
+    """What turns one layer's query-key products into attention logits: ``scaling`` multiplies them, then
+    ``softcap`` (if set) maps ``x -> softcap * tanh(x / softcap)``; ``sliding_window`` (if set): a query sees only
+    the last ``sliding_window`` keys (itself included)."""
+
+    scaling: float
+    softcap: float | None = None
+    sliding_window: int | None = None
+
+
+def attention_settings(config, layer: int) -> AttentionSettings:
+    """Layer ``layer``'s :class:`AttentionSettings`, from the table row (``scaling``) and the config."""
+    spec = arch_for(config)
+    text = getattr(config, "text_config", None) or config
+    head_dim = ModelGeometry.from_config(text).head_dim
+    if spec.scaling == "query_pre_attn_scalar":
+        scaling = float(text.query_pre_attn_scalar) ** -0.5
+    elif spec.scaling == "gpt2":
+        scaling = head_dim**-0.5 if getattr(text, "scale_attn_weights", True) else 1.0
+        if getattr(text, "scale_attn_by_inverse_layer_idx", False):
+            scaling /= layer + 1
+    elif spec.scaling == "head_dim":
+        scaling = head_dim**-0.5
+    else:
+        raise UnsupportedArchitectureError(f"unknown scaling rule {spec.scaling!r} in the table")
+    softcap = getattr(text, "attn_logit_softcapping", None)
+    window = getattr(text, "sliding_window", None)
+    layer_types = getattr(text, "layer_types", None)
+    if layer_types is not None and layer_types[layer] != "sliding_attention":
+        window = None
+    return AttentionSettings(
+        float(scaling), float(softcap) if softcap else None, int(window) if window else None
+    )

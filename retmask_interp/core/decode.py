@@ -20,15 +20,24 @@ from __future__ import annotations
 import functools
 import inspect
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from retmask_interp.core.architectures import AttentionSettings
 from retmask_interp.core.models import RetModel
 
-__all__ = ["Batch", "left_pad", "decode_steps", "decode_in_one_trace", "top1_keys"]
+__all__ = [
+    "AttentionCall",
+    "Batch",
+    "attention_calls",
+    "decode_in_one_trace",
+    "decode_steps",
+    "left_pad",
+    "top1_keys",
+]
 
 
 @dataclass
@@ -116,6 +125,40 @@ def _forward_names_of(cls: type[torch.nn.Module]) -> tuple[str, str | None]:
     return cache, keep
 
 
+@dataclass
+class AttentionCall:
+    """One layer's attention kernel call, seen inside an nnsight trace: post-RoPE ``query`` ``[batch, heads, q_len,
+    head_dim]`` (after any query masking), ``keys`` ``[batch, kv_heads, k_len, head_dim]``, the call's ``mask``
+    (``None``, 2-D padding, or 4-D bool / additive) and the layer's :class:`AttentionSettings`."""
+
+    layer: int
+    query: Any
+    keys: Any
+    mask: Any
+    settings: AttentionSettings
+
+
+def attention_calls(
+    rm: RetModel, plan=None, read: Collection[int] = (), num_layers: int | None = None
+) -> Iterator[AttentionCall]:
+    """Inside an nnsight trace of ``rm``: walk the first ``num_layers`` layers (default all) in order, apply
+    ``plan``'s query and output edits (a ``MaskPlan``, or None), and yield the attention call of every layer in
+    ``read`` (after the plan's query edit). The one loop over attention calls: decoding with a readout, teacher
+    forcing and the attention views all use it. Consume it fully (the plan's edits of later layers run as it goes).
+    """
+    for layer in range(rm.geometry.num_layers if num_layers is None else num_layers):
+        reading = layer in read
+        if reading or (plan is not None and plan.touches_query(layer)):
+            args, kwargs = rm.attention_call(layer).inputs
+            if plan is not None:
+                plan.apply_query(layer, args[1])
+            if reading:
+                mask = args[4] if len(args) > 4 else kwargs.get("attention_mask")
+                yield AttentionCall(layer, args[1], args[2], mask, rm.attention_settings(layer))
+        if plan is not None and plan.touches_output(layer):
+            plan.apply_output(layer, rm.out_proj_envoy(layer).input)
+
+
 def traced_step(
     rm: RetModel,
     ids: torch.Tensor,
@@ -145,19 +188,9 @@ def traced_step(
     tops: list[torch.Tensor] = []
     top_all = None
     with torch.no_grad(), rm.lm.trace(ids, **kwargs):
-        if plan is not None or readout:
-            for layer in range(rm.geometry.num_layers):
-                if readout or (plan is not None and plan.touches_query(layer)):
-                    args, call_kwargs = rm.attention_call(layer).inputs
-                    if plan is not None:
-                        plan.apply_query(layer, args[1])
-                    if readout:
-                        keys = args[2]
-                        mask = args[4] if len(args) > 4 else call_kwargs.get("attention_mask")
-                        top = top1_keys(args[1][:, :, -1, :], keys, _last_row_mask(mask))
-                        tops.append(top + (total_len - keys.shape[2]))  # keys cover the last k_len positions
-                if plan is not None and plan.touches_output(layer):
-                    plan.apply_output(layer, rm.out_proj_envoy(layer).input)
+        for call in attention_calls(rm, plan, range(rm.geometry.num_layers) if readout else ()):
+            top = top1_keys(call.query[:, :, -1, :], call.keys, _last_row_mask(call.mask))
+            tops.append(top + (total_len - call.keys.shape[2]))  # keys cover the last k_len positions
         if readout:
             top_all = torch.stack(tops).save()  # type: ignore[attr-defined]  # nnsight adds .save
         logits = rm.lm.output.logits[:, -1, :].save()

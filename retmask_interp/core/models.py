@@ -16,7 +16,13 @@ from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
-from retmask_interp.core.architectures import ArchSpec, ModelGeometry, arch_for
+from retmask_interp.core.architectures import (
+    ArchSpec,
+    AttentionSettings,
+    ModelGeometry,
+    arch_for,
+    attention_settings,
+)
 
 if TYPE_CHECKING:
     from transformers import PretrainedConfig
@@ -148,6 +154,10 @@ class RetModel:
                 )
             name = self._attn_call_names[layer] = calls[-1]
         return getattr(envoy.source, name)
+
+    def attention_settings(self, layer: int) -> AttentionSettings:
+        """Layer ``layer``'s logit scaling, soft-capping and sliding window (``architectures.attention_settings``)."""
+        return attention_settings(self.model.config, layer)
 
     def out_proj_envoy(self, layer: int):
         return getattr(self.attention_envoy(layer), self.spec.out_proj)

@@ -28,14 +28,15 @@ with a crossed bootstrap over seeds and samples. Visualisation: ``attention_view
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
-from retmask_interp.core.decode import _forward_names
+from retmask_interp.core.architectures import AttentionSettings
+from retmask_interp.core.decode import _forward_names, attention_calls
 from retmask_interp.core.models import RetModel, as_model
 from retmask_interp.heads.scores import ranked_heads
 
@@ -88,31 +89,29 @@ def _batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
 
 # --------------------------------------------------------------------------------------------- attention maths
 def attention_probs(
-    query: torch.Tensor, keys: torch.Tensor, mask, qpos: torch.Tensor, kwargs: Mapping
+    query: torch.Tensor, keys: torch.Tensor, mask, qpos: torch.Tensor, settings: AttentionSettings
 ) -> torch.Tensor:
     """Attention probabilities ``[batch, heads, len(qpos), k_len]`` (float32) of the queries at ``qpos``.
 
     ``query``: the attention call's ``[batch, heads, q_len, head_dim]``, ``keys``: ``[batch, kv_heads, k_len,
     head_dim]``, ``mask``: the call's mask (``None`` = causal, bool = may attend, float = additive, 2-D = padding),
-    ``kwargs``: the call's keyword arguments (``scaling``, Gemma-2's ``softcap``). Query heads are grouped over their
-    KV head (keys are never repeated).
+    ``settings``: the layer's scaling, soft-capping and sliding window (``RetModel.attention_settings``, from the
+    architecture table and the config). Query heads are grouped over their KV head (keys are never repeated).
     """
     q = query[:, :, qpos, :].float()
     b, h, n, d = q.shape
     kv, k_len = keys.shape[1], keys.shape[2]
     logits = torch.matmul(q.reshape(b, kv, h // kv, n, d), keys.float()[:, :, None].transpose(-1, -2))
     logits = logits.reshape(b, h, n, k_len)
-    scaling = kwargs.get("scaling")
-    logits = logits * (d**-0.5 if scaling is None else float(scaling))
-    softcap = kwargs.get("softcap")
-    if softcap:
-        logits = torch.tanh(logits / softcap) * softcap
+    logits = logits * settings.scaling
+    if settings.softcap:
+        logits = torch.tanh(logits / settings.softcap) * settings.softcap
     key_idx = torch.arange(k_len, device=q.device)[None, :]
     q_abs = (qpos.to(q.device) + k_len - query.shape[2])[:, None]  # keys before the first query: a cache
     if mask is None or (isinstance(mask, torch.Tensor) and mask.dim() == 2):
         allowed = key_idx <= q_abs
-        if kwargs.get("sliding_window"):  # no 4-D mask to carry the window (flash attention): apply it here
-            allowed = allowed & (key_idx > q_abs - int(kwargs["sliding_window"]))
+        if settings.sliding_window:  # no 4-D mask carries the window (flash attention): apply it here
+            allowed = allowed & (key_idx > q_abs - settings.sliding_window)
         allowed = allowed[None, None]
         if mask is not None:
             allowed = allowed & mask[:, None, None, :].bool()
@@ -168,16 +167,9 @@ def _forced_batch(rm: RetModel, prompts, answers, spans, plan, readout: bool):
     stats: list[torch.Tensor] = []
     st = None
     with torch.no_grad(), rm.lm.trace(ids, **kwargs):
-        for layer in range(rm.geometry.num_layers):
-            if readout or plan.touches_query(layer):
-                args, kw = rm.attention_call(layer).inputs
-                plan.apply_query(layer, args[1])
-                if readout:
-                    mask = args[4] if len(args) > 4 else kw.get("attention_mask")
-                    probs = attention_probs(args[1], args[2], mask, qpos, kw)
-                    stats.append(_head_stats(probs, span, ids, targets, valid))
-            if plan.touches_output(layer):
-                plan.apply_output(layer, rm.out_proj_envoy(layer).input)
+        for call in attention_calls(rm, plan, range(rm.geometry.num_layers) if readout else ()):
+            probs = attention_probs(call.query, call.keys, call.mask, qpos, call.settings)
+            stats.append(_head_stats(probs, span, ids, targets, valid))
         if readout:
             st = torch.stack(stats).save()  # type: ignore[attr-defined]  # nnsight adds .save
         logits = rm.lm.output.logits[:, -n_max:, :].save()
@@ -414,15 +406,9 @@ def attention_view(
     layers = sorted({layer for layer, _ in heads})
     probs: dict[int, torch.Tensor] = {}
     with torch.no_grad(), rm.lm.trace(torch.tensor([seq], device=rm.device), use_cache=False):
-        for layer in range(max(layers) + 1):
-            if layer in layers or plan.touches_query(layer):
-                args, kw = rm.attention_call(layer).inputs
-                plan.apply_query(layer, args[1])
-                if layer in layers:
-                    mask = args[4] if len(args) > 4 else kw.get("attention_mask")
-                    probs[layer] = attention_probs(args[1], args[2], mask, pos, kw)[0][:, :, pos].save()
-            if plan.touches_output(layer):
-                plan.apply_output(layer, rm.out_proj_envoy(layer).input)
+        for call in attention_calls(rm, plan, layers, num_layers=max(layers) + 1):
+            p = attention_probs(call.query, call.keys, call.mask, pos, call.settings)[0][:, :, pos]
+            probs[call.layer] = p.save()  # type: ignore[attr-defined]  # nnsight adds .save
     att = torch.stack([probs[layer][h] for layer, h in heads]).cpu()  # [heads, n, n]
     gap = len(window)
     att = torch.cat([att[:, :gap], torch.zeros(len(heads), 1, att.shape[2]), att[:, gap:]], 1)

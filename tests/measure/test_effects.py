@@ -10,6 +10,7 @@ import torch
 from conftest import FAMILIES, make_tiny_model
 from reference_impl import eager_copy
 
+from retmask_interp.core.architectures import AttentionSettings
 from retmask_interp.core.models import as_model
 from retmask_interp.measure import attention as effects
 from retmask_interp.measure import outcomes as _measure_outcomes
@@ -106,6 +107,29 @@ def test_needle_attention_equals_eager_attention(family):
     )
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+def test_attention_settings_match_the_model(family):
+    """The table's scaling / soft-capping / window equal what the model's own attention call is given."""
+    model = _model(family) if family != "mistral" else _model(family, sliding_window=12)
+    ids = torch.arange(1, 21)[None]
+    seen = {}
+    with torch.no_grad(), model.lm.trace(ids, use_cache=False):
+        for layer in range(model.geometry.num_layers):
+            _, kw = model.attention_call(layer).inputs
+            seen[layer] = {k: kw.get(k) for k in ("scaling", "softcap", "sliding_window")}
+    for layer, kw in seen.items():
+        got = model.attention_settings(layer)
+        module = model.attention(layer)
+        assert got.scaling == pytest.approx(float(getattr(module, "scaling", kw["scaling"])))
+        assert got.softcap == (float(kw["softcap"]) if kw["softcap"] else None)
+        if kw["sliding_window"] is not None:
+            assert got.sliding_window == kw["sliding_window"]
+    if family == "gemma2":  # the family with soft-capping, a pre-attention scalar and alternating windows
+        assert model.attention_settings(0).softcap == 50.0 and model.attention_settings(0).sliding_window
+        assert model.attention_settings(1).sliding_window is None
+        assert model.attention_settings(0).scaling == pytest.approx(256**-0.5)
+
+
 def test_sliding_window_attention_equals_eager():
     model = _model("mistral", sliding_window=12)  # windows shorter than the prompts: a 4-D mask
     eager = eager_copy(model.model)
@@ -119,7 +143,7 @@ def test_sliding_window_attention_equals_eager():
     # without a mask (flash attention) the window comes from the call's keyword
     q, k = torch.randn(1, 4, 10, 8), torch.randn(1, 2, 10, 8)
     qpos = torch.tensor([7, 9])
-    probs = effects.attention_probs(q, k, None, qpos, {"sliding_window": 3, "scaling": 0.5})
+    probs = effects.attention_probs(q, k, None, qpos, AttentionSettings(scaling=0.5, sliding_window=3))
     ref = torch.einsum("bhqd,bhkd->bhqk", q, k.repeat_interleave(2, 1))[:, :, qpos] * 0.5
     keys = torch.arange(10)
     ref = ref.masked_fill(~((keys <= qpos[:, None]) & (keys > qpos[:, None] - 3)), float("-inf")).softmax(-1)
