@@ -1,4 +1,4 @@
-"""``retmask figures``: regenerate every figure of ``figures/`` (a thin layer over ``paper_figures``)."""
+"""``retmask figures``: regenerate every figure of ``figures/`` (a thin layer over ``workflows.paper_figures``)."""
 
 from __future__ import annotations
 
@@ -28,9 +28,10 @@ def register(sub) -> None:
     p.add_argument(
         "--results",
         type=Path,
-        default=Path("docs"),
+        default=None,
         metavar="PATH",
-        help="RetMask gains: a JSON file, or a directory whose *.json files are searched (default: docs)",
+        help="RetMask gains: a JSON file, or a directory whose *.json files are searched (default: docs, when "
+        "it exists); a PATH given must exist, and a file given must hold the gains",
     )
     p.add_argument(
         "--organisms",
@@ -62,6 +63,11 @@ def register(sub) -> None:
         action="store_true",
         help="take the numbers from DIR/data when they were made with the same settings (only re-draw)",
     )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the figures of a DIR that already holds them (manifest.json, index.md)",
+    )
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 
@@ -75,13 +81,17 @@ def run(args: argparse.Namespace) -> int:
     config = FigureConfig.quick(**settings) if args.quick else FigureConfig(**settings)
     if args.shared is not None and not args.shared.exists():
         raise FileNotFoundError(f"--shared {args.shared} does not exist; give the published data directory")
+    if args.results is not None and not args.results.exists():
+        raise FileNotFoundError(f"--results {args.results} does not exist; give the RetMask results JSON")
+    results = args.results if args.results is not None else (Path("docs") if Path("docs").is_dir() else None)
     manifest = regenerate_all(
         args.out,
         shared=args.shared,
-        results=args.results if args.results.exists() else None,
+        results=results,
         config=config,
         reuse_data=args.reuse_data,
         progress=not args.no_progress,
+        overwrite=args.overwrite,
     )
     if not manifest["figures"]:
         print("retmask figures: no figure could be made: " + "; ".join(manifest["notes"]), file=sys.stderr)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import re
 import warnings
@@ -70,23 +71,34 @@ def save_figure(
     *,
     overwrite: bool = False,
     scale: float = 2.0,
+    html: str = "inline",
 ) -> list[Path]:
     """Write ``fig`` as ``<path_stem>.<fmt>`` for each format, atomically; returns the files written.
 
-    HTML embeds plotly.js (works offline) with a fixed element id, so it is byte-identical for the same figure.
-    Static formats (png, svg, pdf, jpeg, webp) go through kaleido, which needs Chrome/Chromium; when it is
-    missing a warning names the fix and the other formats are still written. Existing files are refused
-    unless ``overwrite``.
+    HTML embeds plotly.js (``html="inline"``: works offline) or loads it from its CDN (``html="cdn"``: a small
+    file), with a fixed element id. Traces get ids derived from the file name, and SVG files the same, so the same
+    figure gives byte-identical files. Static formats (png, svg, pdf, jpeg, webp) go through kaleido, which needs
+    Chrome/Chromium; when it is missing a warning names the fix and the other formats are still written.
+    Existing files are refused unless ``overwrite``.
     """
+    import plotly.graph_objects as go
+
+    if html not in ("inline", "cdn"):
+        raise ValueError(f"html must be 'inline' or 'cdn', got {html!r}")
     stem = Path(path_stem)
     paths = {fmt: stem.with_name(f"{stem.name}.{fmt}") for fmt in check_figure_formats(formats)}
     for path in paths.values():
         refuse_overwrite(path, overwrite, "figure")
+    fig = go.Figure(fig)  # a copy with fixed trace ids (plotly.js draws random ones into its output)
+    tag = hashlib.sha1(stem.name.encode()).hexdigest()[:6]
+    for i, trace in enumerate(fig.data):
+        trace.uid = trace.uid or f"{tag}-{i}"
     written = []
     for fmt, path in paths.items():
         if fmt == "html":
             div_id = "retmask-" + (re.sub(r"[^A-Za-z0-9_-]", "-", stem.name) or "figure")
-            atomic_write_text(path, fig.to_html(include_plotlyjs=True, full_html=True, div_id=div_id))
+            js = True if html == "inline" else "cdn"
+            atomic_write_text(path, fig.to_html(include_plotlyjs=js, full_html=True, div_id=div_id))
         else:
             try:
                 with warnings.catch_warnings():
@@ -101,6 +113,12 @@ def save_figure(
                     err,
                 )
                 continue
+            if fmt == "svg":  # plotly.js names the figure's element ids with a random uid: fix it
+                text = data.decode("utf-8")
+                uid = re.search(r'id="defs-([0-9a-z]+)"', text)
+                if uid:
+                    text = text.replace(uid.group(1), (tag * 4)[: len(uid.group(1))])
+                data = text.encode("utf-8")
             atomic_write_bytes(path, data)
         written.append(path)
     return written

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from conftest import make_tiny_model
 
+from retmask_interp.analysis.export import save_figure
 from retmask_interp.analysis.metrics import gini
 from retmask_interp.cli import main
 from retmask_interp.heads.scores import HeadScores
@@ -130,7 +131,11 @@ def test_regenerate_all_writes_every_figure_deterministically(tmp_path, tiny_mod
     # other settings: the saved numbers are not reused
     with pytest.raises(pytest.fail.Exception):
         pf.regenerate_all(
-            out3, config=pf.FigureConfig(**TINY | {"max_new_tokens": 2}), models=tiny_models, reuse_data=True
+            out3,
+            config=pf.FigureConfig(**TINY | {"max_new_tokens": 2}),
+            models=tiny_models,
+            reuse_data=True,
+            overwrite=True,
         )
 
 
@@ -257,16 +262,81 @@ def test_cli_figures(tmp_path, capsys):
         "--results",
         str(tmp_path / "no"),
     ]
+    (tmp_path / "no").mkdir()  # a directory without results files
     assert main(nothing + ["--formats", "html"]) == 1  # no input at all: an error, not an empty folder
+
+
+def test_cli_figures_refuses_to_overwrite(tmp_path, capsys):
+    """An output directory that holds figures is refused before any work; --overwrite replaces them."""
+    _fake_shared(tmp_path / "shared")
+    out = tmp_path / "figs"
+    argv = ["-q", "figures", "--out", str(out), "--shared", str(tmp_path / "shared"), "--organisms"]
+    argv += ["--formats", "html", "--results", str(tmp_path / "shared")]
+    assert main(argv) == 0
+    (out / "index.md").write_text("my notes\n")
+    assert main(argv) == 2
+    assert "already exists" in capsys.readouterr().err and (out / "index.md").read_text() == "my notes\n"
+    assert main(argv + ["--overwrite"]) == 0
+    assert (out / "index.md").read_text().startswith("# Figures")
+
+
+def test_cli_figures_results_file_is_used_or_refused(tmp_path, capsys):
+    """``--results FILE`` is read (not replaced by the default docs/ search); a FILE that is missing or holds no
+    gains is an error that names it."""
+    _fake_shared(tmp_path / "shared")
+    argv = ["-q", "figures", "--shared", str(tmp_path / "shared"), "--organisms", "--formats", "html"]
+    gains = tmp_path / "mine.json"
+    gains.write_text(json.dumps({"results": [{"model": "Other-Model", "delta": 1.0}]}))
+    assert main(argv + ["--out", str(tmp_path / "a"), "--results", str(gains)]) == 0
+    assert json.loads((tmp_path / "a" / "manifest.json").read_text())["gains_source"] == "mine.json"
+    capsys.readouterr()
+    assert main(argv + ["--out", str(tmp_path / "b"), "--results", str(tmp_path / "typo.json")]) == 2
+    assert "typo.json does not exist" in capsys.readouterr().err
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"unrelated": 1}))
+    assert main(argv + ["--out", str(tmp_path / "c"), "--results", str(other)]) == 2
+    assert "holds no RetMask gains" in capsys.readouterr().err
+
+
+def test_cli_figures_unknown_organism(tmp_path, capsys):
+    code = main(["-q", "figures", "--out", str(tmp_path / "o"), "--organisms", "nosuch", "--formats", "html"])
+    err = capsys.readouterr().err
+    assert code == 2 and "unknown organism 'nosuch'" in err and "concentrated" in err
+    assert "not installed" not in err
+
+
+def test_gain_results_errors_are_not_swallowed(tmp_path, monkeypatch):
+    """Only "not JSON" and "not a results file" are passed over in a directory; a results file with a malformed
+    entry is an error naming it, and a bug in the reader propagates instead of becoming "no RetMask results"."""
+    from retmask_interp.workflows import published
+
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "a.json").write_text("not json")
+    (d / "b.json").write_text(json.dumps({"unrelated": [1, 2]}))
+    (d / "c.json").write_text(json.dumps({"models": 5}))
+    (d / "e.json").write_text(json.dumps([{"model": "x", "gain": 1.0}]))
+    assert pf.load_gain_results(d).attrs["source"] == "e.json"
+    (d / "bad.json").write_text(json.dumps({"organisms": {"x": ["not", "an", "object"]}}))
+    with pytest.raises(ValueError, match="bad.json.*organisms"):
+        pf.load_gain_results(d)
+    (d / "bad.json").unlink()
+
+    def broken(obj, source):
+        raise AttributeError("a bug in the reader")
+
+    monkeypatch.setattr(published, "_gain_records", broken)
+    with pytest.raises(AttributeError, match="a bug"):
+        pf.load_gain_results(d)
 
 
 def test_static_export(tmp_path):
     if not (shutil.which("chromium") or shutil.which("google-chrome") or shutil.which("chromium-browser")):
         pytest.skip("static export needs Chrome/Chromium")
     fig = pf.fig_heatmaps({"m": HeadScores.from_matrix(np.eye(3), model="m")})
-    files = pf.write_figure(fig, tmp_path / "h", formats=("png", "svg"), html="cdn")
+    files = save_figure(fig, tmp_path / "h", formats=("png", "svg", "html"), html="cdn")
     assert [f.name for f in files] == ["h.png", "h.svg", "h.html"]
-    again = pf.write_figure(fig, tmp_path / "again" / "h", formats=("png", "svg"), html="cdn")
+    again = save_figure(fig, tmp_path / "again" / "h", formats=("png", "svg", "html"), html="cdn")
     for a, b in zip(files, again):  # plotly.js's random element ids are fixed: the same bytes every time
         assert a.read_bytes() == b.read_bytes(), a.name
     assert (tmp_path / "h.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -325,7 +395,7 @@ def test_notebooks_import_rather_than_copy_helpers():
 def test_gains_measured_on_other_weights_are_flagged(tmp_path, tiny_models, results_a, monkeypatch):
     config = pf.FigureConfig(**TINY, formats=("html",))
     key = f"{config.experiment_key()}-{'a' * 12}"  # the installed weights' fingerprint
-    monkeypatch.setattr(pf, "_default_models", lambda cfg: (tiny_models, {"a": key}, []))
+    monkeypatch.setattr(pf, "default_models", lambda cfg: (tiny_models, {"a": key}, []))
     monkeypatch.setattr(pf, "run_model", lambda *a, **k: results_a)
     exp = _experiment_json({"a": {"retmask": 0.1}}, {"a": {"retmask": (0.0, 0.2)}}, {"a": 0.5})
     for sha, flagged in (("a" * 64, False), ("b" * 64, True)):
