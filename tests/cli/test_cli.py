@@ -69,3 +69,31 @@ def test_help_lists_commands(capsys):
     out = capsys.readouterr().out
     for cmd in ("detect", "heads", "demo", "analyze", "export-masked"):
         assert cmd in out
+
+
+def test_every_cli_group_imports_and_a_broken_one_is_not_hidden(monkeypatch):
+    """Every name in ``cli._GROUPS`` is a module with ``register``; a missing or broken group module raises
+    (a renamed group must not vanish from ``retmask --help`` silently)."""
+    import importlib
+    import sys
+    import types
+
+    from retmask_interp import cli
+
+    for group in cli._GROUPS:
+        assert callable(importlib.import_module(f"retmask_interp._cli.{group}").register), group
+    commands = cli.build_parser()._subparsers._group_actions[0].choices
+    assert {"detect", "figures", "demo", "pairs", "train"} <= set(commands), sorted(commands)
+    monkeypatch.setattr(cli, "_GROUPS", [*cli._GROUPS, "nosuch"])
+    with pytest.raises(ModuleNotFoundError, match="nosuch"):
+        cli.build_parser()
+    broken = types.ModuleType("retmask_interp._cli.broken")
+
+    def register(sub):
+        import retmask_interp._cli.gone  # noqa: F401  (a group whose own import fails)
+
+    broken.register = register
+    monkeypatch.setitem(sys.modules, "retmask_interp._cli.broken", broken)
+    monkeypatch.setattr(cli, "_GROUPS", [*cli._GROUPS[:-1], "broken"])
+    with pytest.raises(ModuleNotFoundError, match="gone"):
+        cli.build_parser()

@@ -205,10 +205,19 @@ def test_no_heads_is_plain_greedy_and_skips_nnsight():
 
 def test_forward_names_cached_per_class():
     """Read once per class, they are the names the instance's forward takes (as nnsight wraps it too)."""
+    from nnsight import NNsight
+
     for family in ("llama", "gpt2"):
         model = make_tiny_model(family)
-        assert as_model(model).lm is not None  # nnsight installs its controller as the instance's forward
+        assert isinstance(
+            as_model(model).lm, NNsight
+        )  # nnsight installs its controller as the instance's forward
         params = inspect.signature(model.forward).parameters
         cache = "cache" if "cache" in params else "past_key_values"
         assert cache in params and "logits_to_keep" in params
         assert _forward_names(model) == (cache, "logits_to_keep")
+        hits = _decode._forward_names_of.cache_info().hits
+        assert _forward_names(make_tiny_model(family, seed=1)) == (cache, "logits_to_keep")
+        assert (
+            _decode._forward_names_of.cache_info().hits == hits + 1
+        )  # another instance: read from the cache

@@ -211,3 +211,15 @@ def _splits(word: str) -> bool:
     if not word:
         return True
     return any(word.startswith(s) and _splits(word[len(s) :]) for s in syn._SYLLABLES)
+
+
+def test_needle_consistency_is_a_value_error(monkeypatch):
+    """A made needle whose answer or subject is not in its sentence raises ValueError (not an ``assert``, which
+    ``python -O`` drops)."""
+
+    def bad(rng, split, style):
+        return {"needle": "The sky is blue.", "question": "Q?", "real_needle": "green", "subject": "the sky"}
+
+    monkeypatch.setattr(syn, "_NEEDLE_MAKERS", (bad,))
+    with pytest.raises(ValueError, match="real_needle"):
+        syn.needle_with_subject(0)

@@ -135,6 +135,15 @@ def test_detect_heads_resume_never_duplicates(tmp_path):
         detect_heads(
             rm, samples, DetectConfig(max_new_tokens=7, rouge_threshold=0), samples_path=path, progress=False
         )
+    # a different success threshold changes which samples count: refused too (it is in the fingerprint)
+    with pytest.raises(ValueError, match="other settings"):
+        detect_heads(
+            rm,
+            samples,
+            DetectConfig(max_new_tokens=6, rouge_threshold=0.5),
+            samples_path=path,
+            progress=False,
+        )
 
 
 def test_success_filter_drops_failed_samples():

@@ -31,8 +31,10 @@ def test_demo_on_organism(tmp_path):
     acc = saved["niah_accuracy"]
     assert set(acc) == {"normal", "retrieval_masked", "random_masked"}
     hs = load_head_scores(tmp_path / "heads.json")
-    # unmasked success is the fraction of samples that passed detection's success filter
-    assert acc["normal"] == pytest.approx(hs.num_counted / hs.num_samples)
+    # the organism retrieves; masking its retrieval heads breaks that, and as many random heads break it less
+    assert acc["normal"] >= 0.5
+    assert acc["retrieval_masked"] < acc["normal"]
+    assert acc["retrieval_masked"] < acc["random_masked"]
     assert saved["retrieval_heads"] == [list(h) for h in hs.above(0.1)]
     for control in saved["random_heads"]:
         assert not {tuple(h) for h in control} & {tuple(h) for h in saved["retrieval_heads"]}
@@ -40,3 +42,21 @@ def test_demo_on_organism(tmp_path):
     # a finished demo is not overwritten silently
     with pytest.raises(FileExistsError):
         run_demo(tmp_path, cfg)
+
+
+def test_demo_lengths_fit_the_organisms_training_length():
+    """``organism:NAME`` gets the organism grid (the organisms train on 2048-token sequences; their config allows
+    4096), not the 500-4000-token grid of real models."""
+    from types import SimpleNamespace
+
+    from transformers import AutoTokenizer
+
+    from retmask_interp.core.models import organism_path
+    from retmask_interp.workflows.demo import _samples
+
+    tok = AutoTokenizer.from_pretrained(str(organism_path("distributed")))
+    rm = SimpleNamespace(tokenizer=tok, max_context=4096)
+    for model in ("organism", "organism:distributed"):
+        samples = _samples(rm, DemoConfig(model=model, num_depths=1, num_needles=1))
+        lengths = sorted({s.context_length for s in samples})
+        assert lengths and max(lengths) <= 2048, (model, lengths)
