@@ -43,6 +43,7 @@ from typing import Any, cast
 import numpy as np
 
 from retmask_interp.core.io import InputError
+from retmask_interp.data.prompts import WU_PROMPT_TEMPLATE, prompt_parts
 
 __all__ = [
     "WU_PROMPT_TEMPLATE",
@@ -68,7 +69,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-WU_PROMPT_TEMPLATE = "<book>{context}</book>\nBased on the content of the book, Question: {question}\nAnswer:"
 STYLES = ("chat", "qa", "continuation")
 LENGTH_TOLERANCE = 2  # |num_tokens - context_length| is at most this many tokens (in practice 0)
 _MAX_ROUNDS = 5
@@ -372,8 +372,7 @@ def sample_id(
 
 def _prompt_parts(tokenizer, style: str, needle: dict, chat_template_kwargs: dict | None):
     """A function ``context -> (prompt string, char offset of context, add_special_tokens)`` for ``style``."""
-    head, _, tail = WU_PROMPT_TEMPLATE.partition("{context}")
-    tail = tail.replace("{question}", needle["question"])
+    head, tail = prompt_parts(needle["question"])
     if style == "qa":
         return lambda ctx: (head + ctx + tail, len(head), True)
     if style == "continuation":

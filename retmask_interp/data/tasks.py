@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from retmask_interp.data.prompts import multi_question_prompt, niah_prompt
 from retmask_interp.data.synthetic import (
     DEFAULT_STYLE,
     WordStyle,
@@ -54,8 +55,6 @@ __all__ = [
     "sentence_boundaries",
 ]
 
-NIAH_TEMPLATE = "<book>{context}</book>\nBased on the content of the book, Question: {question}\nAnswer:"
-
 
 @dataclass
 class TaskExample:
@@ -75,11 +74,6 @@ class TaskExample:
             "answers": self.answers,
             "meta": self.meta,
         }
-
-
-def niah_prompt(context: str, question: str) -> str:
-    """The published NIAH user message (Wu et al.): ``<book>...</book>`` then the question and ``Answer:``."""
-    return NIAH_TEMPLATE.format(context=context, question=question)
 
 
 # ---- length control ------------------------------------------------------------------------------------------
@@ -220,8 +214,7 @@ def _multi_needle(
         n = needles[asked[0]]
         prompt, target = niah_prompt(context, n["question"]), n["real_needle"]
     else:
-        questions = "\n".join(f"Question {i + 1}: {needles[j]['question']}" for i, j in enumerate(asked))
-        prompt = f"<book>{context}</book>\nBased on the content of the book, answer each question.\n{questions}\nAnswer:"
+        prompt = multi_question_prompt(context, [needles[j]["question"] for j in asked])
         target = "\n".join(f"{i + 1}. {needles[j]['real_needle']}" for i, j in enumerate(asked))
     return TaskExample(
         task="multi_needle",
