@@ -6,7 +6,8 @@ haystack built for evaluation contains no content word that the embedded organis
 words and sentence templates are shared (they are the "grammar" of the synthetic language).
 
 Pools are split by a stable hash of each word (CRC-32), not by list position, so adding words to a list never
-moves an existing word to the other split. Everything is a pure function of ``(seed, split, sizes)``.
+moves an existing word to the other split. Everything is a pure function of ``(seed, split, sizes)`` and, for the train split, the :class:`WordStyle`
+passed in (no module state).
 """
 
 from __future__ import annotations
@@ -621,8 +622,10 @@ def make_needles(
     ``real_needle`` is an exact substring of ``needle``: the short answer span (3-8 words) that a model must
     copy, e.g. needle "The secret ingredient of the copper lantern is three drops of violet honey.", question
     "What is the secret ingredient of the copper lantern?", real_needle "three drops of violet honey". Needle
-    kinds cycle through eight templates; content words come from ``split``'s pools only. Deterministic in
-    ``(n, seed, split)``; the first ``k`` needles do not depend on ``n``.
+    kinds cycle through the 12 slots of ``_NEEDLE_MAKERS``: eight fixed templates (secret ingredient, best thing
+    to do, password, hidden object, builder, lucky charm, recipe, meeting place) and, in the other four slots, the
+    relation maker, which draws one of 14 subject-relation-answer templates; content words come from ``split``'s
+    pools only. Deterministic in ``(n, seed, split, style)``; the first ``k`` needles do not depend on ``n``.
     """
     _check_split(split)
     if n < 0:

@@ -79,7 +79,7 @@ class PairsConfig:
     top_p: float = 1.0  # paper
     max_new_tokens: int = 2048  # paper's cap
     batch_size: int = 8  # prompts per generate call (left-padded)
-    seed: int = 0  # run seed; prompt i samples with sample_seed(seed, i) on both sides
+    seed: int = 0  # run seed; a batch samples with sample_seed(seed, i), i = the index of its first prompt, both sides
     mode: str = "zero"  # masking mode passed to retmask_interp.interventions.masking.generate
     format: str = (
         "auto"  # "conversational" iff the tokenizer has a chat template; or "conversational", "plain"
@@ -604,7 +604,7 @@ def pairs_from_responses(
     --heads H --top-k K --out masked/``, then, with the same sampling settings and seeds on both sides::
 
         from vllm import LLM, SamplingParams
-        from retmask_interp.pairs import load_prompts, pairs_from_responses, sample_seed
+        from retmask_interp.retmask.pairs import load_prompts, pairs_from_responses, sample_seed
 
         prompts = load_prompts("prompts.jsonl")
         chats = [[{"role": "user", "content": p.text}] for p in prompts]
