@@ -3,9 +3,9 @@
 For each organism (``concentrated``, ``distributed``):
 
 1. detect retrieval heads on a held-out NIAH grid (``detect.detect_heads``; eval-split needles, synthetic
-   haystack) and compute the organisation metrics (``analysis.organization_metrics``);
+   haystack) and compute the organisation metrics (``analysis.metrics.organization_metrics``);
 2. choose the retrieval heads (score >= ``--threshold``; at least ``--min-heads`` by rank) and a control set of
-   as many random non-retrieval heads (``masking.random_heads``, excluding every head >= ``--threshold``);
+   as many random non-retrieval heads (``interventions.controls.random_heads``, excluding every head >= ``--threshold``);
 3. sample preference pairs for both head sets (``pairs.make_pairs`` on ``pairs.builtin_prompts``, or with
    ``--prompts tasks`` on ``pairs.task_prompts``: long-context task prompts of the training split);
 4. DPO-train a fresh copy of the organism on each pair set (``training.train_dpo``) for every learning rate given;

@@ -149,7 +149,7 @@ def register(sub) -> None:
         "train",
         help="DPO on a pairs file (TRL; full fine-tuning or --lora)",
         description="Train MODEL with DPO on --pairs and save the model, tokenizer and training_summary.json "
-        "to --out. Several GPUs: run under `accelerate launch` (see retmask_interp.training).",
+        "to --out. Several GPUs: run under `accelerate launch` (see retmask_interp.retmask.training).",
     )
     add_model_args(p, default=None, dtype="float32")
     p.add_argument("--pairs", required=True, type=Path, metavar="FILE", help="pairs JSONL (retmask pairs)")

@@ -374,12 +374,12 @@ def _palette(n: int) -> list[str]:
     return [base[i % len(base)] for i in range(n)]
 
 
-# -- effects of masking (retmask_interp.effects) --------------------------------------------------------
+# -- effects of masking (retmask_interp.measure.attention, measure.outcomes) --------------------------------------------------------
 _ROLE_COLORS = {"masked": "black", "compensates": "#2ca02c", "collapses": "#d62728", "unchanged": "#aaaaaa"}
 
 
 def compensation_figure(df, *, value: str = "span_mass", top_n: int = 15, title: str | None = None):
-    """Output of ``effects.compensation``. Left: each head's ``value`` unmasked (x) against with the retrieval
+    """Output of ``measure.attention.compensation``. Left: each head's ``value`` unmasked (x) against with the retrieval
     heads masked (y), one trace per role (masked / compensates / collapses / unchanged), and the diagonal (last
     trace). Right: the ``top_n`` unmasked heads with the largest change, as bars (trace after the roles)."""
     need = {"layer", "head", "role", f"{value}_before", f"{value}_after", f"delta_{value}"}
@@ -437,7 +437,7 @@ def compensation_figure(df, *, value: str = "span_mass", top_n: int = 15, title:
 
 
 def single_head_effect_figure(df, *, title: str | None = None):
-    """Output of ``effects.single_head_effects``: retrieval score (x) against the drop in answer log-likelihood
+    """Output of ``measure.attention.single_head_effects``: retrieval score (x) against the drop in answer log-likelihood
     when the head alone is masked (y, with bootstrap CI bars); one point per head (trace 0). The title gives the
     Spearman correlation (``df.attrs["spearman"]``, recomputed when absent)."""
     from retmask_interp.measure.stats import spearman
@@ -479,7 +479,7 @@ def single_head_effect_figure(df, *, title: str | None = None):
 
 
 def masking_outcome_bars(summary, *, metric: str = "success", by: str = "kind", title: str | None = None):
-    """Output of ``effects.summarize_outcomes``: one bar per ``by`` group (in table order) for ``metric``, with
+    """Output of ``measure.outcomes.summarize_outcomes``: one bar per ``by`` group (in table order) for ``metric``, with
     its bootstrap CI as error bars (trace 0)."""
     missing = {by, "metric", "mean", "ci_low", "ci_high"} - set(summary.columns)
     if missing:

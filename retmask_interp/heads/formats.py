@@ -2,7 +2,7 @@
 
 Import (all return ``HeadScores``; ``load_any_head_list`` picks the reader by extension, then by content):
 
-- ``.json``: our format or Wu et al.'s / the RetMask repo's (``heads.load_head_scores``);
+- ``.json``: our format or Wu et al.'s / the RetMask repo's (``heads.scores.load_head_scores``);
 - ``.tsv`` or a directory holding ``full_attention_heads.tsv``: DuoAttention gates (``load_duo_attention``);
 - ``.yaml`` / ``.yml``: QRHead configs and other YAML head lists (``load_yaml_heads``, shapes listed there);
 - ``.csv``: a header with ``layer``, ``head`` and optionally ``score`` (``load_csv_heads``).

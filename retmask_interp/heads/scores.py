@@ -359,7 +359,7 @@ def _from_ours(obj: Mapping[str, Any], source: str) -> HeadScores:
 def load_head_scores(
     path: str | Path, *, num_layers: int | None = None, num_heads: int | None = None
 ) -> HeadScores:
-    """Read a head list in our JSON format or in Wu et al.'s; other formats live in ``retmask_interp.interop``."""
+    """Read a head list in our JSON format or in Wu et al.'s; other formats live in ``retmask_interp.heads.formats``."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"head file {path} does not exist")

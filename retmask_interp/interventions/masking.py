@@ -13,7 +13,7 @@ zeroes the head's slice of the query projection's *output* (its slice of the fus
 ``query_layout``; for OLMo-2/3, whose query norm spans all heads, the norm's output), which is the exact counterpart
 of the weight edit ``zero_head_queries_`` (a zero query stays zero through per-head norms and RoPE). Neither needs
 ``.source``, which would permanently instrument the attention forward. ``generate`` runs the whole decode loop in one
-nnsight trace with the sites edited on every forward (``_decode.decode_in_one_trace``).
+nnsight trace with the sites edited on every forward (``core.decode.decode_in_one_trace``).
 
 Python API: ``masked_logits`` (one forward), ``generate`` (greedy or sampled decoding with heads masked at every
 step), ``masked(model, heads)`` (a context for a block of work), ``random_controls`` (control head sets that never

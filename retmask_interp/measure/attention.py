@@ -19,7 +19,7 @@ Definitions (every function below uses them):
   with ``m`` visible keys is ``(e - s) / m``. ``zero``/``mean`` masking replaces a head's *output*, so the pattern of
   that head (and of every head in its layer and below) does not change; later layers may.
 - **success** / **rouge**: greedy generation with the heads masked at every step, ROUGE-1 recall of ``real_needle``
-  in the generated text, success when recall > ``rouge_threshold`` (as ``demo.niah_success``).
+  in the generated text, success when recall > ``rouge_threshold`` (as ``measure.outcomes.niah_outcomes``).
 
 Condition names ``"KIND#SEED"`` (e.g. ``"random#3"``) are seed ``SEED`` of ``KIND``; summaries pool the seeds of a kind
 with a crossed bootstrap over seeds and samples. Visualisation: ``attention_view`` (circuitsvis, offline HTML).
@@ -387,7 +387,7 @@ def attention_view(
     gap marker, then the prompt's last token and the answer tokens fed back (the answer queries). Each cell is the
     head's attention probability (over the *whole* context, not renormalised to the window; the gap marker's row and
     column are 0). Returns circuitsvis ``RenderedHTML``: it displays in a notebook; ``.local_src`` is a self-contained
-    page that works offline (write it with ``_io.atomic_write_text``).
+    page that works offline (write it with ``core.io.atomic_write_text``).
     """
     import circuitsvis as cv
 

@@ -62,7 +62,7 @@ def copy_paste_scores_batch(
     """Greedy-decode a batch of prompts (left-padded) and score every head on each; see ``copy_paste_scores``.
 
     Returns one ``(generated_ids, scores[num_layers, num_heads])`` pair per prompt, on the CPU.
-    ``mask_heads`` masks those heads (``retmask_interp.masking`` modes) while decoding, for ablation studies.
+    ``mask_heads`` masks those heads (``interventions.masking`` modes) while decoding, for ablation studies.
     ``backend``: ``"eager"`` (one nnsight trace per step, a growing cache), ``"static"`` (a static cache; on a GPU
     the step, readout and hit counting included, replays as a CUDA graph) or ``"auto"`` (static on a GPU when the
     model allows it, see ``core.static_decode``); all give the same tokens and scores.

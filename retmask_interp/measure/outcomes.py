@@ -194,7 +194,7 @@ def random_condition_sets(
     unmasked: bool = True,
 ) -> dict[str, list[Head]]:
     """Conditions ``{"unmasked": [], name: heads, "random#0": ..., "random#{n_seeds-1}": ...}``: each random set has
-    as many heads as ``heads``, drawn (``masking.random_controls``) from outside ``heads`` and ``exclude`` (pass all
+    as many heads as ``heads``, drawn (``interventions.controls.random_controls``) from outside ``heads`` and ``exclude`` (pass all
     retrieval heads to draw from non-retrieval heads only)."""
     from retmask_interp.interventions.controls import random_controls
 
@@ -260,7 +260,7 @@ def topk_curve(
 
     Random sets avoid ``exclude`` (default: the top ``max(ks)`` heads, so they are never retrieval heads of the
     curve). ``k = 0`` is the unmasked model (one run, reported for both kinds). Returns ``DataFrame(k, kind,
-    success, ci_low, ci_high, rouge, answer_logprob, n_samples, n_seeds)`` for ``figures.topk_masking_curve``;
+    success, ci_low, ci_high, rouge, answer_logprob, n_samples, n_seeds)`` for ``analysis.plots.topk_masking_curve``;
     with ``return_outcomes`` also the per-sample ``masking_outcomes`` table. Other keywords go to
     ``masking_outcomes`` (``mode``, ``max_new_tokens``, ``batch_size``, ...).
     """

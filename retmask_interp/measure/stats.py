@@ -68,7 +68,7 @@ def crossed_bootstrap_ci(
     matrix, n_resamples: int = 1000, seed: int = 0, alpha: float = 0.05
 ) -> tuple[float, float]:
     """Percentile bootstrap CI of the mean of a ``[seeds, samples]`` matrix, resampling seeds and samples
-    independently (both are random draws); with one seed it is ``evaluation.bootstrap_ci`` over the samples."""
+    independently (both are random draws); with one seed it is ``measure.stats.bootstrap_ci`` over the samples."""
     from retmask_interp.measure.stats import bootstrap_ci
 
     m = np.asarray(matrix, dtype=float)

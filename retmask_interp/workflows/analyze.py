@@ -33,7 +33,7 @@ def analyze_files(
 ):
     """Metrics table and figures for several head lists.
 
-    Reads each file with ``interop.load_any_head_list`` (``load_kwargs`` passed on, e.g. ``group_size`` for
+    Reads each file with ``heads.formats.load_any_head_list`` (``load_kwargs`` passed on, e.g. ``group_size`` for
     DuoAttention TSVs) and writes, under ``out_dir``: ``metrics.csv``, ``metrics.md``, ``metrics.json`` (all
     metrics including layer profiles, plus the source files) and the figures ``heatmaps``, ``sorted_scores``,
     ``metrics`` in each of ``formats``. Refuses to overwrite an existing ``metrics.csv`` unless ``overwrite``.

@@ -81,8 +81,8 @@ class FigureConfig:
 @dataclass
 class ModelResults:
     """One model's experiments. ``heads``: its retrieval scores; ``retrieval``: the heads scoring >= threshold;
-    ``niah``: ``effects.masking_outcomes`` rows (one per condition x sample; kinds ``unmasked``, ``retrieval``,
-    ``random`` with seeds); ``topk``: ``effects.topk_curve`` (``k, kind, success, ci_low, ci_high, ...``)."""
+    ``niah``: ``measure.outcomes.masking_outcomes`` rows (one per condition x sample; kinds ``unmasked``, ``retrieval``,
+    ``random`` with seeds); ``topk``: ``measure.outcomes.topk_curve`` (``k, kind, success, ci_low, ci_high, ...``)."""
 
     name: str
     heads: HeadScores
@@ -129,7 +129,7 @@ def run_model(
     """Detect ``model``'s retrieval heads on the NIAH grid (or take ``head_scores``, e.g. a published list),
     then measure NIAH success (greedy generation, heads masked at every step) unmasked, with the retrieval heads
     (score >= threshold) masked and with as many random other heads masked (``seeds`` sets), and along the top-k
-    curve (``effects.topk_curve``)."""
+    curve (``measure.outcomes.topk_curve``)."""
     from retmask_interp.core.models import as_model
     from retmask_interp.measure.detect import DetectConfig, detect_heads
     from retmask_interp.measure.outcomes import masking_outcomes, random_condition_sets, topk_curve

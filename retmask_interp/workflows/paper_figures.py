@@ -103,7 +103,7 @@ def fig_concentration_curves(named_scores: Mapping[str, HeadScores]):
 
 
 def fig_concentration_metrics(named_scores: Mapping[str, HeadScores]):
-    """Concentration metrics per model (``analysis.metrics_table``) as grouped bars."""
+    """Concentration metrics per model (``analysis.metrics.metrics_table``) as grouped bars."""
     from retmask_interp.analysis.metrics import metrics_table
     from retmask_interp.analysis.plots import metrics_chart
 
@@ -111,7 +111,7 @@ def fig_concentration_metrics(named_scores: Mapping[str, HeadScores]):
 
 
 def fig_niah_masking(niah_df, *, name: str = ""):
-    """NIAH success grids side by side (``effects.masking_outcomes`` rows): unmasked, retrieval heads masked,
+    """NIAH success grids side by side (``measure.outcomes.masking_outcomes`` rows): unmasked, retrieval heads masked,
     random heads masked (seeds pooled)."""
     from retmask_interp.analysis.plots import niah_grids
 
@@ -393,7 +393,12 @@ def regenerate_all(
 
 
 def _index(manifest: Mapping[str, Any]) -> str:
-    lines = ["# Figures", "", "Regenerate with `retmask figures --out figures/ --shared ../shared/data`.", ""]
+    lines = [
+        "# Figures",
+        "",
+        "Regenerate with `retmask figures --out figures/ --shared ../shared/data --overwrite`.",
+        "",
+    ]
     lines += ["| figure | what it shows |", "|---|---|"]
     for e in manifest["figures"]:
         png = next((f for f in e["files"] if f.endswith(".png")), e["files"][0] if e["files"] else e["stem"])
