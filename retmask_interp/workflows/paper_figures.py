@@ -364,8 +364,9 @@ def regenerate_all(
             html = config.html if interactive else "none"
             formats = [f for f in config.formats if f.lower().lstrip(".") != "html"]
             formats += ["html"] if html != "none" else []
+            page = html if html != "none" else "inline"  # (no HTML file is written then)
             files = save_figure(
-                fig, out / stem, formats=formats, overwrite=True, scale=config.scale, html=html
+                fig, out / stem, formats=formats, overwrite=True, scale=config.scale, html=page
             )
             entries.append(
                 {"stem": stem, "description": _describe(stem), "files": sorted(p.name for p in files)}

@@ -406,3 +406,14 @@ def test_gains_measured_on_other_weights_are_flagged(tmp_path, tiny_models, resu
         assert "gain_vs_concentration" in {e["stem"] for e in man["figures"]}
     saved = json.loads((tmp_path / "a" / "data" / "results_a.json").read_text())
     assert saved["experiment_key"] == key  # saved numbers carry the weights' fingerprint
+
+
+def test_static_only_figures_write_no_html(tmp_path):
+    """A figure that gets no HTML (not interactive) goes through the figure writer with static formats only."""
+    _fake_shared(tmp_path / "shared")
+    config = pf.FigureConfig(**TINY, formats=("svg",), html="cdn")
+    man = pf.regenerate_all(tmp_path / "out", shared=tmp_path / "shared", config=config, models={})
+    files = {e["stem"]: e["files"] for e in man["figures"]}
+    assert "concentration_curves" in files and "heatmaps_retmask2026" in files
+    assert not any(f.endswith(".html") for f in files["concentration_curves"])
+    assert "heatmaps_retmask2026.html" in files["heatmaps_retmask2026"]  # interactive: HTML as well
