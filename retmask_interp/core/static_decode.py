@@ -140,7 +140,7 @@ def static_blocker(rm: RetModel, total_len: int) -> str | None:
         return f"attention implementation {impl!r} (the static path builds a 4-D mask for 'sdpa' or 'eager')"
     if len({p.device for p in model.parameters()}) > 1:
         return "the model is spread over several devices"
-    layers = DynamicCache(config=model.config).layers
+    layers = DynamicCache(config=model.config).layers  # type: ignore[arg-type]
     if not layers:
         return "the cache's layer types are not known before the first forward"
     for i, layer in enumerate(layers):
@@ -226,14 +226,14 @@ def _static_cache(dynamic, total_len: int, write_pos: torch.Tensor):
         keys[:, :, : k.shape[2]].copy_(k)
         values[:, :, : v.shape[2]].copy_(v)
         layers.append(_StaticLayer(keys, values, write_pos))
-    return Cache(layers=layers)
+    return Cache(layers=layers)  # type: ignore[arg-type]  # our layers implement the cache-layer interface
 
 
 def _mask_buffer(rm: RetModel, mask: torch.Tensor) -> tuple[torch.Tensor, Any]:
     """The 4-D attention mask ``[batch, 1, 1, total]`` for the model's attention implementation (bool for sdpa, an
     additive float mask for eager), and the value that switches a column on."""
     keep = mask.bool()[:, None, None, :].contiguous()
-    if rm.model.config._attn_implementation == "eager":
+    if rm.config._attn_implementation == "eager":
         dtype = next(rm.model.parameters()).dtype
         buf = torch.zeros(keep.shape, dtype=dtype, device=mask.device)
         return buf.masked_fill_(~keep, torch.finfo(dtype).min), 0.0
@@ -366,7 +366,7 @@ def decode_static(
     # prefill: the eager loop's first step, verbatim
     padded = batch.padded
     positions = (batch.mask[:, :width].cumsum(-1) - 1).clamp(min=0) if padded else None
-    dynamic = DynamicCache(config=rm.model.config)
+    dynamic = DynamicCache(config=rm.config)
     logits, tops = forward(
         batch.ids[:, :width], batch.mask[:, :width] if padded else None, positions, dynamic, width
     )
@@ -380,7 +380,7 @@ def decode_static(
     del dynamic, logits, tops
     cols.add_(1)
     tok = token.clone()
-    if padded:
+    if positions is not None:  # padded
         posid = positions[:, -1:] + 1
     else:
         posid = torch.full((b, 1), width, dtype=torch.long, device=device)

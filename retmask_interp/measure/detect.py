@@ -114,6 +114,7 @@ def copy_paste_scores_batch(
         for _, token, tops, active in decode_steps(
             rm, batch, max_new_tokens, greedy, eos=eos, mask_plan=plan, readout=True
         ):
+            assert tops is not None  # readout=True yields them
             on_step(token, tops, active)
     out = []
     for i in range(b):
