@@ -198,6 +198,41 @@ _WRAPPERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _NEWLINES: dict[tuple[str, int, str], tuple[int, ...]] = {}
 
 
+class UnsupportedRuntimeError(RuntimeError):
+    """A model / library / device combination known (or strongly suspected) to compute wrong results."""
+
+
+def _transformers_version() -> tuple[int, int]:
+    import transformers
+
+    major, minor = (int(x) for x in transformers.__version__.split(".")[:2])
+    return major, minor
+
+
+def check_decode_runtime(rm: RetModel) -> None:
+    """Refuse a decode that is known to go wrong silently.
+
+    transformers < 5.23 computes masked sdpa attention through ``repeat_kv``; for a model with ONE KV head under
+    several query heads (Gemma-3-270M) that hands PyTorch's memory-efficient CUDA kernel a stride-0 key/value view.
+    On an H200 the package's detection then decoded gibberish on every Gemma-3 sample beyond the 512-token sliding
+    window under transformers 5.17, and correct answers under 5.24 with the same weights (2026-11-28); the CPU is
+    not affected. transformers 5.23 stopped building that view at decode."""
+    cfg = rm.config
+    if rm.device.type != "cuda" or getattr(cfg, "_attn_implementation", None) != "sdpa":
+        return
+    g = rm.geometry
+    if not (g.num_kv_heads == 1 < g.num_heads) or _transformers_version() >= (5, 23):
+        return
+    import transformers
+
+    raise UnsupportedRuntimeError(
+        f"{rm.name}: transformers {transformers.__version__} computes masked attention on CUDA through repeat_kv, "
+        "which for a model with a single KV head passes PyTorch's memory-efficient SDPA kernel a stride-0 key/value "
+        "view; decoding then produced gibberish beyond Gemma-3's sliding window. Upgrade with "
+        "pip install 'transformers>=5.23', or load the model with attn_implementation='eager'."
+    )
+
+
 def newline_token_ids(tokenizer) -> tuple[int, ...]:
     """Ids of the vocabulary tokens whose decoded text contains a line break (``"\\n"``, ``"\\n\\n"``, ``".\\n"``,
     Llama-2's ``<0x0A>``...), cached per vocabulary. An empty tuple without a tokenizer."""

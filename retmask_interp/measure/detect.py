@@ -29,7 +29,7 @@ import torch
 
 from retmask_interp.core.decode import decode_steps, left_pad
 from retmask_interp.core.io import InputError, append_jsonl, read_jsonl, refuse_overwrite
-from retmask_interp.core.models import as_model
+from retmask_interp.core.models import as_model, check_decode_runtime
 from retmask_interp.core.static_decode import decode_static, resolve_backend, traced_forward
 from retmask_interp.heads.scores import HeadScores, head_key, parse_head_key
 from retmask_interp.measure.stats import niah_success
@@ -70,6 +70,7 @@ def copy_paste_scores_batch(
     from retmask_interp.interventions.masking import MaskPlan
 
     rm = as_model(model)
+    check_decode_runtime(rm)
     if len(prompts) != len(needle_spans):
         raise ValueError(f"{len(prompts)} prompts but {len(needle_spans)} needle spans")
     if not prompts:
@@ -274,6 +275,32 @@ def _sample_meta(sample) -> dict[str, Any]:
     return meta
 
 
+def _free_device_bytes(device: torch.device) -> int:
+    return int(torch.cuda.mem_get_info(device)[0])
+
+
+def prefill_batch_limit(model, length: int, *, budget: float = 0.5) -> int:
+    """The largest batch whose prefill fits when attention scores are materialised.
+
+    On a GPU in float32 PyTorch's sdpa has no flash kernel and, with the explicit masks of sliding-window models,
+    falls back to the math kernel, which materialises ``batch x heads x length^2`` scores for a layer (Gemma-3-270M,
+    fp32, 32K, batch 10 asked for one 152 GiB allocation). The batch is capped so that this fits ``budget`` of the
+    free device memory; a single prompt that cannot fit is refused with the fix. Elsewhere (CPU, 16-bit) no cap."""
+    rm = as_model(model)
+    if rm.device.type != "cuda" or next(rm.model.parameters()).dtype != torch.float32:
+        return 1 << 30
+    per_sample = rm.geometry.num_heads * length * length * 4
+    allowed = int(budget * _free_device_bytes(rm.device))
+    if per_sample > allowed:
+        raise ValueError(
+            f"a {length}-token prompt would materialise {rm.geometry.num_heads} x {length}^2 float32 attention "
+            f"scores ({per_sample / 2**30:.1f} GiB) in one prefill layer, more than half of the free GPU memory "
+            f"({allowed / 2**30:.1f} GiB): run in bfloat16 (--dtype bfloat16) or use shorter lengths"
+        )
+    limit = max(1, allowed // per_sample)
+    return int(limit)
+
+
 def score_samples(
     model,
     samples: Sequence[Any],
@@ -298,11 +325,10 @@ def score_samples(
     by_length: dict[int, list[int]] = {}
     for i, s in enumerate(samples):  # equal lengths batch without padding (the fast causal kernel)
         by_length.setdefault(len(s.input_ids), []).append(i)
-    batches = [
-        group[j : j + config.batch_size]
-        for _, group in sorted(by_length.items())
-        for j in range(0, len(group), config.batch_size)
-    ]
+    batches = []
+    for length, group in sorted(by_length.items()):
+        size = min(config.batch_size, prefill_batch_limit(rm, length))
+        batches += [group[j : j + size] for j in range(0, len(group), size)]
     bar = tqdm(total=len(samples), desc="detect", unit="sample", disable=not progress)
     for batch in batches:
         items = [samples[i] for i in batch]

@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from retmask_interp.core.models import as_model
+from retmask_interp.core.models import as_model, check_decode_runtime
 from retmask_interp.heads.scores import Head, ranked_heads
 from retmask_interp.measure.attention import _META, _batches, teacher_forced
 from retmask_interp.measure.stats import crossed_bootstrap_ci
@@ -54,6 +54,7 @@ def greedy_texts(
     from retmask_interp.interventions.masking import generate
 
     rm = as_model(model)
+    check_decode_runtime(rm)
     if rm.tokenizer is None:
         raise ValueError(
             "decoding generations needs the model's tokenizer: pass it to as_model(model, tokenizer)"

@@ -176,3 +176,22 @@ def test_fast_equals_naive_beyond_the_sliding_window(family):
         torch.testing.assert_close(scores, ref_scores, atol=1e-6, rtol=0)
         total_hits += float(ref_scores.sum())
     assert total_hits > 0
+
+
+def test_prefill_batch_limit_caps_materialised_attention(monkeypatch):
+    """fp32 on a GPU: the batch is capped so that heads x T^2 float32 scores fit half the free memory, and a prompt
+    that cannot fit at all is refused with the fix (the 152 GiB allocation of Gemma-3 at 32K, batch 10)."""
+    from retmask_interp.core import models
+    from retmask_interp.core.models import as_model
+    from retmask_interp.measure import detect
+
+    rm = as_model(make_tiny_model("llama"))  # 4 heads, float32
+    assert detect.prefill_batch_limit(rm, 32_000) >= 1 << 20  # CPU: no cap
+    monkeypatch.setattr(models.RetModel, "device", property(lambda self: torch.device("cuda", 0)))
+    monkeypatch.setattr(detect, "_free_device_bytes", lambda device: 100 * 2**30)  # 100 GiB free
+    per = 4 * 8192 * 8192 * 4  # 1 GiB a sample at 8K
+    assert detect.prefill_batch_limit(rm, 8192) == (50 * 2**30) // per == 50
+    with pytest.raises(ValueError, match="bfloat16"):
+        detect.prefill_batch_limit(rm, 200_000)  # 596 GiB for one prompt
+    rm.model.to(torch.bfloat16)
+    assert detect.prefill_batch_limit(rm, 200_000) >= 1 << 20  # 16-bit: flash / efficient kernels, no cap
