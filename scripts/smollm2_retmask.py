@@ -17,7 +17,6 @@ import json
 import logging
 import sys
 import typing
-from pathlib import Path
 
 from retmask_interp.workflows.retmask_study import PRESETS, STAGES, StageMismatch, StudyConfig, run_study
 
@@ -82,5 +81,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     raise SystemExit(main())
