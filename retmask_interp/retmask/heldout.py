@@ -71,11 +71,11 @@ def response_logprobs(
     out: list[float] = []
     for start in range(0, len(seqs), batch_size):
         chunk = seqs[start : start + batch_size]
-        width = max(len(ids) for ids, _ in chunk)
-        ids = torch.tensor([x + [0] * (width - len(x)) for x, _ in chunk], device=device)
+        width = max(len(x) for x, _ in chunk)
+        batch = torch.tensor([x + [0] * (width - len(x)) for x, _ in chunk], device=device)
         mask = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x, _ in chunk], device=device)
-        logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
-        logp = torch.log_softmax(logits, -1).gather(-1, ids[:, 1:, None])[..., 0]
+        logits = model(input_ids=batch, attention_mask=mask).logits[:, :-1].float()
+        logp = torch.log_softmax(logits, -1).gather(-1, batch[:, 1:, None])[..., 0]
         for row, (x, n_prompt) in enumerate(chunk):
             out.append(float(logp[row, n_prompt - 1 : len(x) - 1].sum()))
     return out
