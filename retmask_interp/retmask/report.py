@@ -156,17 +156,23 @@ def paired_differences(df, baseline: str, *, n_resamples: int = 2000, seed: int 
     return out.sort_values(["task", "length", "_c"]).drop(columns="_c").reset_index(drop=True)
 
 
+def _records(tab) -> list[dict[str, Any]]:
+    """Table rows as dicts, NaN (a column a row does not have, e.g. ``perplexity``) as ``None``."""
+    out = []
+    for rec in tab.to_dict("records"):
+        out.append({k: None if isinstance(v, float) and math.isnan(v) else v for k, v in rec.items()})
+    return out
+
+
 def study_tables(df, *, n_resamples: int = 2000, seed: int = 0) -> dict[str, Any]:
     """Every score table of the report, from the score CSV alone: ``means``, ``vs_none``, ``vs_random`` (records)."""
     check_scores(df)
     conds = set(df["condition"])
-    out: dict[str, Any] = {
-        "means": condition_means(df, n_resamples=n_resamples, seed=seed).to_dict("records")
-    }
+    out: dict[str, Any] = {"means": _records(condition_means(df, n_resamples=n_resamples, seed=seed))}
     for base in ("none", "random"):
         if base in conds and len(conds) > 1:
             tab = paired_differences(df, base, n_resamples=n_resamples, seed=seed)
-            out[f"vs_{base}"] = tab.to_dict("records")
+            out[f"vs_{base}"] = _records(tab)
         else:
             out[f"vs_{base}"] = []
     return out
