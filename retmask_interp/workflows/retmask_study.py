@@ -179,7 +179,7 @@ def _check_params(name: str, where: Path, old: dict, new: dict) -> None:
     for key in sorted(set(old) | set(new)):
         if old.get(key) != new.get(key):
             raise StageMismatch(
-                f"stage {name!r} in {where.parent.parent} was run with {key}={old.get(key)!r}; this run has "
+                f"stage {name!r} in {str(where).split('/stages/')[0]} was run with {key}={old.get(key)!r}; this run has "
                 f"{key}={new.get(key)!r}. Use another --out, or delete {where} (and what it made) to redo it"
             )
 
