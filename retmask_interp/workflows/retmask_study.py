@@ -94,7 +94,7 @@ class StudyConfig:
     temperature: float = 0.6
     top_p: float = 1.0
     max_new_tokens: int = 512
-    pair_batch_size: int = 128
+    pair_batch_size: int = 256
     pair_seed: int = 0
     self_seed_offset: int = 1  # normal_alt samples with pair_seed + this
     random_seed: int = 0  # of the random control head set
@@ -114,7 +114,7 @@ class StudyConfig:
     n_per_cell: int = 100
     tasks: tuple[str, ...] = LONG_TASKS
     eval_seed: int = 0
-    eval_batch_size: int = 16
+    eval_batch_size: int = 32
     eval_max_new_tokens: int | None = None  # cap on the suite's per-task answer budgets (tiny runs)
     n_short_qa: int | None = None  # None = all
     n_ppl: int | None = None  # None = all
