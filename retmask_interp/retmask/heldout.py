@@ -13,7 +13,7 @@ of turn); for plain pairs, ``tokenizer(prompt + response)`` after ``tokenizer(pr
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -82,7 +82,7 @@ def response_logprobs(
 
 
 def heldout_rewards(
-    policy_logps: dict[str, Sequence[float]], ref_logps: dict[str, Sequence[float]], beta: float
+    policy_logps: Mapping[str, Sequence[float]], ref_logps: Mapping[str, Sequence[float]], beta: float
 ) -> dict[str, float]:
     """Reward accuracy and margin (module docstring) from the chosen / rejected log-probabilities of the policy and
     the reference (``{"chosen": [...], "rejected": [...]}`` each)."""

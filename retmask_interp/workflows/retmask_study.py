@@ -268,7 +268,7 @@ def stage_heads(config: StudyConfig, out: Path, rm=None) -> dict:
         from retmask_interp.interventions.controls import random_heads
 
         model = rm or _load(config)
-        hs = load_any_head_list(config.heads)
+        hs = load_any_head_list(str(config.heads))
         if (hs.num_layers, hs.num_heads) != (model.geometry.num_layers, model.geometry.num_heads):
             raise ValueError(
                 f"{config.heads} is for {hs.num_layers} layers x {hs.num_heads} heads; {config.model} has "
@@ -386,7 +386,7 @@ def stage_pairs(config: StudyConfig, out: Path, heads: dict, get_model) -> dict:
         for cond in config.conditions:
             chosen_side, rejected_side = CONDITION_SIDES[cond]
             name = f"pairs/{cond}.{split}"
-            params = {"chosen": chosen_side, "rejected": rejected_side, "split": split}
+            params: dict[str, Any] = {"chosen": chosen_side, "rejected": rejected_side, "split": split}
             params["responses"] = {
                 s: json.loads(_marker(out, f"responses/{s}.{split}").read_text())["params"]
                 for s in (chosen_side, rejected_side)
