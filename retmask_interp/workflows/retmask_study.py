@@ -50,7 +50,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from retmask_interp.core.io import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl
+from retmask_interp.core.io import (
+    append_jsonl,
+    atomic_write_json,
+    atomic_write_text,
+    read_jsonl,
+    repair_jsonl_tail,
+)
 
 __all__ = [
     "PRESETS",
@@ -323,7 +329,10 @@ def sample_side(rm, prompts, heads, seed: int, config: StudyConfig, path: Path) 
         batch_size=config.pair_batch_size,
         seed=seed,
     )
-    done = {r["prompt_index"] for r in read_jsonl(path)} if path.exists() else set()
+    done: set[int] = set()
+    if path.exists():  # resuming after a kill: drop a torn last line, keep the finished batches
+        repair_jsonl_tail(path)
+        done = {r["prompt_index"] for r in read_jsonl(path)}
     conversational = _conversational(rm.tokenizer, "auto")
     encoded = {p.index: encode_prompt(rm.tokenizer, p.text, conversational) for p in prompts}
     order = sorted(prompts, key=lambda p: (-len(encoded[p.index]), p.index))
