@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import warnings
 from pathlib import Path
@@ -11,6 +12,8 @@ import pytest
 import torch
 
 warnings.filterwarnings("ignore", category=FutureWarning)
+# Tests never reach the network: the hub is offline for transformers, huggingface_hub and the CLI's model checks.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

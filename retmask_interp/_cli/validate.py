@@ -125,7 +125,15 @@ def check_model_source(name: str, revision: str | None = None) -> None:
                 f"unknown organism {which!r}; use one of: organism, organism:{', organism:'.join(ORGANISMS)}"
             )
         return
+    from retmask_interp.core.real_models import real_model_names
+
+    if name in real_model_names():
+        return  # a registry name: load_model resolves it (a missing package gets the install command there)
     path = Path(name).expanduser()
+    if path.suffix.lower() == ".gguf":
+        if not path.is_file():
+            raise InputError(f"GGUF file {name!r} does not exist; check the path")
+        return
     if path.exists():
         if not path.is_dir() or not (path / "config.json").is_file():
             raise InputError(

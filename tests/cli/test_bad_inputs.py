@@ -288,3 +288,17 @@ def test_pairs_resume_names_the_changed_setting(tmp_path):
     pair_paths(out).stats.unlink()  # an interrupted run
     with pytest.raises(InputError, match=r"temperature was 0\.6, now 0\.7"):
         pairs_from_responses(["x", "y"], ["a", "b"], ["c", "d"], out, sampling={"temperature": 0.7}, **kw)
+
+
+def test_registry_names_and_gguf_paths_pass_the_model_check(tmp_path):
+    """The real models' registry names and .gguf paths are model sources (no hub lookup); a missing .gguf is named."""
+    from retmask_interp._cli.validate import check_model_source
+    from retmask_interp.core.io import InputError
+
+    check_model_source("smollm2-135m-instruct")
+    check_model_source("gemma-3-270m")
+    gguf = tmp_path / "m.gguf"
+    gguf.write_bytes(b"GGUF")
+    check_model_source(str(gguf))
+    with pytest.raises(InputError, match="GGUF file .* does not exist"):
+        check_model_source(str(tmp_path / "missing.gguf"))
