@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -111,3 +112,20 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if str(item.fspath).endswith(".ipynb"):
             item.add_marker(pytest.mark.flaky(reruns=1))
+
+
+@dataclass
+class NiahSample:
+    """The fields detection reads from a NIAH sample, for tests that build prompts by hand."""
+
+    sample_id: str
+    input_ids: list
+    answer_span: tuple
+    needle: dict
+
+
+class WordTokenizer:
+    """Decodes token ``i`` as the word ``t{i}``: enough for ROUGE on random models."""
+
+    def decode(self, ids, skip_special_tokens=True):
+        return " ".join(f"t{i}" for i in ids)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 
 import pytest
 import torch
 from conftest import FAMILIES, make_tiny_model
+from conftest import NiahSample as _Sample
+from conftest import WordTokenizer as _Tok
 from reference_impl import eager_copy, naive_copy_paste_scores
 
 from retmask_interp.measure.detect import (
@@ -96,19 +97,6 @@ def test_bad_input():
         copy_paste_scores(model, torch.zeros(2, 5, dtype=torch.long), (0, 2))
     with pytest.raises(ValueError, match="does not lie inside"):
         copy_paste_scores(model, torch.zeros(5, dtype=torch.long), (3, 9))
-
-
-@dataclass
-class _Sample:
-    sample_id: str
-    input_ids: list
-    answer_span: tuple
-    needle: dict
-
-
-class _Tok:
-    def decode(self, ids, skip_special_tokens=True):
-        return " ".join(f"t{i}" for i in ids)
 
 
 def test_detect_heads_resume_never_duplicates(tmp_path):

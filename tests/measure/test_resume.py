@@ -4,29 +4,17 @@ compared on resume, and a mismatch names what changed. Samples files that are no
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 
 import pytest
 import torch
+from conftest import NiahSample as _Sample
+from conftest import WordTokenizer as _Tok
 from conftest import make_tiny_model
 
 from retmask_interp.cli import main
 from retmask_interp.core.io import InputError
 from retmask_interp.heads.scores import load_head_scores
 from retmask_interp.measure.detect import DetectConfig, detect_heads
-
-
-@dataclass
-class _Sample:
-    sample_id: str
-    input_ids: list
-    answer_span: tuple
-    needle: dict
-
-
-class _Tok:
-    def decode(self, ids, skip_special_tokens=True):
-        return " ".join(f"t{i}" for i in ids)
 
 
 def _samples(seed: int = 0, n: int = 3):
