@@ -218,6 +218,29 @@ def section_grid(model, clock, n, batch_size, results, lengths_max=5000, wu_slic
     log(f"[grid] {len(samples)} samples (lengths {lengths[0]}-{lengths[-1]}, batch {batch_size}, backend {backend}): "
         f"{t_grid:.1f}s ({per_sample * 1000:.0f} ms/sample, peak {m_grid:.1f} GiB); target <= 60 s")  # fmt: skip
     row = dict(samples=len(samples), seconds=t_grid, peak_gib=m_grid, batch_size=batch_size, backend=backend)
+
+    # The prefill's share: the same batches through one plain forward each (cache on, the last logit row only,
+    # as detection's prefill), and the matmul throughput that reaches (linear layers 2 x params x tokens, attention
+    # 2 x 2 x layers x hidden x L^2 / 2 for the causal half).
+    def prefill_only():
+        with torch.no_grad():
+            for i in range(0, len(samples), batch_size):
+                ids = torch.stack([c[0] for c in samples[i : i + batch_size]]).to(device)
+                model(ids, use_cache=True, logits_to_keep=1)
+
+    t_pre, _, _ = clock.run(prefill_only, 1)
+    cfg = model.config
+    n_lin = sum(
+        p.numel() for n_, p in model.named_parameters() if "embed_tokens" not in n_ and "lm_head" not in n_
+    )
+    tokens = sum(len(c[0]) for c in samples)
+    flops = 2 * n_lin * tokens + sum(
+        2 * cfg.num_hidden_layers * cfg.hidden_size * len(c[0]) ** 2 for c in samples
+    )
+    row.update(prefill_s=t_pre, decode_and_rest_s=t_grid - t_pre, prefill_tflops=flops / t_pre / 1e12,
+               tokens=tokens)  # fmt: skip
+    log(f"[grid] prefill alone (plain forward of the same batches): {t_pre:.1f}s = {t_pre / t_grid:.0%} of the grid, "
+        f"{flops / t_pre / 1e12:.0f} TFLOP/s on {tokens} tokens; the rest (decode, readout): {t_grid - t_pre:.1f}s")  # fmt: skip
     if wu_slice:
         picks = [samples[i] for i in np.linspace(0, len(samples) - 1, wu_slice).astype(int)]
         t_wu, _, _ = clock.run(

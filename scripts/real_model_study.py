@@ -49,7 +49,10 @@ def parse_args(argv=None) -> tuple[str, StudyConfig]:
     p.add_argument("--num-depths", type=int)
     p.add_argument("--needles", type=int, help="how many of the package's needles")
     p.add_argument("--max-new-tokens", type=int, default=32)
-    p.add_argument("--batch-size", type=int)
+    p.add_argument("--batch-size", type=int, help="detection batch size")
+    p.add_argument(
+        "--masking-batch-size", type=int, help="batch size of the masking, top-k and attention stages"
+    )
     p.add_argument("--threshold", type=float, default=0.1)
     p.add_argument("--mode", action="append", choices=list(MODES), help="masking modes (default: all)")
     p.add_argument("--seeds", type=int, help="random / matched control seeds of the masking stage")
@@ -77,6 +80,7 @@ def parse_args(argv=None) -> tuple[str, StudyConfig]:
         needles=a.needles,
         max_new_tokens=a.max_new_tokens,
         batch_size=a.batch_size,
+        masking_batch_size=a.masking_batch_size,
         threshold=a.threshold,
         modes=a.mode or list(MODES),
         seeds=a.seeds,

@@ -212,11 +212,13 @@ def _transformers_version() -> tuple[int, int]:
 def check_decode_runtime(rm: RetModel) -> None:
     """Refuse a decode that is known to go wrong silently.
 
-    transformers < 5.23 computes masked sdpa attention through ``repeat_kv``; for a model with ONE KV head under
-    several query heads (Gemma-3-270M) that hands PyTorch's memory-efficient CUDA kernel a stride-0 key/value view.
-    On an H200 the package's detection then decoded gibberish on every Gemma-3 sample beyond the 512-token sliding
-    window under transformers 5.17, and correct answers under 5.24 with the same weights (2026-11-28); the CPU is
-    not affected. transformers 5.23 stopped building that view at decode."""
+    Observed on an H200 (2026-11-28): with transformers 5.17 the package's detection on Gemma-3-270M (one KV head
+    under four query heads, sdpa) decoded gibberish on every sample beyond the 512-token sliding window, in bf16
+    and fp32, while transformers 5.24 with the same weights decoded correct answers; a short ``generate`` was fine
+    under both. The rule below refuses exactly that combination. The mechanism is NOT established: the first
+    hypothesis (``repeat_kv`` handing the memory-efficient SDPA kernel a stride-0 key/value view) was tested on
+    the GPU on 2026-12-02 and refuted (``benchmarks/gpu_sdpa_stride0.py``: stride-0 and contiguous inputs give
+    identical results under both versions; see docs/real_models.md)."""
     cfg = rm.config
     if rm.device.type != "cuda" or getattr(cfg, "_attn_implementation", None) != "sdpa":
         return
@@ -226,10 +228,10 @@ def check_decode_runtime(rm: RetModel) -> None:
     import transformers
 
     raise UnsupportedRuntimeError(
-        f"{rm.name}: transformers {transformers.__version__} computes masked attention on CUDA through repeat_kv, "
-        "which for a model with a single KV head passes PyTorch's memory-efficient SDPA kernel a stride-0 key/value "
-        "view; decoding then produced gibberish beyond Gemma-3's sliding window. Upgrade with "
-        "pip install 'transformers>=5.23', or load the model with attn_implementation='eager'."
+        f"{rm.name}: transformers {transformers.__version__} with sdpa attention and a single KV head decoded "
+        "gibberish beyond Gemma-3's sliding window on a GPU (observed with 5.17, correct with 5.24; the cause is "
+        "not established). Upgrade with pip install 'transformers>=5.23', or load the model with "
+        "attn_implementation='eager'."
     )
 
 

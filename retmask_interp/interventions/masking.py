@@ -123,7 +123,9 @@ class MaskPlan:
     def apply_query(self, layer: int, query: torch.Tensor) -> None:
         """In place on the attention call's query ``[batch, heads, q_len, head_dim]``."""
         if self.touches_query(layer):
-            query[:, self.by_layer[layer]] = 0
+            # index_fill_ takes the 0 as a scalar argument; `query[:, idx] = 0` copies a host tensor to the device,
+            # which a CUDA graph capture refuses (static_decode captures the step with this edit inside)
+            query.index_fill_(1, self.by_layer[layer], 0)
 
     def _means(self) -> torch.Tensor:
         """``mean_values``, which ``build`` requires for mode "mean"."""
@@ -138,7 +140,7 @@ class MaskPlan:
         idx = self.by_layer[layer]
         view = head_outputs.view(*head_outputs.shape[:-1], self.num_heads, self.head_dim)
         if self.mode == "zero":
-            view[..., idx, :] = 0
+            view.index_fill_(view.dim() - 2, idx, 0)  # no host-to-device copy (see apply_query)
         else:
             view[..., idx, :] = self._means()[layer, idx].to(view.dtype)
 

@@ -70,6 +70,7 @@ GRIDS: dict[str, dict[str, Any]] = {
         "attention_samples": 24,
         "single_heads": None,  # every head
         "batch_size": 16,
+        "masking_batch_size": 48,  # one batch per condition on a GPU (48 x 8K tokens of SmolLM2: ~9 GB of KV)
     },
     # A CPU check of the whole pipeline: a few short lengths, 3 depths, 2 needles, few seeds.
     "small": {
@@ -85,6 +86,7 @@ GRIDS: dict[str, dict[str, Any]] = {
         "attention_samples": 4,
         "single_heads": 6,
         "batch_size": 8,
+        "masking_batch_size": 8,
     },
 }
 
@@ -111,7 +113,8 @@ class StudyConfig:
     num_depths: int | None = None
     needles: int | None = None
     max_new_tokens: int = 32
-    batch_size: int | None = None
+    batch_size: int | None = None  # detection
+    masking_batch_size: int | None = None  # the masking, top-k and attention stages
     threshold: float = 0.1
     modes: list[str] = field(default_factory=lambda: list(MODES))
     seeds: int | None = None
@@ -184,7 +187,14 @@ def resolve_config(
     assert cfg.min_length is not None and cfg.num_lengths is not None and cfg.num_depths is not None
     if cfg.min_length <= 0 or cfg.min_length > cfg.max_length:
         errors.append(f"lengths {cfg.min_length}..{cfg.max_length} are empty or not positive")
-    for name in ("num_lengths", "num_depths", "needles", "max_new_tokens", "batch_size"):
+    for name in (
+        "num_lengths",
+        "num_depths",
+        "needles",
+        "max_new_tokens",
+        "batch_size",
+        "masking_batch_size",
+    ):
         if getattr(cfg, name) < 1:
             errors.append(f"{name} must be >= 1, got {getattr(cfg, name)}")
     for name in ("seeds", "topk_seeds", "masking_samples", "attention_samples"):
@@ -391,7 +401,7 @@ def stage_masking(
             conds,
             mode=mode,
             max_new_tokens=cfg.max_new_tokens,
-            batch_size=cfg.batch_size or 8,
+            batch_size=cfg.masking_batch_size or 8,
             mean_values=mean_values if mode == "mean" else None,
             progress=cfg.progress,
         )
@@ -422,7 +432,7 @@ def stage_topk(rm, cfg: StudyConfig, samples: list, hs) -> tuple[Any, Any]:
         return_outcomes=True,
         mode="zero",
         max_new_tokens=cfg.max_new_tokens,
-        batch_size=cfg.batch_size or 8,
+        batch_size=cfg.masking_batch_size or 8,
     )
 
 
@@ -430,8 +440,8 @@ def stage_attention(rm, cfg: StudyConfig, samples: list, hs, retrieval: list) ->
     """Compensation when the retrieval heads are masked (zero mode) and single-head effects vs score."""
     from retmask_interp.measure.attention import compensation, single_head_effects
 
-    comp = compensation(rm, samples, retrieval, mode="zero", batch_size=cfg.batch_size or 8)
-    single = single_head_effects(rm, samples, hs, cfg.single_heads, batch_size=cfg.batch_size or 8)
+    comp = compensation(rm, samples, retrieval, mode="zero", batch_size=cfg.masking_batch_size or 8)
+    single = single_head_effects(rm, samples, hs, cfg.single_heads, batch_size=cfg.masking_batch_size or 8)
     return comp, single
 
 

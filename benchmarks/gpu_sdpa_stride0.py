@@ -1,0 +1,162 @@
+#!/usr/bin/env python3
+"""Issue 12's transformers-5.17 trap on Gemma-3, checked on a GPU (not a test: it needs CUDA; prints JSON).
+
+``core.models.check_decode_runtime`` refuses CUDA + sdpa + one KV head + transformers < 5.23, on the hypothesis
+that HF's ``repeat_kv`` then hands PyTorch's memory-efficient SDPA kernel a stride-0 key/value view. This script
+tests that hypothesis at two levels, under whatever transformers is importable (run it once with the image's
+5.17 and once with 5.24):
+
+1. torch alone: ``scaled_dot_product_attention`` with an explicit mask, keys/values of one KV head expanded to the
+   query heads as a stride-0 view vs the same values made contiguous, each kernel forced in turn, against a float32
+   math reference. If torch's kernel mishandles the view, the stride-0 rows differ and the contiguous ones do not.
+2. the model (``generate``): a random-weight Gemma-3 (4 query heads over 1 KV head, head_dim 256, 512-token sliding window) in
+   bf16, batched greedy decoding past the window with left padding, ``attn_implementation="sdpa"`` against
+   ``"eager"``: logits difference and token agreement.
+3. the package: the same two models through detection's own decode loop (``copy_paste_scores_batch``, eager
+   backend: the static path refuses a window shorter than the prompt), its runtime guard switched off for the
+   run, so that the loop which failed on the real model under 5.17 is compared with eager attention.
+
+Run on 2026-12-02 (H200, torch 2.11): levels 1 and 2 agree under 5.17 and 5.24, which refutes the stride-0
+hypothesis; level 3 was added after that run.
+
+    python3 benchmarks/gpu_sdpa_stride0.py [--out result.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import torch
+import torch.nn.functional as F
+
+
+def torch_level(device) -> list[dict]:
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    rows = []
+    g = torch.Generator(device="cpu").manual_seed(0)
+    for lq, lk in ((1, 1500), (1, 8192), (64, 1500)):
+        b, h, d = 2, 4, 256
+        q = torch.randn(b, h, lq, d, generator=g).to(device, torch.bfloat16)
+        k1 = torch.randn(b, 1, lk, d, generator=g).to(device, torch.bfloat16)
+        v1 = torch.randn(b, 1, lk, d, generator=g).to(device, torch.bfloat16)
+        # repeat_kv's way: expand then reshape; with one KV head the reshape is a view with head stride 0
+        k0 = k1[:, :, None].expand(b, 1, h, lk, d).reshape(b, h, lk, d)
+        v0 = v1[:, :, None].expand(b, 1, h, lk, d).reshape(b, h, lk, d)
+        mask = torch.ones(b, 1, lq, lk, dtype=torch.bool, device=device)
+        mask[0, :, :, : lk // 3] = False  # left padding of the first row
+        ref = F.scaled_dot_product_attention(
+            q.float(), k0.float().contiguous(), v0.float().contiguous(), attn_mask=mask
+        )
+        for name, backend in (("efficient", SDPBackend.EFFICIENT_ATTENTION), ("math", SDPBackend.MATH)):
+            for layout, (k, v) in (("stride0", (k0, v0)), ("contiguous", (k0.contiguous(), v0.contiguous()))):
+                try:
+                    with sdpa_kernel(backend):
+                        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+                    err = (out.float() - ref).abs().max().item()
+                except RuntimeError as e:  # the kernel refused the inputs
+                    err = f"refused: {str(e).splitlines()[0][:120]}"
+                rows.append(
+                    dict(lq=lq, lk=lk, kernel=name, layout=layout, head_stride=k.stride(1), max_abs_err=err)
+                )
+    return rows
+
+
+def model_level(device) -> dict:
+    from transformers import AutoModelForCausalLM, Gemma3TextConfig
+
+    cfg = Gemma3TextConfig(
+        vocab_size=512, hidden_size=256, intermediate_size=512, num_hidden_layers=4, num_attention_heads=4,
+        num_key_value_heads=1, head_dim=256, sliding_window=512, max_position_embeddings=4096,
+        layer_types=["sliding_attention", "sliding_attention", "sliding_attention", "full_attention"],
+    )  # fmt: skip
+    torch.manual_seed(0)
+    base = (
+        AutoModelForCausalLM.from_config(cfg, attn_implementation="eager").to(device, torch.bfloat16).eval()
+    )
+    state = base.state_dict()
+    out = {}
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(3, 512, (2, 1500), generator=g)
+    att = torch.ones_like(ids)
+    ids[0, :400] = 0  # left padding of the first row
+    att[0, :400] = 0
+    ids, att = ids.to(device), att.to(device)
+    for impl in ("eager", "sdpa"):
+        m = AutoModelForCausalLM.from_config(cfg, attn_implementation=impl).to(device, torch.bfloat16).eval()
+        m.load_state_dict(state)
+        with torch.no_grad():
+            res = m.generate(
+                ids, attention_mask=att, max_new_tokens=24, do_sample=False, output_logits=True,
+                return_dict_in_generate=True, pad_token_id=0,
+            )  # fmt: skip
+        out[impl] = (res.sequences[:, ids.shape[1] :].cpu(), torch.stack(res.logits, 1).float().cpu())
+    te, le = out["eager"]
+    ts, ls = out["sdpa"]
+    first = le[:, 0]
+    return dict(
+        tokens_equal=bool(torch.equal(te, ts)),
+        token_agreement=float((te == ts).float().mean()),
+        first_step_logit_max_abs_diff=float((ls[:, 0] - first).abs().max()),
+        first_step_logit_scale=float(first.abs().max()),
+    )
+
+
+def package_level(device) -> dict:
+    from transformers import AutoModelForCausalLM, Gemma3TextConfig
+
+    from retmask_interp.core import models
+    from retmask_interp.measure import detect
+
+    cfg = Gemma3TextConfig(
+        vocab_size=512, hidden_size=256, intermediate_size=512, num_hidden_layers=4, num_attention_heads=4,
+        num_key_value_heads=1, head_dim=256, sliding_window=512, max_position_embeddings=4096,
+        layer_types=["sliding_attention", "sliding_attention", "sliding_attention", "full_attention"],
+    )  # fmt: skip
+    torch.manual_seed(0)
+    state = AutoModelForCausalLM.from_config(cfg).state_dict()
+    g = torch.Generator().manual_seed(2)
+    prompts = [torch.randint(3, 512, (n,), generator=g) for n in (1500, 1100)]
+    spans = [(700, 732), (300, 332)]
+    detect.check_decode_runtime = lambda rm: None  # the guard would refuse sdpa under 5.17: compare instead
+    out = {}
+    for impl in ("eager", "sdpa"):
+        m = AutoModelForCausalLM.from_config(cfg, attn_implementation=impl).to(device, torch.bfloat16).eval()
+        m.load_state_dict(state)
+        rm = models.RetModel(m, None, name=f"gemma3-random-{impl}")
+        res = detect.copy_paste_scores_batch(rm, prompts, spans, 24, eos_token_ids=[], backend="eager")
+        out[impl] = res
+    pairs = list(zip(out["eager"], out["sdpa"]))
+    return dict(
+        tokens_identical=[bool(torch.equal(a[0].cpu(), b[0].cpu())) for a, b in pairs],
+        score_max_abs_diff=[float((a[1].float() - b[1].float()).abs().max()) for a, b in pairs],
+        tokens_eager=[a[0].tolist() for a, _ in pairs],
+        tokens_sdpa=[b[0].tolist() for _, b in pairs],
+    )
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out")
+    args = ap.parse_args(argv)
+    import transformers
+
+    device = torch.device("cuda")
+    res = dict(
+        torch=torch.__version__,
+        transformers=transformers.__version__,
+        gpu=torch.cuda.get_device_name(),
+        torch_level=torch_level(device),
+        model_level=model_level(device),
+        package_level=package_level(device),
+    )
+    text = json.dumps(res, indent=1)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
