@@ -61,6 +61,7 @@ _API = {
     "HeadScores": "retmask_interp.heads.scores:HeadScores",
     "load_head_scores": "retmask_interp.heads.scores:load_head_scores",
     "save_head_scores": "retmask_interp.heads.scores:save_head_scores",
+    "shipped_head_lists": "retmask_interp.heads.scores:shipped_head_lists",
     "load_any_head_list": "retmask_interp.heads.formats:load_any_head_list",
     "export_head_list": "retmask_interp.heads.formats:export_head_list",
     # interventions

@@ -41,6 +41,15 @@ def register(sub) -> None:
         help="organisms to run (default: concentrated distributed; `--organisms` alone: none)",
     )
     p.add_argument(
+        "--real-study",
+        nargs="*",
+        default=None,
+        type=Path,
+        metavar="DIR",
+        help="real-model study directories (scripts/real_model_study.py) to re-draw (default: docs/real_models/*/ "
+        "when present; `--real-study` alone: none)",
+    )
+    p.add_argument(
         "--quick", action="store_true", help="a small NIAH grid (about a minute per organism on a CPU)"
     )
     p.add_argument(
@@ -84,6 +93,16 @@ def run(args: argparse.Namespace) -> int:
     if args.results is not None and not args.results.exists():
         raise FileNotFoundError(f"--results {args.results} does not exist; give the RetMask results JSON")
     results = args.results if args.results is not None else (Path("docs") if Path("docs").is_dir() else None)
+    if args.real_study is None:
+        studies = sorted(p.parent for p in Path("docs/real_models").glob("*/config.json"))
+    else:
+        studies = list(args.real_study)
+        missing = [str(p) for p in studies if not (p / "heads.json").exists()]
+        if missing:
+            raise FileNotFoundError(
+                f"--real-study {' '.join(missing)}: no heads.json there; give directories made by "
+                "scripts/real_model_study.py"
+            )
     manifest = regenerate_all(
         args.out,
         shared=args.shared,
@@ -92,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
         reuse_data=args.reuse_data,
         progress=not args.no_progress,
         overwrite=args.overwrite,
+        real_studies=studies,
     )
     if not manifest["figures"]:
         print("retmask figures: no figure could be made: " + "; ".join(manifest["notes"]), file=sys.stderr)

@@ -158,6 +158,9 @@ def static_blocker(rm: RetModel, total_len: int) -> str | None:
     return None
 
 
+_FALLBACKS_LOGGED: dict[int, set[str]] = {}
+
+
 def graphs_enabled() -> bool:
     return os.environ.get(GRAPHS_ENV, "1") != "0"
 
@@ -177,7 +180,12 @@ def resolve_backend(backend: str, rm: RetModel, total_len: int) -> tuple[bool, b
     if reason is not None:
         if backend == "static":
             raise ValueError(f"backend='static' cannot decode with this model: {reason}")
-        log.info("static decode not taken (%s): eager loop", reason)
+        # once per model and kind of reason (the lengths in the message change with every batch of a grid)
+        kind = reason.split(" of ")[0].split(" (")[0]
+        seen = _FALLBACKS_LOGGED.setdefault(id(rm.model), set())
+        if kind not in seen:
+            seen.add(kind)
+            log.info("static decode not taken (%s): eager loop (logged once per model)", reason)
         return False, False
     return True, cuda and graphs_enabled()
 

@@ -414,10 +414,18 @@ def _json_geometry(path: Path) -> dict | None:
 def load_any_head_list(path: str | Path, **kwargs) -> HeadScores:
     """Read a head list in any supported format (module docstring). Keyword arguments go to the reader that
     accepts them (``num_layers``, ``num_heads``, ``geometry``, ``group_size``, ``unscored``); the others are
-    ignored, so one set of options serves a mix of files."""
+    ignored, so one set of options serves a mix of files. A shipped head list's name (``shipped_head_lists``)
+    stands for its file."""
+    from retmask_interp.heads.scores import shipped_head_lists
+
+    shipped = shipped_head_lists()
+    if not Path(path).exists() and str(path) in shipped:
+        path = shipped[str(path)]
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"head file {path} does not exist")
+        raise FileNotFoundError(
+            f"head file {path} does not exist (head lists shipped with the package: {', '.join(sorted(shipped))})"
+        )
     suffix = path.suffix.lower()
     reader: Callable[..., HeadScores]
     if path.is_dir() or suffix == ".tsv":

@@ -33,6 +33,7 @@ __all__ = [
     "HeadScores",
     "load_head_scores",
     "save_head_scores",
+    "shipped_head_lists",
     "parse_head_key",
     "head_key",
     "SCHEMA",
@@ -356,13 +357,29 @@ def _from_ours(obj: Mapping[str, Any], source: str) -> HeadScores:
     )
 
 
+def shipped_head_lists() -> dict[str, Path]:
+    """Head lists shipped with the package (``retmask_interp/data/heads/NAME.json``), by model name."""
+    from importlib.resources import files
+
+    folder = Path(str(files("retmask_interp.data").joinpath("heads")))
+    return {p.stem: p for p in sorted(folder.glob("*.json"))}
+
+
 def load_head_scores(
     path: str | Path, *, num_layers: int | None = None, num_heads: int | None = None
 ) -> HeadScores:
-    """Read a head list in our JSON format or in Wu et al.'s; other formats live in ``retmask_interp.heads.formats``."""
+    """Read a head list in our JSON format or in Wu et al.'s; other formats live in ``retmask_interp.heads.formats``.
+
+    ``path`` may also name a head list shipped with the package (``shipped_head_lists()``: the real models'
+    registry names, e.g. ``"smollm2-135m-instruct"``), so that a model can be masked without running detection."""
+    shipped = shipped_head_lists()
+    if not Path(path).exists() and str(path) in shipped:
+        path = shipped[str(path)]
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"head file {path} does not exist")
+        raise FileNotFoundError(
+            f"head file {path} does not exist (head lists shipped with the package: {', '.join(sorted(shipped))})"
+        )
     if path.is_dir():
         raise InputError(f"head file {path} is a directory; give a .json file")
     try:

@@ -77,6 +77,8 @@ FIGURES: dict[str, str] = {
     "topk_masking": "NIAH success against the number k of masked heads: top-k retrieval heads vs k random heads",
     "duo_agreement_": "retrieval scores vs DuoAttention gates of one model, per KV head, and top-k overlap",
     "gain_vs_concentration": "RetMask gain against the concentration (Gini) of the retrieval scores",
+    "heatmaps_real_models": "retrieval scores of the real pretrained models (scripts/real_model_study.py), one panel each",
+    "topk_masking_real_models": "the real models' NIAH success against k: top-k retrieval heads vs k random heads",
 }
 INTERACTIVE = ("heatmaps_", "duo_agreement_")
 
@@ -236,12 +238,15 @@ def render_figures(
     duo: Mapping[str, tuple[HeadScores, HeadScores]] | None = None,
     gains=None,
     threshold: float = 0.1,
+    real: Mapping[str, ModelResults] | None = None,
 ) -> tuple[dict[str, Any], list[str]]:
     """Every figure from the experiments' results and the published data: ``({stem: Figure}, notes)``, where
-    the notes say which figures were skipped and why."""
+    the notes say which figures were skipped and why. ``real``: real-model studies
+    (``workflows.real_models.load_study_results``), whose ``niah`` / ``topk`` may be ``None``."""
     figs: dict[str, Any] = {}
     notes: list[str] = []
     published = published or {}
+    real = real or {}
     organisms = {f"organism: {name}": r.heads for name, r in results.items()}
     if organisms:
         figs["heatmaps_organisms"] = fig_heatmaps(
@@ -253,9 +258,16 @@ def render_figures(
         figs[f"heatmaps_{slug(group)}"] = fig_heatmaps(
             named, threshold=threshold, title=f"Published retrieval scores ({group})"
         )
+    if real:
+        figs["heatmaps_real_models"] = fig_heatmaps(
+            {name: r.heads for name, r in real.items()},
+            threshold=threshold,
+            title="Retrieval scores of real pretrained models",
+        )
     everything = dict(organisms)
     for named in published.values():
         everything.update(named)
+    everything.update({name: r.heads for name, r in real.items()})
     if everything:
         figs["concentration_curves"] = fig_concentration_curves(everything)
         figs["concentration_metrics"] = fig_concentration_metrics(everything)
@@ -267,6 +279,14 @@ def render_figures(
         figs[f"niah_masking_{slug(name)}"] = fig_niah_masking(r.niah, name=f"organism {name}")
     if results:
         figs["topk_masking"] = fig_topk_masking({name: r.topk for name, r in results.items()})
+    for name, r in real.items():
+        if r.niah is not None:
+            figs[f"niah_masking_{slug(name)}"] = fig_niah_masking(r.niah, name=name)
+        else:
+            notes.append(f"{name}: the study has no masking outcomes yet: its NIAH masking figure is skipped")
+    real_curves = {name: r.topk for name, r in real.items() if r.topk is not None}
+    if real_curves:
+        figs["topk_masking_real_models"] = fig_topk_masking(real_curves)
     for label, (kv, gates) in (duo or {}).items():
         figs[f"duo_agreement_{slug(label)}"] = fig_duo_agreement(kv, gates, label=label)
     if gains is None:
@@ -277,6 +297,7 @@ def render_figures(
         named = {name: r.heads for name, r in results.items()} | {
             k: v for named in published.values() for k, v in named.items()
         }
+        named |= {name: r.heads for name, r in real.items()}
         filled = _with_concentration(gains, named, "gini")
         usable = filled.dropna(subset=["gini", "gain"])
         if len(usable):
@@ -298,6 +319,7 @@ def regenerate_all(
     reuse_data: bool | str | Path = False,
     progress: bool = False,
     overwrite: bool = False,
+    real_studies: Sequence[str | Path] = (),
 ) -> dict[str, Any]:
     """Regenerate every figure into ``out_dir``; returns the manifest (also in ``out_dir/manifest.json``).
 
@@ -305,7 +327,9 @@ def regenerate_all(
     organisms of ``config`` that are installed. ``shared``: the published data path (``.../shared/data``);
     ``None`` or absent = organisms only. ``results``: the RetMask experiment's gains (file or directory, see
     :func:`load_gain_results`). ``reuse_data``: take a model's numbers from ``out_dir/data`` (or from the directory
-    given) when they were made with the same settings and weights: only re-draw. An ``out_dir`` that already
+    given) when they were made with the same settings and weights: only re-draw. ``real_studies``: directories of
+    ``scripts/real_model_study.py`` (e.g. ``docs/real_models/smollm2``), re-drawn from their files (no model is
+    run): a heatmap panel, NIAH masking grids, a top-k figure, and a place in the metrics. An ``out_dir`` that already
     holds figures (``manifest.json`` or ``index.md``) is refused unless ``overwrite`` (then its figure files are
     replaced; the output is deterministic).
     """
@@ -348,8 +372,11 @@ def regenerate_all(
                 notes.append(
                     f"the RetMask gains of {name!r} were measured on other weights than the installed ones"
                 )
+    from retmask_interp.workflows.real_models import load_study_results
+
+    real = {r.name: r for r in (load_study_results(p) for p in real_studies)}
     figs, more = render_figures(
-        computed, published=published, duo=duo, gains=gains, threshold=config.threshold
+        computed, published=published, duo=duo, gains=gains, threshold=config.threshold, real=real
     )
     notes += more
     for note in notes:
@@ -373,6 +400,7 @@ def regenerate_all(
             )
     named = {f"organism: {n}": r.heads for n, r in computed.items()}
     named |= {k: v for group in published.values() for k, v in group.items()}
+    named |= {name: r.heads for name, r in real.items()}
     if named:
         from retmask_interp.analysis.metrics import metrics_table, to_markdown
 
@@ -383,6 +411,7 @@ def regenerate_all(
         "figures": entries,
         "notes": notes,
         "models": list(computed),
+        "real_models": {name: str(p) for name, p in zip(real, real_studies)},
         "published": {g: sorted(m) for g, m in published.items()},
         "gains_source": None if gains is None else gains.attrs.get("source"),
         "experiment_key": key,

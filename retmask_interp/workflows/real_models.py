@@ -39,6 +39,7 @@ __all__ = [
     "StudyConfig",
     "StudyConfigError",
     "detection_conditions",
+    "load_study_results",
     "resolve_config",
     "run_study",
     "stage_attention",
@@ -213,7 +214,8 @@ def resolve_config(
 
 def _fingerprint(cfg: StudyConfig) -> dict[str, Any]:
     """The parameters that determine the results (not where they go or how chatty the run is)."""
-    return {k: v for k, v in asdict(cfg).items() if k not in ("overwrite", "progress", "stages")}
+    out = {k: v for k, v in asdict(cfg).items() if k not in ("overwrite", "progress", "stages")}
+    return out | {"subset_rule": SUBSET_RULE}
 
 
 def _check_config(out: Path, cfg: StudyConfig) -> None:
@@ -297,12 +299,52 @@ def build_samples(rm, cfg: StudyConfig, haystack: str, style: str) -> list:
     )
 
 
+# How the masking / attention subsets are drawn; part of a study's fingerprint, so that a directory whose
+# subsets were drawn by an earlier rule is never resumed with another (results of different samples never mix).
+# (Before "balanced": evenly spaced indices of the needle-major grid, which with 5 depths took only 2 of them.)
+SUBSET_RULE = "balanced"
+
+
+def _strata(sample) -> tuple | None:
+    keys = ("context_length", "depth", "needle")
+    if not all(hasattr(sample, k) for k in keys):
+        return None
+    return tuple(str(getattr(sample, k)) for k in keys)
+
+
 def spread_subset(samples: list, n: int) -> list:
-    """``n`` samples spread evenly over the grid (every length, depth and needle represented where n allows)."""
+    """``n`` samples spread over the grid: NIAH samples are picked one at a time, each time the one whose length,
+    depth and needle (and length x depth cell) have been picked least so far, ties broken by grid order, so every
+    length, depth and needle is represented as evenly as ``n`` allows. Other items: evenly spaced. Grid order kept.
+    """
     if n >= len(samples):
         return list(samples)
-    step = len(samples) / n
-    return [samples[int(i * step)] for i in range(n)]
+    strata = [_strata(s) for s in samples]
+    if any(k is None for k in strata):
+        step = len(samples) / n
+        return [samples[int(i * step)] for i in range(n)]
+    from collections import Counter
+
+    counts: list[Counter] = [Counter() for _ in range(3)]
+    cells: Counter = Counter()
+    left = set(range(len(samples)))
+    chosen = []
+    for _ in range(n):
+
+        def load(i: int) -> tuple[int, int, int]:
+            k = strata[i]
+            assert k is not None
+            return sum(counts[a][k[a]] for a in range(3)), cells[k[:2]], i
+
+        best = min(left, key=load)
+        left.remove(best)
+        chosen.append(best)
+        k = strata[best]
+        assert k is not None
+        for a in range(3):
+            counts[a][k[a]] += 1
+        cells[k[:2]] += 1
+    return [samples[i] for i in sorted(chosen)]
 
 
 # ------------------------------------------------------------------------------------------------------ stages
@@ -585,6 +627,39 @@ def run_study(out_dir: str | Path, config: StudyConfig | None = None, *, probe=N
     if "organisation" in cfg.stages:
         atomic_write_json(out / "organisation.json", stage_organisation(named))
     return write_summary(out, cfg, named)
+
+
+def load_study_results(out_dir: str | Path, name: str | None = None):
+    """A study directory (finished or not) as ``workflows.experiments.ModelResults``, the form the figures take:
+    the primary head list, the zero-mode masking outcomes and the top-k curve (``None`` where that stage has not
+    run). ``masking_outcomes.csv`` may be gzipped (``.csv.gz``), as in ``docs/real_models/``."""
+    from retmask_interp.core.io import InputError
+    from retmask_interp.heads.scores import load_head_scores
+    from retmask_interp.workflows.experiments import ModelResults
+
+    out = Path(out_dir)
+    cfg = _read_json(out / "config.json")
+    if cfg is None or not (out / "heads.json").exists():
+        raise InputError(
+            f"{out} is not a real-model study (no config.json / heads.json); make one with "
+            "scripts/real_model_study.py --out DIR"
+        )
+    heads = load_head_scores(out / "heads.json")
+    name = name or cfg.get("model_name") or heads.model or out.name
+    heads.model = name
+
+    def first(*names):
+        return next((out / n for n in names if (out / n).exists()), None)
+
+    niah = topk = None
+    path = first("masking_outcomes.csv", "masking_outcomes.csv.gz")
+    if path is not None:
+        df = _read_csv(path)
+        niah = df[df["mode"] == "zero"].reset_index(drop=True) if "mode" in df else df
+    path = first("topk_curve.csv")
+    if path is not None:
+        topk = _read_csv(path)
+    return ModelResults(name, heads, niah, topk, heads.above(float(cfg.get("threshold", 0.1))))
 
 
 def _read_json(path: Path):

@@ -302,3 +302,10 @@ def test_registry_names_and_gguf_paths_pass_the_model_check(tmp_path):
     check_model_source(str(gguf))
     with pytest.raises(InputError, match="GGUF file .* does not exist"):
         check_model_source(str(tmp_path / "missing.gguf"))
+
+
+def test_figures_real_study_that_is_not_one(tmp_path, capsys):
+    """`retmask figures --real-study DIR` with no study there: one line naming the option and the fix."""
+    assert main(["figures", "--out", str(tmp_path / "f"), "--organisms", "--real-study", str(tmp_path)]) == 2
+    err = _err(capsys)
+    assert "--real-study" in err and "real_model_study.py" in err

@@ -80,6 +80,29 @@ def test_spread_subset_covers_the_grid():
     assert sub == list(range(0, 100, 10))
 
 
+def test_spread_subset_balances_lengths_depths_and_needles():
+    """The study's grid is needle-major (needle, length, depth); 48 of 8 lengths x 5 depths x 3 needles must use
+    every depth (evenly spaced indices took only depths 0 and 50: the SmolLM2 run of 2026-12-02)."""
+    from collections import Counter
+    from types import SimpleNamespace
+
+    grid = [
+        SimpleNamespace(needle=f"n{n}", context_length=1000 * (i + 1), depth=d)
+        for n in range(3)
+        for i in range(8)
+        for d in (0.0, 25.0, 50.0, 75.0, 100.0)
+    ]
+    sub = rmw.spread_subset(grid, 48)
+    assert len(sub) == 48 and len({id(s) for s in sub}) == 48
+    assert [grid.index(s) for s in sub] == sorted(grid.index(s) for s in sub)  # grid order kept
+    for attr, n_values in (("context_length", 8), ("depth", 5), ("needle", 3)):
+        c = Counter(getattr(s, attr) for s in sub)
+        assert len(c) == n_values, attr
+        assert max(c.values()) - min(c.values()) <= 1, (attr, c)
+    old = [grid[int(i * 2.5)] for i in range(48)]  # the previous rule, for the record
+    assert {s.depth for s in old} == {0.0, 50.0}
+
+
 def _tiny(**kw) -> StudyConfig:
     base = dict(
         model="organism", grid="small", haystacks=["synthetic:0", "synthetic:1"], min_length=200,
