@@ -1,0 +1,89 @@
+"""The real-model results committed in docs/real_models/ (GPU runs of scripts/real_model_study.py): the shipped head
+lists are the studies' primary lists, the tables recompute from the per-sample files, and `retmask figures`
+re-draws them without running a model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from retmask_interp.analysis.metrics import agreement
+from retmask_interp.heads.scores import load_head_scores, shipped_head_lists
+from retmask_interp.measure.outcomes import summarize_outcomes
+from retmask_interp.workflows.real_models import load_study_results
+
+REPO = Path(__file__).resolve().parents[2]
+STUDIES = {
+    "smollm2-135m-instruct": REPO / "docs/real_models/smollm2",
+    "gemma-3-270m": REPO / "docs/real_models/gemma3",
+}
+
+
+@pytest.mark.parametrize("name", sorted(STUDIES))
+def test_shipped_head_list_is_the_studys_primary_list(name):
+    shipped = load_head_scores(name)  # a shipped list by name
+    assert shipped_head_lists()[name].name == f"{name}.json"
+    study = load_head_scores(STUDIES[name] / "heads.json")
+    assert (shipped.num_layers, shipped.num_heads) == (study.num_layers, study.num_heads)
+    assert sorted(shipped.above(0.1)) == sorted(study.above(0.1))
+    a = agreement(shipped, study, k=(5, 10))
+    assert a["spearman"] > 0.999 and a["top10_overlap"] == 10
+    params = shipped.params  # provenance: the grid it was detected on
+    cfg = json.loads((STUDIES[name] / "config.json").read_text())
+    assert params.get("lengths") and max(params["lengths"]) == cfg["max_length"]
+
+
+def test_unknown_head_list_name_lists_the_shipped_ones():
+    with pytest.raises(FileNotFoundError, match="smollm2-135m-instruct"):
+        load_head_scores("no-such-model")
+
+
+def test_smollm2_masking_summary_recomputes_from_the_per_sample_outcomes():
+    d = STUDIES["smollm2-135m-instruct"]
+    outcomes = pd.read_csv(d / "masking_outcomes.csv.gz")
+    stored = pd.read_csv(d / "masking_summary.csv")
+    again = summarize_outcomes(outcomes, by=("mode", "kind"), metrics=("success", "rouge", "answer_logprob"))
+    merged = stored.merge(again, on=["mode", "kind", "metric"], suffixes=("", "_again"))
+    assert len(merged) == len(stored) == len(again)
+    for col in ("mean", "ci_low", "ci_high", "n_samples", "n_seeds"):
+        assert merged[col].to_numpy() == pytest.approx(merged[f"{col}_again"].to_numpy(), abs=1e-9), col
+    zero = stored[(stored["mode"] == "zero") & (stored["metric"] == "success")].set_index("kind")["mean"]
+    assert zero["retrieval"] < zero["random"] < zero["unmasked"]  # what docs/real_models.md reports
+
+
+def test_study_results_load_for_the_figures():
+    smol = load_study_results(STUDIES["smollm2-135m-instruct"])
+    assert smol.name == "smollm2-135m-instruct" and len(smol.retrieval) == 17
+    assert set(smol.niah["mode"]) == {"zero"} and {"unmasked", "retrieval", "random"} <= set(
+        smol.niah["kind"]
+    )
+    assert {"k", "kind", "success", "ci_low", "ci_high"} <= set(smol.topk.columns)
+    gemma = load_study_results(STUDIES["gemma-3-270m"])
+    assert gemma.niah is None and gemma.topk is None  # masking not run yet on Gemma-3
+    assert (gemma.heads.num_layers, gemma.heads.num_heads) == (18, 4)
+
+
+def test_not_a_study_is_refused(tmp_path):
+    from retmask_interp.core.io import InputError
+
+    with pytest.raises(InputError, match="not a real-model study"):
+        load_study_results(tmp_path)
+
+
+def test_figures_redraw_the_real_model_studies(tmp_path):
+    from retmask_interp.workflows.paper_figures import FigureConfig, regenerate_all
+
+    m = regenerate_all(
+        tmp_path / "figs",
+        models={},
+        real_studies=[STUDIES["smollm2-135m-instruct"], STUDIES["gemma-3-270m"]],
+        config=FigureConfig(formats=("html",), html="cdn"),
+    )
+    stems = {e["stem"] for e in m["figures"]}
+    assert {"heatmaps_real_models", "niah_masking_smollm2-135m-instruct", "topk_masking_real_models"} <= stems
+    assert any("gemma-3-270m" in n and "no masking outcomes" in n for n in m["notes"])
+    metrics = pd.read_csv(tmp_path / "figs" / "data" / "metrics.csv", index_col=0)
+    assert {"smollm2-135m-instruct", "gemma-3-270m"} <= set(metrics.index)
