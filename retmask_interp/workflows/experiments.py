@@ -72,9 +72,15 @@ class FigureConfig:
 
     def experiment_key(self) -> str:
         """Hash of the settings that change the numbers (not the file formats)."""
+        from retmask_interp.measure.detect import DetectConfig
+
         keys = asdict(self)
         for k in ("organisms", "device", "formats", "html", "scale", "batch_size"):
             keys.pop(k)
+        # the package's NIAH semantics (decode stop, ROUGE scorer) change the numbers too: data made under other
+        # defaults (before Wu's newline stop and rouge-score became them) is not reused
+        det = DetectConfig()
+        keys["semantics"] = {"stop": det.stop, "rouge": det.rouge}
         return hashlib.sha1(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:12]
 
 

@@ -97,3 +97,11 @@ def test_every_cli_group_imports_and_a_broken_one_is_not_hidden(monkeypatch):
     monkeypatch.setattr(cli, "_GROUPS", [*cli._GROUPS[:-1], "broken"])
     with pytest.raises(ModuleNotFoundError, match="gone"):
         cli.build_parser()
+
+
+def test_heads_takes_a_shipped_head_list_by_name(capsys):
+    from retmask_interp.cli import main
+
+    assert main(["heads", "gemma-3-270m", "--top", "2"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.strip()[:1].isdigit()]
+    assert [r[:3] for r in rows[:2]] == [["1", "5", "1"], ["2", "11", "2"]]
