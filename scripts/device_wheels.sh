@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Downloads the wheels that the lent GPU machine lacks (its image: Python 3.12, torch 2.11, transformers 5.17, no
+# network) into .whl/ (detection, masking, GGUF, ROUGE: ~24 MB) and .whl-train/ (DPO: trl, datasets: ~2 MB), both
+# ignored by git. On the GPU machine, install them with
+#   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /root/site \
+#       .whl/*.whl [.whl-train/*.whl] && export PYTHONPATH=$PWD:/root/site
+# The pins are the versions the project is tested with here (transformers 5.24: 5.17 decoded gibberish on Gemma-3).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+grep -qx '/.whl-train/' .git/info/exclude 2>/dev/null || printf '/.whl-train/\n/.stage/\n' >> .git/info/exclude
+D=(python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp
+   --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform any)
+mkdir -p .whl .whl-train
+# transformers and nnsight, and what nnsight needs that the image lacks; gguf (GGUF loading); rouge-score (Wu's rule)
+"${D[@]}" -d .whl transformers==5.24.0 nnsight==0.8.1 greenlet pydantic==2.14.4 pydantic-core==2.50.5 \
+    annotated-types typing-inspection typing-extensions websocket-client zstandard gguf==0.19.0 rouge-score nltk
+# DPO (the image has accelerate, peft, pyarrow, xxhash, pandas)
+"${D[@]}" -d .whl-train trl==1.16.0 datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19
+du -sh .whl .whl-train
