@@ -306,7 +306,9 @@ SUBSET_RULE = "balanced"
 
 
 def _strata(sample) -> tuple | None:
-    keys = ("context_length", "depth", "needle")
+    """(length, depth, needle) of a NIAH sample (``data.niah.NIAHSample``), or None for other items."""
+    needle = "needle_index" if hasattr(sample, "needle_index") else "needle"
+    keys = ("context_length", "depth", needle)
     if not all(hasattr(sample, k) for k in keys):
         return None
     return tuple(str(getattr(sample, k)) for k in keys)

@@ -87,7 +87,7 @@ def test_spread_subset_balances_lengths_depths_and_needles():
     from types import SimpleNamespace
 
     grid = [
-        SimpleNamespace(needle=f"n{n}", context_length=1000 * (i + 1), depth=d)
+        SimpleNamespace(needle={"text": f"n{n}"}, needle_index=n, context_length=1000 * (i + 1), depth=d)
         for n in range(3)
         for i in range(8)
         for d in (0.0, 25.0, 50.0, 75.0, 100.0)
@@ -95,7 +95,7 @@ def test_spread_subset_balances_lengths_depths_and_needles():
     sub = rmw.spread_subset(grid, 48)
     assert len(sub) == 48 and len({id(s) for s in sub}) == 48
     assert [grid.index(s) for s in sub] == sorted(grid.index(s) for s in sub)  # grid order kept
-    for attr, n_values in (("context_length", 8), ("depth", 5), ("needle", 3)):
+    for attr, n_values in (("context_length", 8), ("depth", 5), ("needle_index", 3)):
         c = Counter(getattr(s, attr) for s in sub)
         assert len(c) == n_values, attr
         assert max(c.values()) - min(c.values()) <= 1, (attr, c)
