@@ -226,7 +226,7 @@ class SampleResult:
     answer_span: tuple[int, int]
     generated_ids: list[int]
     generated_text: str
-    rouge: float
+    rouge: float | None  # None: scored without a tokenizer, nothing decoded (see score_samples)
     counted: bool
     scores: dict[str, float]  # non-zero heads only, "layer-head" -> summed hits / span length
     meta: dict[str, Any] = field(default_factory=dict)
@@ -310,7 +310,11 @@ def score_samples(
     settings: dict[str, Any] | None = None,
 ) -> Iterable[SampleResult]:
     """Score NIAH samples (objects with ``sample_id``, ``input_ids``, ``answer_span``, ``needle``), yielding results
-    in batches of similar length (order of completion, not input order)."""
+    in batches of similar length (order of completion, not input order).
+
+    A model without a tokenizer (random token ids, benchmarks) is scored only with the success filter off and EOS as
+    the only stop (``DetectConfig(rouge_threshold=0, stop="eos")``): then every sample counts, nothing is decoded
+    (``generated_text`` is empty, ``rouge`` None) and ``needle`` is not read. Anything else needs the tokenizer."""
     from tqdm.auto import tqdm
 
     config = config or DetectConfig()
@@ -318,9 +322,11 @@ def score_samples(
     settings = settings if settings is not None else config.settings()
     fingerprint = settings_hash(settings)
     tok = rm.tokenizer
-    if tok is None:
+    if tok is None and (config.rouge_threshold > 0 or config.stop != "eos"):
         raise ValueError(
-            "detection over NIAH samples needs the model's tokenizer (to decode answers for ROUGE)"
+            "detection over NIAH samples needs the model's tokenizer: to decode answers for the ROUGE success "
+            "filter and to know the newline tokens that end an answer (stop='newline'). Without one only "
+            "DetectConfig(rouge_threshold=0, stop='eos') runs: every sample counts, no answer is decoded"
         )
     by_length: dict[int, list[int]] = {}
     for i, s in enumerate(samples):  # equal lengths batch without padding (the fast causal kernel)
@@ -343,8 +349,13 @@ def score_samples(
             backend=config.backend,
         )
         for s, (gen, sc) in zip(items, results):
-            text = tok.decode(gen.tolist(), skip_special_tokens=True).strip()
-            counted, rouge = niah_success(s.needle["real_needle"], text, config.rouge_threshold, config.rouge)
+            if tok is None:  # the filter is off (checked above): every sample counts, nothing to decode
+                text, counted, rouge = "", True, None
+            else:
+                text = tok.decode(gen.tolist(), skip_special_tokens=True).strip()
+                counted, rouge = niah_success(
+                    s.needle["real_needle"], text, config.rouge_threshold, config.rouge
+                )
             nz = sc.nonzero().tolist()
             yield SampleResult(
                 sample_id=s.sample_id,
