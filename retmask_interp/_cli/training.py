@@ -66,6 +66,9 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--resume", action="store_true", help="continue from the last checkpoint in OUT")
     g.add_argument("--deepspeed", default=None, metavar="JSON", help="DeepSpeed config")
     g.add_argument("--train-seed", type=int, default=0)
+    g.add_argument(
+        "--logging-steps", type=positive_int, default=10, help="log loss and rewards every N optimizer steps"
+    )
 
 
 def _heads(args, rm) -> list[tuple[int, int]]:
@@ -125,6 +128,7 @@ def _dpo_settings(args):
         save_steps=args.save_steps,
         deepspeed=args.deepspeed,
         seed=args.train_seed,
+        logging_steps=args.logging_steps,
     )
 
 
@@ -237,11 +241,27 @@ def run_pairs(args) -> int:
     return 0
 
 
+def _launcher_device(args) -> None:
+    """Under ``accelerate launch`` / torchrun (WORLD_SIZE > 1), ``--device auto`` is this rank's own GPU.
+
+    Otherwise ``load_model`` would put every rank's model on GPU 0 or, with several GPUs visible, spread it over all
+    of them (``device_map="auto"``), which data-parallel training cannot take.
+    """
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or args.device != "auto":
+        return
+    import torch
+
+    args.device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if torch.cuda.is_available() else "cpu"
+
+
 def run_train(args) -> int:
     from retmask_interp.retmask.training import load_pairs_dataset, train_dpo
 
     check_writable(args.out / "training_summary.json", "training output (--out)")
     check_model_args(args)
+    _launcher_device(args)
     load_pairs_dataset(args.pairs)  # a bad pairs file fails here, before the model is loaded
     rm = load_from_args(args)
     summary = train_dpo(

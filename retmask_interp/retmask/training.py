@@ -29,6 +29,8 @@ config for models that do not fit one GPU, e.g. (TRL ships ZeRO configs)::
         --pairs pairs.jsonl --out runs/llama-retmask --per-device-batch-size 4
 
 The gradient accumulation is computed from the number of processes so that the effective batch stays 512.
+Several CPU processes (a test of the mechanism): ``accelerate launch --multi_gpu --num_processes 2`` on a machine
+without GPUs starts 2 processes that join over gloo; ``accelerate launch --cpu --num_processes 2`` starts only one.
 """
 
 from __future__ import annotations
@@ -125,9 +127,21 @@ def _on_gpu(model: torch.nn.Module) -> bool:
 
 
 def _num_processes() -> int:
-    from accelerate import PartialState
+    """The number of training processes: the launcher's world size (``accelerate launch``, torchrun, DeepSpeed, MPI).
 
-    return int(PartialState().num_processes)
+    Read from the initialised process group or the launcher's environment, not from ``accelerate.PartialState()``:
+    that one, created before the Trainer's, reports 1 process for a CPU launch (no GPU: it does not join the gloo
+    group), which made a 2-process CPU run use the one-process accumulation and twice the effective batch.
+    """
+    import os
+
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return int(torch.distributed.get_world_size())
+    for name in ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE"):
+        value = os.environ.get(name)
+        if value and value.strip().isdigit() and int(value) > 0:
+            return int(value)
+    return 1
 
 
 def _dpo_config(settings: DPOSettings, out_dir: Path, use_gpu: bool, num_processes: int):
@@ -308,6 +322,11 @@ def train_dpo(
         processing_class=tokenizer,
         peft_config=peft_config,
     )
+    if trainer.accelerator.num_processes != nproc:  # the accumulation above assumed nproc processes
+        raise RuntimeError(
+            f"the Trainer runs {trainer.accelerator.num_processes} processes but the gradient accumulation was "
+            f"computed for {nproc}; the effective batch would not be {effective}"
+        )
     checkpoint = None
     if resume:
         ckpts = sorted(
