@@ -261,6 +261,7 @@ def test_cli_figures(tmp_path, capsys):
         "--organisms",
         "--results",
         str(tmp_path / "no"),
+        "--real-study",  # alone: no real-model studies (by default docs/real_models/* are re-drawn)
     ]
     (tmp_path / "no").mkdir()  # a directory without results files
     assert main(nothing + ["--formats", "html"]) == 1  # no input at all: an error, not an empty folder
