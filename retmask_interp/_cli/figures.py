@@ -46,7 +46,7 @@ def register(sub) -> None:
         default=None,
         type=Path,
         metavar="DIR",
-        help="real-model study directories (scripts/real_model_study.py) to re-draw (default: docs/real_models/*/ "
+        help="real-model study directories (scripts/real_model_study.py) to re-draw (default: the folders of docs/real_models/ with a heads.json; "
         "when present; `--real-study` alone: none)",
     )
     p.add_argument(
@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"--results {args.results} does not exist; give the RetMask results JSON")
     results = args.results if args.results is not None else (Path("docs") if Path("docs").is_dir() else None)
     if args.real_study is None:
-        studies = sorted(p.parent for p in Path("docs/real_models").glob("*/config.json"))
+        studies = sorted(p.parent for p in Path("docs/real_models").glob("*/heads.json"))
     else:
         studies = list(args.real_study)
         missing = [str(p) for p in studies if not (p / "heads.json").exists()]
