@@ -46,8 +46,8 @@ def register(sub) -> None:
         default=None,
         type=Path,
         metavar="DIR",
-        help="real-model study directories (scripts/real_model_study.py) to re-draw (default: the folders of docs/real_models/ with a heads.json; "
-        "when present; `--real-study` alone: none)",
+        help="real-model study directories (scripts/real_model_study.py) to re-draw (default: the folders of "
+        "docs/real_models/ that hold a heads.json; `--real-study` alone: none)",
     )
     p.add_argument(
         "--quick", action="store_true", help="a small NIAH grid (about a minute per organism on a CPU)"

@@ -416,16 +416,9 @@ def load_any_head_list(path: str | Path, **kwargs) -> HeadScores:
     accepts them (``num_layers``, ``num_heads``, ``geometry``, ``group_size``, ``unscored``); the others are
     ignored, so one set of options serves a mix of files. A shipped head list's name (``shipped_head_lists``)
     stands for its file."""
-    from retmask_interp.heads.scores import shipped_head_lists
+    from retmask_interp.heads.scores import head_list_path
 
-    shipped = shipped_head_lists()
-    if not Path(path).exists() and str(path) in shipped:
-        path = shipped[str(path)]
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(
-            f"head file {path} does not exist (head lists shipped with the package: {', '.join(sorted(shipped))})"
-        )
+    path = head_list_path(path)
     suffix = path.suffix.lower()
     reader: Callable[..., HeadScores]
     if path.is_dir() or suffix == ".tsv":

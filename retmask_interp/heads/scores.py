@@ -34,6 +34,7 @@ __all__ = [
     "load_head_scores",
     "save_head_scores",
     "shipped_head_lists",
+    "head_list_path",
     "parse_head_key",
     "head_key",
     "SCHEMA",
@@ -365,6 +366,20 @@ def shipped_head_lists() -> dict[str, Path]:
     return {p.stem: p for p in sorted(folder.glob("*.json"))}
 
 
+def head_list_path(path: str | Path) -> Path:
+    """``path`` as an existing file or folder, or the file of the shipped head list it names
+    (``shipped_head_lists``); ``FileNotFoundError`` listing the shipped names otherwise."""
+    shipped = shipped_head_lists()
+    if not Path(path).exists() and str(path) in shipped:
+        return shipped[str(path)]
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(
+            f"head file {path} does not exist (head lists shipped with the package: {', '.join(sorted(shipped))})"
+        )
+    return path
+
+
 def load_head_scores(
     path: str | Path, *, num_layers: int | None = None, num_heads: int | None = None
 ) -> HeadScores:
@@ -372,14 +387,7 @@ def load_head_scores(
 
     ``path`` may also name a head list shipped with the package (``shipped_head_lists()``: the real models'
     registry names, e.g. ``"smollm2-135m-instruct"``), so that a model can be masked without running detection."""
-    shipped = shipped_head_lists()
-    if not Path(path).exists() and str(path) in shipped:
-        path = shipped[str(path)]
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(
-            f"head file {path} does not exist (head lists shipped with the package: {', '.join(sorted(shipped))})"
-        )
+    path = head_list_path(path)
     if path.is_dir():
         raise InputError(f"head file {path} is a directory; give a .json file")
     try:

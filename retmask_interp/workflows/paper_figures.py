@@ -340,6 +340,11 @@ def regenerate_all(
     out, key = Path(out_dir), config.experiment_key()
     for name in ("manifest.json", "index.md"):  # refuse before hours of experiments, not after
         refuse_overwrite(out / name, overwrite, "figure index")
+    from retmask_interp.workflows.real_models import load_study_results
+
+    real = {
+        r.name: r for r in (load_study_results(p) for p in real_studies)
+    }  # files only; bad ones fail here
     data = out / "data"
     saved = Path(reuse_data) if isinstance(reuse_data, (str, Path)) else data
     notes: list[str] = []
@@ -372,9 +377,6 @@ def regenerate_all(
                 notes.append(
                     f"the RetMask gains of {name!r} were measured on other weights than the installed ones"
                 )
-    from retmask_interp.workflows.real_models import load_study_results
-
-    real = {r.name: r for r in (load_study_results(p) for p in real_studies)}
     figs, more = render_figures(
         computed, published=published, duo=duo, gains=gains, threshold=config.threshold, real=real
     )

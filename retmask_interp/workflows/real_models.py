@@ -331,13 +331,13 @@ def spread_subset(samples: list, n: int) -> list:
     cells: Counter = Counter()
     left = set(range(len(samples)))
     chosen = []
+
+    def load(i: int) -> tuple[int, int, int]:  # picked-so-far counts of i's strata, then grid order
+        k = strata[i]
+        assert k is not None
+        return sum(counts[a][k[a]] for a in range(3)), cells[k[:2]], i
+
     for _ in range(n):
-
-        def load(i: int) -> tuple[int, int, int]:
-            k = strata[i]
-            assert k is not None
-            return sum(counts[a][k[a]] for a in range(3)), cells[k[:2]], i
-
         best = min(left, key=load)
         left.remove(best)
         chosen.append(best)
