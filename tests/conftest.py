@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import os
 import random
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,3 +132,20 @@ class WordTokenizer:
 
     def decode(self, ids, skip_special_tokens=True):
         return " ".join(f"t{i}" for i in ids)
+
+
+@contextlib.contextmanager
+def script_module(path: Path, name: str):
+    """A script of benchmarks/ or scripts/ imported as module ``name``, registered in ``sys.modules`` while in use
+    (a dataclass looks its module up there); the test is skipped when the file is absent."""
+    if not path.is_file():
+        pytest.skip(f"{path} is absent")
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop(name, None)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
 import re
 import subprocess
@@ -12,6 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from conftest import script_module
 
 from retmask_interp.data import _instruction_words as W
 from retmask_interp.data import instructions as I
@@ -272,16 +272,12 @@ def test_records_feed_pairs_load_prompts(prompts):
 
 def test_documented_make_up_is_current():
     """The tables in the module docstring and in docs/experiments are what the script writes now."""
-    spec = importlib.util.spec_from_file_location(
-        "instruction_prompts_script", REPO / "scripts/instruction_prompts.py"
-    )
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    block = script.make_up(DEFAULT)
-    for path in script.DOCS:
-        if not path.exists():
-            pytest.skip(f"{path} is absent")
-        text = path.read_text(encoding="utf-8")
-        assert f"{script.START}\n{block}\n{script.END}" in text, (
-            f"{path} is stale: run scripts/instruction_prompts.py --write-docs"
-        )
+    with script_module(REPO / "scripts/instruction_prompts.py", "instruction_prompts_script") as script:
+        block = script.make_up(DEFAULT)
+        for path in script.DOCS:
+            if not path.exists():
+                pytest.skip(f"{path} is absent")
+            text = path.read_text(encoding="utf-8")
+            assert f"{script.START}\n{block}\n{script.END}" in text, (
+                f"{path} is stale: run scripts/instruction_prompts.py --write-docs"
+            )

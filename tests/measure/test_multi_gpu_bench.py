@@ -3,14 +3,13 @@ comparison of two runs and of a file with itself; its shard plan; detection with
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import script_module
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "multi_gpu_detect.py"
 # a small grid: 4 lengths (30-120 tokens) x 1 needle x 3 depths = 12 samples, 6 new tokens
@@ -21,17 +20,8 @@ BUDGET_S = 60
 
 @pytest.fixture(scope="module")
 def bench():
-    if not BENCH.is_file():
-        pytest.skip(f"{BENCH} is absent")
-    spec = importlib.util.spec_from_file_location("multi_gpu_detect_bench", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclass looks its module up there
-    try:
-        spec.loader.exec_module(module)
+    with script_module(BENCH, "multi_gpu_detect_bench") as module:
         yield module
-    finally:
-        sys.modules.pop(spec.name, None)
 
 
 def _skip_if_slow(bench) -> None:

@@ -3,12 +3,11 @@ rank, the CLI's --logging-steps, and benchmarks/compare_dpo_runs.py (synthetic p
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import script_module
 
 from retmask_interp.retmask import training
 from retmask_interp.retmask.training import DPOSettings, _dpo_config, load_pairs_dataset
@@ -80,17 +79,8 @@ def test_cli_logging_steps_and_rank_device(no_launcher):
 
 @pytest.fixture(scope="module")
 def helper():
-    if not HELPER.is_file():
-        pytest.skip(f"{HELPER} is absent")
-    spec = importlib.util.spec_from_file_location("compare_dpo_runs", HELPER)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    try:
-        spec.loader.exec_module(module)
+    with script_module(HELPER, "compare_dpo_runs") as module:
         yield module
-    finally:
-        sys.modules.pop(spec.name, None)
 
 
 def _summary(nproc, accum, losses, margins):
