@@ -63,14 +63,21 @@ def torch_level(device) -> list[dict]:
     return rows
 
 
-def model_level(device) -> dict:
-    from transformers import AutoModelForCausalLM, Gemma3TextConfig
+def _gemma3_config():
+    """A small random Gemma-3: 4 query heads over 1 KV head, head_dim 256, 3 layers with a 512-token window."""
+    from transformers import Gemma3TextConfig
 
-    cfg = Gemma3TextConfig(
+    return Gemma3TextConfig(
         vocab_size=512, hidden_size=256, intermediate_size=512, num_hidden_layers=4, num_attention_heads=4,
         num_key_value_heads=1, head_dim=256, sliding_window=512, max_position_embeddings=4096,
         layer_types=["sliding_attention", "sliding_attention", "sliding_attention", "full_attention"],
     )  # fmt: skip
+
+
+def model_level(device) -> dict:
+    from transformers import AutoModelForCausalLM
+
+    cfg = _gemma3_config()
     torch.manual_seed(0)
     base = (
         AutoModelForCausalLM.from_config(cfg, attn_implementation="eager").to(device, torch.bfloat16).eval()
@@ -104,16 +111,12 @@ def model_level(device) -> dict:
 
 
 def package_level(device) -> dict:
-    from transformers import AutoModelForCausalLM, Gemma3TextConfig
+    from transformers import AutoModelForCausalLM
 
     from retmask_interp.core import models
     from retmask_interp.measure import detect
 
-    cfg = Gemma3TextConfig(
-        vocab_size=512, hidden_size=256, intermediate_size=512, num_hidden_layers=4, num_attention_heads=4,
-        num_key_value_heads=1, head_dim=256, sliding_window=512, max_position_embeddings=4096,
-        layer_types=["sliding_attention", "sliding_attention", "sliding_attention", "full_attention"],
-    )  # fmt: skip
+    cfg = _gemma3_config()
     torch.manual_seed(0)
     state = AutoModelForCausalLM.from_config(cfg).state_dict()
     g = torch.Generator().manual_seed(2)
