@@ -7,7 +7,7 @@
 # The pins are the versions the project is tested with here (transformers 5.24: 5.17 decoded gibberish on Gemma-3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-grep -qx '/.whl-train/' .git/info/exclude 2>/dev/null || printf '/.whl-train/\n/.stage/\n' >> .git/info/exclude
+for d in /.whl/ /.whl-train/ /.stage/; do grep -qx "$d" .git/info/exclude 2>/dev/null || echo "$d" >> .git/info/exclude; done
 D=(python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp
    --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform any)
 mkdir -p .whl .whl-train
