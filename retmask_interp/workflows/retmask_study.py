@@ -22,7 +22,8 @@ Run it with ``python scripts/smollm2_retmask.py`` (``--preset tiny`` for a CPU p
    higher held-out margin, then the smaller lr) among the lrs whose held-out perplexity on ``data.ppl_texts`` rose by
    at most ``max_ppl_increase`` (relative) over the untrained model; if none qualifies, the smallest lr. The
    long-context test never enters the choice. Then every condition at that lr for every seed.
-6. ``eval``: the untrained model and every final run: the long-context suite (``retmask.evaluation.evaluate``,
+6. ``eval``: the untrained model and every final run, each evaluated right after its training (so a lost
+   machine costs at most one run's weights; a run whose weights are gone before its evaluation is trained again): the long-context suite (``retmask.evaluation.evaluate``,
    generation tasks at ``lengths``), exact match on ``data.short_qa`` and the NLL of ``data.ppl_texts``; per model a
    CSV with exactly ``retmask.report.SCORE_COLUMNS`` and a JSONL of predictions.
 7. ``report`` (always redone): ``scores.csv`` (all rows), ``tables.json`` (``report.study_tables`` of the CSV) and
@@ -503,8 +504,30 @@ def _train_params(config: StudyConfig, cond: str, lr: float, seed: int, out: Pat
     return params
 
 
-def train_run(config: StudyConfig, out: Path, cond: str, lr: float, seed: int, reference: dict) -> dict:
+def _has_weights(path: str | Path) -> bool:
+    return any(Path(path).glob("*.safetensors"))
+
+
+def train_run(
+    config: StudyConfig,
+    out: Path,
+    cond: str,
+    lr: float,
+    seed: int,
+    reference: dict,
+    *,
+    need_weights: bool = False,
+) -> dict:
+    """One DPO run (a unit). ``need_weights``: the run is to be evaluated, so a finished run whose weights are gone
+    (trained on a machine that was lost before its evaluation) and that is not evaluated yet is trained again."""
     name = _run_name(cond, lr, seed)
+    marker = _marker(out, f"train/{name}")
+    if need_weights and marker.exists() and not _marker(out, f"eval/{name}").exists():
+        if not _has_weights(out / "train" / name):
+            log.warning(
+                "train/%s finished but its weights are gone and it is not evaluated: training it again", name
+            )
+            remove_run(out, f"train/{name}")
 
     def run() -> dict:
         from retmask_interp.retmask.heldout import heldout_rewards
@@ -551,6 +574,12 @@ def train_run(config: StudyConfig, out: Path, cond: str, lr: float, seed: int, r
     res = _stage(out, f"train/{name}", _train_params(config, cond, lr, seed, out), run)
     res["wall_s"] = json.loads(_marker(out, f"train/{name}").read_text())["wall_s"]
     return res
+
+
+def _dpo_rows(sweep: Sequence[dict], runs: Sequence[dict]) -> list[dict]:
+    """Every DPO run once, in training order (a run trained again after a lost machine: its latest result)."""
+    rows = {(r["condition"], r["lr"], r["seed"]): r for r in [*sweep, *runs]}
+    return list(rows.values())
 
 
 def choose_lr(sweep: Sequence[dict], base_ppl: float, max_ppl_increase: float) -> tuple[float, list[dict]]:
@@ -773,18 +802,24 @@ def run_study(config: StudyConfig, *, until: str = "report") -> dict:
     atomic_write_json(
         out / "lr_choice.json", {"chosen_lr": lr, "sweep": sweep_rows, "base_ppl": reference["ppl"]}
     )
-    runs = [train_run(config, out, c, lr, s, reference) for c in config.conditions for s in config.seeds]
-    res |= {"chosen_lr": lr, "lr_sweep": sweep_rows, "dpo": sweep + [r for r in runs if r not in sweep]}
+    final = [(c, s) for c in config.conditions for s in config.seeds]
     if stop < 5:
+        runs = [train_run(config, out, c, lr, s, reference) for c, s in final]
+        res |= {"chosen_lr": lr, "lr_sweep": sweep_rows, "dpo": _dpo_rows(sweep, runs)}
         return res
+    # each final run is evaluated as soon as it is trained: weights live on one machine for one unit at most
     names = ["none"]
     if not _marker(out, "eval/none").exists():
         res["longest_prompts"] = check_eval_fits(_load(config), config)
     eval_run(config, out, "none", "none", -1, 0.0, None)
-    for r in runs:
-        name = _run_name(r["condition"], r["lr"], r["seed"])
-        eval_run(config, out, name, r["condition"], r["seed"], r["lr"], r["path"])
+    runs = []
+    for c, s in final:
+        r = train_run(config, out, c, lr, s, reference, need_weights=True)
+        name = _run_name(c, lr, s)
+        eval_run(config, out, name, c, s, lr, str(out / "train" / name))
+        runs.append(r)
         names.append(name)
+    res |= {"chosen_lr": lr, "lr_sweep": sweep_rows, "dpo": _dpo_rows(sweep, runs)}
     if stop < 6:
         return res
     extra = {k: res[k] for k in ("chosen_lr", "lr_sweep", "dpo", "pairs", "heads")}

@@ -168,6 +168,22 @@ def test_study_runs_end_to_end_on_the_organism(tmp_path):
     assert "## Long-context suite" in (report / "README.md").read_text()
     # a second run skips every stage; a changed setting is refused by name
     assert run_study(config)["chosen_lr"] == res["chosen_lr"]
+    # a machine lost between a run's training and its evaluation: the weights are gone, the train marker is not;
+    # the resumed study trains that run again and evaluates it, and leaves the evaluated runs alone
+    from retmask_interp.workflows.retmask_study import _marker, remove_run
+
+    run = tmp_path / "run"
+    name = f"retmask_lr{res['chosen_lr']:g}_s1"
+    other = _marker(run, "eval/random_lr5e-05_s0").read_text()
+    first = json.loads(_marker(run, f"train/{name}").read_text())
+    assert not any((run / "train" / name).glob("*.safetensors"))  # pruned after its evaluation
+    remove_run(run, f"eval/{name}")
+    again = run_study(config)
+    second = json.loads(_marker(run, f"train/{name}").read_text())
+    assert second["params"] == first["params"] and second["wall_s"] != first["wall_s"]
+    assert _marker(run, f"eval/{name}").exists() and (run / "eval" / f"{name}.csv").exists()
+    assert _marker(run, "eval/random_lr5e-05_s0").read_text() == other
+    assert len(again["dpo"]) == len(res["dpo"]) == 4  # the sweep run (= retmask s0), retmask s1, random s0/s1
     config.max_new_tokens = 9
     with pytest.raises(StageMismatch, match="max_new_tokens"):
         run_study(config)
