@@ -23,9 +23,10 @@ Run it with ``python scripts/smollm2_retmask.py`` (``--preset tiny`` for a CPU p
    at most ``max_ppl_increase`` (relative) over the untrained model; if none qualifies, the smallest lr. The
    long-context test never enters the choice. Then every condition at that lr for every seed.
 6. ``eval``: the untrained model and every final run, each evaluated right after its training (so a lost
-   machine costs at most one run's weights; a run whose weights are gone before its evaluation is trained again): the long-context suite (``retmask.evaluation.evaluate``,
-   generation tasks at ``lengths``), exact match on ``data.short_qa`` and the NLL of ``data.ppl_texts``; per model a
-   CSV with exactly ``retmask.report.SCORE_COLUMNS`` and a JSONL of predictions.
+   machine costs at most one run's weights; a run whose weights are gone before its evaluation is trained again):
+   the long-context suite (``retmask.evaluation.evaluate``, generation tasks at ``lengths``), exact match on
+   ``data.short_qa`` and the NLL of ``data.ppl_texts``; per model a CSV with exactly ``retmask.report.SCORE_COLUMNS``
+   and a JSONL of predictions.
 7. ``report`` (always redone): ``scores.csv`` (all rows), ``tables.json`` (``report.study_tables`` of the CSV) and
    ``README.md`` in ``report_dir``.
 
