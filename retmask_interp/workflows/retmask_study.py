@@ -573,7 +573,7 @@ def train_run(
         }
 
     res = _stage(out, f"train/{name}", _train_params(config, cond, lr, seed, out), run)
-    res["wall_s"] = json.loads(_marker(out, f"train/{name}").read_text())["wall_s"]
+    res["wall_s"] = json.loads(marker.read_text())["wall_s"]
     return res
 
 
