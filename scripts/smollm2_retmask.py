@@ -30,6 +30,8 @@ HELP = {
     "lrs": "learning rates of the sweep",
     "seeds": "DPO seeds at the chosen lr",
     "lengths": "context lengths of the long-context suite (tokens)",
+    "only": "final runs CONDITION:SEED this process trains and evaluates (e.g. random:1), to share one --out "
+    "between processes or GPUs; run once more without it for the report",
     "report_dir": "where scores.csv, tables.json and README.md go (default <out>/report)",
 }
 

@@ -130,13 +130,16 @@ class StudyConfig:
     n_ppl: int | None = None  # None = all
     heldout_batch_size: int = 16
     prune_weights: bool = False  # delete a trained model's weights once it is evaluated
+    # final runs "CONDITION:SEED" this process trains and evaluates (empty: all); the report waits for a run
+    # without it. Several processes (or GPUs) given disjoint subsets can share one output directory.
+    only: tuple[str, ...] = ()
     # report
     report_dir: str | None = None  # default: <out>/report
     bootstrap: int = 2000
     title: str = "RetMask on SmolLM2-135M-Instruct"
 
     def __post_init__(self) -> None:
-        for name in ("conditions", "lrs", "seeds", "lengths", "tasks"):
+        for name in ("conditions", "lrs", "seeds", "lengths", "tasks", "only"):
             setattr(self, name, tuple(getattr(self, name)))
         unknown = set(self.conditions) - set(CONDITION_SIDES)
         if unknown:
@@ -148,6 +151,13 @@ class StudyConfig:
         bad = set(self.tasks) - set(LONG_TASKS)
         if bad:
             raise ValueError(f"tasks must be long-context generation tasks {LONG_TASKS}, got {sorted(bad)}")
+        finals = {f"{c}:{s}" for c in self.conditions for s in self.seeds}
+        stray = [o for o in self.only if o not in finals]
+        if stray:
+            raise ValueError(
+                f"only {stray} names no final run; give CONDITION:SEED from conditions {list(self.conditions)} "
+                f"and seeds {list(self.seeds)}, e.g. {sorted(finals)[0]!r}"
+            )
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -805,7 +815,11 @@ def run_study(config: StudyConfig, *, until: str = "report") -> dict:
     )
     final = [(c, s) for c in config.conditions for s in config.seeds]
     if stop < 5:
-        runs = [train_run(config, out, c, lr, s, reference) for c, s in final]
+        runs = [
+            train_run(config, out, c, lr, s, reference)
+            for c, s in final
+            if not config.only or f"{c}:{s}" in config.only
+        ]
         res |= {"chosen_lr": lr, "lr_sweep": sweep_rows, "dpo": _dpo_rows(sweep, runs)}
         return res
     # each final run is evaluated as soon as it is trained: weights live on one machine for one unit at most
@@ -815,6 +829,8 @@ def run_study(config: StudyConfig, *, until: str = "report") -> dict:
     eval_run(config, out, "none", "none", -1, 0.0, None)
     runs = []
     for c, s in final:
+        if config.only and f"{c}:{s}" not in config.only:
+            continue
         r = train_run(config, out, c, lr, s, reference, need_weights=True)
         name = _run_name(c, lr, s)
         eval_run(config, out, name, c, s, lr, str(out / "train" / name))
@@ -822,6 +838,9 @@ def run_study(config: StudyConfig, *, until: str = "report") -> dict:
         names.append(name)
     res |= {"chosen_lr": lr, "lr_sweep": sweep_rows, "dpo": _dpo_rows(sweep, runs)}
     if stop < 6:
+        return res
+    if config.only:
+        log.info("only %s: the report waits for a run without --only once every final run is evaluated", config.only)
         return res
     extra = {k: res[k] for k in ("chosen_lr", "lr_sweep", "dpo", "pairs", "heads")}
     res["report"] = stage_report(config, out, names, extra)

@@ -178,6 +178,14 @@ def test_study_runs_end_to_end_on_the_organism(tmp_path):
     first = json.loads(_marker(run, f"train/{name}").read_text())
     assert not any((run / "train" / name).glob("*.safetensors"))  # pruned after its evaluation
     remove_run(run, f"eval/{name}")
+    # a process given a subset of the final runs (--only) runs that subset and leaves the report to a run without it
+    import dataclasses
+
+    part = run_study(dataclasses.replace(config, only=("random:1",)))
+    assert "report" not in part and not _marker(run, f"eval/{name}").exists()
+    assert [(r["condition"], r["seed"]) for r in part["dpo"]][-1] == ("random", 1)
+    with pytest.raises(ValueError, match="names no final run"):
+        dataclasses.replace(config, only=("retmask:7",))
     again = run_study(config)
     second = json.loads(_marker(run, f"train/{name}").read_text())
     assert second["params"] == first["params"] and second["wall_s"] != first["wall_s"]
