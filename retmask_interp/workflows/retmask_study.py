@@ -840,7 +840,10 @@ def run_study(config: StudyConfig, *, until: str = "report") -> dict:
     if stop < 6:
         return res
     if config.only:
-        log.info("only %s: the report waits for a run without --only once every final run is evaluated", config.only)
+        log.info(
+            "only %s: the report waits for a run without --only once every final run is evaluated",
+            config.only,
+        )
         return res
     extra = {k: res[k] for k in ("chosen_lr", "lr_sweep", "dpo", "pairs", "heads")}
     res["report"] = stage_report(config, out, names, extra)
