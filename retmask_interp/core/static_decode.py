@@ -30,13 +30,20 @@ the 4-D mask), which on an H200 ran at about 5 % of the memory bandwidth for one
 Without graphs (on the CPU, or ``RETMASK_CUDA_GRAPHS=0``) the same step function runs eagerly every step; that is
 what the CPU tests compare with the eager loop and the naive reference.
 
+Sliding-window layers (Gemma-2/3, Mistral, gpt-oss, ...): the static cache keeps every position of every layer
+(the prefill's sliding layers, which keep only their last ``window - 1`` keys, are copied to the end of the prompt),
+and the window is a second 4-D mask buffer, recomputed inside the step from the padding mask and the write position
+(a key is seen when its column is above ``position - window``, as HF's sliding masks count it). A model whose layers
+all slide gets that mask; a model mixing full and sliding layers gets ``{"full_attention": ..., "sliding_attention":
+...}``, which the forwards of those families take in place of a mask. The detection readout reads the mask its
+layer received, so its top-1 key stays inside the window.
+
 What the static path cannot take (``static_blocker``; ``backend="auto"`` then uses the eager loop): an attention
 implementation other than ``sdpa`` or ``eager`` (flash-attention and flex take no 4-D mask buffer), a model spread
-over several devices, cache layers other than plain full attention (linear-attention / hybrid layers), and
-sliding-window layers whose window is shorter than the padded prompt plus the new tokens (the static cache keeps
-every position; a window covering all of them is full attention, so those layers are taken). Soft-capping (Gemma-2)
-is no obstacle: it runs inside the (eager) attention and the final logits, both captured, and the top-1 readout is
-the argmax of the raw scores, which capping does not move.
+over several devices, cache layers other than full and sliding attention (linear-attention / hybrid / chunked
+layers), sliding layers of different windows, and a model that mixes full and sliding layers but whose forward takes
+no per-layer-type mask mapping. Soft-capping (Gemma-2) is no obstacle: it runs inside the (eager) attention and the
+final logits, both captured, and the top-1 readout is the argmax of the raw scores, which capping does not move.
 """
 
 from __future__ import annotations
@@ -59,6 +66,7 @@ __all__ = [
     "envoy_forward",
     "plain_forward",
     "resolve_backend",
+    "sliding_plan",
     "split_decode_attention",
     "static_blocker",
     "traced_forward",
@@ -128,6 +136,33 @@ def envoy_forward(rm: RetModel, envoy, intervene: Callable[[], None]) -> Forward
 
 
 # --------------------------------------------------------------------------------------------- which path
+def _takes_mask_mapping(model) -> bool:
+    """Whether the model's decoder forward takes ``{layer type: 4-D mask}`` as its attention mask (HF's families
+    with mixed full / sliding layers test ``isinstance(attention_mask, dict)``)."""
+    import inspect
+
+    base = model.get_decoder() if hasattr(model, "get_decoder") else getattr(model, "model", model)
+    try:
+        source = inspect.getsource(type(base).forward)
+    except (OSError, TypeError):
+        return False
+    return "attention_mask, dict)" in source
+
+
+def sliding_plan(rm: RetModel, total_len: int) -> tuple[int | None, bool]:
+    """``(window, mapping)`` of the static path for ``total_len`` positions: ``window`` the sliding window that some
+    layer applies within them (``None``: every layer sees every position), ``mapping`` whether the model mixes full
+    and sliding layers (the masks then go as ``{"full_attention", "sliding_attention"}``). Raises ``ValueError``
+    when sliding layers have different windows."""
+    windows = [rm.attention_settings(i).sliding_window for i in range(rm.geometry.num_layers)]
+    inside = {w for w in windows if w is not None and w < total_len}
+    if not inside:
+        return None, False
+    if len({w for w in windows if w is not None}) > 1:
+        raise ValueError(f"sliding layers of different windows {sorted({w for w in windows if w})}")
+    return inside.pop(), any(w is None for w in windows)
+
+
 def static_blocker(rm: RetModel, total_len: int) -> str | None:
     """Why the static path cannot decode ``total_len`` positions (padded prompt + new tokens) with this model, or
     ``None`` when it can."""
@@ -144,17 +179,19 @@ def static_blocker(rm: RetModel, total_len: int) -> str | None:
     if not layers:
         return "the cache's layer types are not known before the first forward"
     for i, layer in enumerate(layers):
-        if type(layer) is DynamicLayer:
-            continue
-        if type(layer) is DynamicSlidingWindowLayer:
-            window = int(layer.sliding_window)
-            if total_len <= window:  # the window covers every position: full attention
-                continue
+        if type(layer) not in (DynamicLayer, DynamicSlidingWindowLayer):
             return (
-                f"layer {i} attends over a sliding window of {window} tokens, fewer than the {total_len} "
-                "positions decoded (the static cache keeps them all)"
+                f"layer {i} is cached by {type(layer).__name__} (only full / sliding attention is supported)"
             )
-        return f"layer {i} is cached by {type(layer).__name__} (only full / sliding attention is supported)"
+    try:
+        window, mapping = sliding_plan(rm, total_len)
+    except ValueError as err:
+        return str(err)
+    if window is not None and mapping and not _takes_mask_mapping(model):
+        return (
+            f"full and sliding-window layers ({window} tokens, fewer than the {total_len} positions decoded) "
+            f"in a model whose forward takes one mask for all ({type(model).__name__})"
+        )
     return None
 
 
@@ -222,7 +259,7 @@ class _StaticLayer:
         return self.keys.shape[2]
 
 
-def _static_cache(dynamic, total_len: int, write_pos: torch.Tensor):
+def _static_cache(dynamic, total_len: int, write_pos: torch.Tensor, prefilled: int):
     """A ``Cache`` of ``_StaticLayer``s holding the prefilled ``dynamic`` cache's keys and values."""
     from transformers.cache_utils import Cache
 
@@ -231,8 +268,10 @@ def _static_cache(dynamic, total_len: int, write_pos: torch.Tensor):
         k, v = layer.keys, layer.values
         keys = k.new_zeros(*k.shape[:2], total_len, k.shape[-1])
         values = v.new_zeros(*v.shape[:2], total_len, v.shape[-1])
-        keys[:, :, : k.shape[2]].copy_(k)
-        values[:, :, : v.shape[2]].copy_(v)
+        # a sliding layer's prefill keeps only its last keys: they are the positions before the first write
+        start = prefilled - k.shape[2]
+        keys[:, :, start : start + k.shape[2]].copy_(k)
+        values[:, :, start : start + v.shape[2]].copy_(v)
         layers.append(_StaticLayer(keys, values, write_pos))
     return Cache(layers=layers)  # type: ignore[arg-type]  # our layers implement the cache-layer interface
 
@@ -384,7 +423,7 @@ def decode_static(
 
     split = decode_attention() == "split"
     cache_len = -(-total // SPLIT_CHUNK) * SPLIT_CHUNK if split else total  # positions past total stay masked
-    cache = _static_cache(dynamic, cache_len, write_pos)
+    cache = _static_cache(dynamic, cache_len, write_pos, width)
     del dynamic, logits, tops
     cols.add_(1)
     tok = token.clone()
@@ -394,9 +433,18 @@ def decode_static(
         posid = torch.full((b, 1), width, dtype=torch.long, device=device)
     attn.extend(_mask_buffer(rm, torch.nn.functional.pad(batch.mask, (0, cache_len - total))))
     mask4d = attn[0]
+    window, mapping = sliding_plan(rm, total)
+    masks: Any = mask4d
+    if window is not None:
+        sliding = torch.empty_like(mask4d)
+        columns = torch.arange(cache_len, device=device)
+        off = False if mask4d.dtype == torch.bool else torch.finfo(mask4d.dtype).min
+        masks = {"full_attention": mask4d, "sliding_attention": sliding} if mapping else sliding
 
     def step() -> None:
-        logits, tops = forward(tok.view(b, 1), mask4d, posid, cache, cache_len)
+        if window is not None:  # the window of the query at write_pos: columns above write_pos - window
+            sliding.copy_(mask4d.masked_fill(columns <= write_pos - window, off))
+        logits, tops = forward(tok.view(b, 1), masks, posid, cache, cache_len)
         tok.copy_(emit(logits, tops))
         cols.add_(1)
         posid.add_(1)

@@ -197,20 +197,65 @@ def test_static_sampled_with_seed_and_eos_equals_eager(spy):
     _static_ran(spy, 7)
 
 
-def test_sliding_window_shorter_than_the_sequence_is_refused():
-    model = _model("mistral", sliding_window=16)
+@pytest.mark.parametrize("family", ["mistral", "gemma3_text", "gemma2"])
+def test_static_beyond_the_sliding_window_equals_eager_and_reference(family, spy):
+    """Windows shorter than the prompt: the static cache keeps every position and a second mask carries the window
+    (Mistral: every layer slides, one mask; Gemma-3 / Gemma-2: full and sliding layers, a mask per layer type;
+    Gemma-2 runs eager attention, an additive mask). Detection (padded batch, readout inside the window), and masked
+    generation, against the eager loop (whose sliding cache keeps only the last keys) and the naive reference."""
+    if family == "gemma3_text":  # mixed, as Gemma-3-270M (15 sliding layers of 18)
+        types = ["sliding_attention", "full_attention"]
+        model = make_tiny_model(family, vocab_size=8, sliding_window=8, layer_types=types).to(DEVICE)
+    else:
+        model = _model(family, vocab_size=8, sliding_window=8)
     rm = as_model(model)
-    assert static_blocker(rm, 16) is None  # a window covering every position is full attention
-    assert "sliding window" in static_blocker(rm, 17)
-    with pytest.raises(ValueError, match="sliding window"):
-        copy_paste_scores(model, _prompt(6, 20, 0), (0, 10), 4, eos_token_ids=[], backend="static")
+    window, mapping = static_decode.sliding_plan(rm, 40)
+    assert window == 8 and mapping == (family != "mistral")
+    assert static_decode.sliding_plan(rm, 8) == (
+        None,
+        False,
+    )  # a window covering every position: full attention
+    assert static_blocker(rm, 60) is None
+    eager_ref = eager_copy(model).to("cpu")
+    prompts = [_prompt(6, n, seed) for seed, n in enumerate((40, 33))]
+    spans = [(20, 38), (4, 30)]  # straddle the edge of the window
+    eager = copy_paste_scores_batch(model, prompts, spans, 12, eos_token_ids=[], backend="eager")
+    static = copy_paste_scores_batch(model, prompts, spans, 12, eos_token_ids=[], backend="static")
+    hits = 0.0
+    for (g1, s1), (g2, s2) in zip(eager, static):
+        assert g2.tolist() == g1.tolist()
+        torch.testing.assert_close(s2, s1, atol=1e-6, rtol=0)
+        hits += float(s1.sum())
+    ref_gen, ref_scores = naive_copy_paste_scores(eager_ref, prompts[0], spans[0], 12)
+    assert static[0][0].tolist() == ref_gen.tolist()
+    torch.testing.assert_close(static[0][1], ref_scores.to(static[0][1].device), atol=1e-6, rtol=0)
+    assert hits > 0, "no hits: the comparison would be vacuous"
+    kw = dict(max_new_tokens=12, eos_token_id=[], pad_token_id=0)
+    ids = [p.tolist() for p in prompts]
+    for mode in ("zero", "uniform"):
+        e = generate(model, ids, HEADS, mode, backend="eager", **kw)
+        assert generate(model, ids, HEADS, mode, backend="static", **kw).tolist() == e.tolist(), mode
+    _static_ran(spy, 11)
+
+
+def test_sliding_layers_the_static_path_cannot_take(monkeypatch):
+    types = ["sliding_attention", "full_attention"]
+    model = make_tiny_model("gemma3_text", sliding_window=8, layer_types=types).to(DEVICE)
+    rm = as_model(model)
+    monkeypatch.setattr(static_decode, "_takes_mask_mapping", lambda model: False)
+    assert static_blocker(rm, 8) is None  # inside the window: no second mask needed
+    assert "one mask for all" in static_blocker(rm, 40)
     assert resolve_backend("auto", rm, 40) == (False, False)  # auto falls back to the eager loop
-    # inside the window the static path runs and agrees
-    prompt = _prompt(6, 10, 0)
-    e = copy_paste_scores(model, prompt, (0, 10), 6, eos_token_ids=[], backend="eager")
-    s = copy_paste_scores(model, prompt, (0, 10), 6, eos_token_ids=[], backend="static")
-    assert e[0].tolist() == s[0].tolist()
-    torch.testing.assert_close(e[1], s[1], atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="one mask for all"):
+        copy_paste_scores(model, _prompt(6, 30, 0), (0, 10), 4, eos_token_ids=[], backend="static")
+    monkeypatch.undo()
+    windows = {0: 8, 1: 4}
+    from retmask_interp.core.architectures import AttentionSettings
+
+    monkeypatch.setattr(
+        type(rm), "attention_settings", lambda self, layer: AttentionSettings(1.0, None, windows[layer])
+    )
+    assert "different windows" in static_blocker(rm, 40)
 
 
 def test_backend_choice():
