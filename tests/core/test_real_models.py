@@ -281,7 +281,7 @@ def _niah_sample(tok, length: int, style: str):
     return build_sample(tok, hay, default_needles()[0], length, 50, style=style)
 
 
-def _fast_equals_naive(model, tok, sample, n: int) -> float:
+def _fast_equals_naive(model, tok, sample, n: int, backend: str = "auto") -> float:
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -289,7 +289,9 @@ def _fast_equals_naive(model, tok, sample, n: int) -> float:
 
     from retmask_interp.measure.detect import copy_paste_scores
 
-    gen, scores = copy_paste_scores(model, sample.input_ids, sample.answer_span, n, eos_token_ids=[])
+    gen, scores = copy_paste_scores(
+        model, sample.input_ids, sample.answer_span, n, eos_token_ids=[], backend=backend
+    )
     ref_gen, ref_scores = naive_copy_paste_scores(eager_copy(model), sample.input_ids, sample.answer_span, n)
     assert gen.tolist() == ref_gen.tolist()
     torch.testing.assert_close(scores, ref_scores, atol=1e-6, rtol=0)
@@ -301,7 +303,9 @@ def test_gemma_detection_equals_naive_reference_beyond_the_window(gemma):
     model, tok = gemma
     sample = _niah_sample(tok, 640, "continuation")
     assert sample.num_tokens > model.config.sliding_window
-    assert _fast_equals_naive(model, tok, sample, 6) > 0
+    assert _fast_equals_naive(model, tok, sample, 6, backend="eager") > 0
+    # the static cache (all positions kept, the window as a second mask) on the real 15-of-18 sliding layers
+    assert _fast_equals_naive(model, tok, sample, 6, backend="static") > 0
 
 
 @pytest.mark.slow
