@@ -135,7 +135,12 @@ def test_study_resumes_and_refuses_changed_parameters(tmp_path, monkeypatch):
         raise AssertionError("detection ran again")
 
     monkeypatch.setattr("retmask_interp.measure.detect.detect_heads", boom)
+    monkeypatch.setattr(rmw, "_load", boom)  # nor is the model loaded for it
+    timings = (out / "timings.json").read_text()
     assert rmw.run_study(out, _tiny(), probe=_probe)["detection"] == summary["detection"]
+    assert (
+        out / "timings.json"
+    ).read_text() == timings  # a resumed study does not count finished stages again
     # changed parameters are refused, and overwrite starts afresh
     with pytest.raises(StudyConfigError, match="other parameters"):
         rmw.run_study(out, _tiny(num_depths=3), probe=_probe)
