@@ -29,6 +29,9 @@ def test_full_grid_follows_the_window():
     assert gemma.max_length == 32000 and gemma.styles == ["continuation", "qa"]
     cpu = resolve_config(StudyConfig(grid="small"), max_context=8192, chat=True, cuda=False)
     assert cpu.dtypes == ["float32"] and cpu.max_length == 1000 and cpu.single_heads is not None
+    # a GPU study's results re-read on a CPU (organisation, stability, summary): no model runs, bf16 is fine
+    reread = StudyConfig(dtypes=["bfloat16", "float32"], stages=["organisation"])
+    assert resolve_config(reread, max_context=8192, chat=True, cuda=False).dtypes == ["bfloat16", "float32"]
 
 
 @pytest.mark.parametrize(
