@@ -177,8 +177,12 @@ def resolve_config(
     bad_dtypes = [d for d in cfg.dtypes if d not in ("bfloat16", "float16", "float32")]
     if bad_dtypes:
         errors.append(f"unknown dtypes {bad_dtypes}; use bfloat16, float16 or float32")
-    if not cuda and any(d != "float32" for d in cfg.dtypes):
-        errors.append(f"dtypes {cfg.dtypes} need a GPU; on CPU the study runs in float32 only")
+    runs_model = bool({"detection", "masking", "topk", "attention"} & set(cfg.stages))
+    if not cuda and runs_model and any(d != "float32" for d in cfg.dtypes):
+        errors.append(
+            f"dtypes {cfg.dtypes} need a GPU; on CPU the study runs in float32 only "
+            "(--stage organisation alone re-reads a GPU study's results on any machine)"
+        )
     bad_modes = [m for m in cfg.modes if m not in MODES]
     if bad_modes or not cfg.modes:
         errors.append(f"unknown or no masking modes {bad_modes or cfg.modes}; use {list(MODES)}")
@@ -636,8 +640,8 @@ def run_study(out_dir: str | Path, config: StudyConfig | None = None, *, probe=N
 
 def load_study_results(out_dir: str | Path, name: str | None = None):
     """A study directory (finished or not) as ``workflows.experiments.ModelResults``, the form the figures take:
-    the primary head list, the zero-mode masking outcomes and the top-k curve (``None`` where that stage has not
-    run). ``masking_outcomes.csv`` may be gzipped (``.csv.gz``), as in ``docs/real_models/``."""
+    the primary head list, the zero-mode masking outcomes (from ``masking/zero.csv`` while the other modes are not
+    done) and the top-k curve (``None`` where that stage has not run). ``masking_outcomes.csv`` may be gzipped (``.csv.gz``), as in ``docs/real_models/``."""
     from retmask_interp.core.io import InputError
     from retmask_interp.heads.scores import load_head_scores
     from retmask_interp.workflows.experiments import ModelResults
@@ -657,7 +661,8 @@ def load_study_results(out_dir: str | Path, name: str | None = None):
         return next((out / n for n in names if (out / n).exists()), None)
 
     niah = topk = None
-    path = first("masking_outcomes.csv", "masking_outcomes.csv.gz")
+    # a masking stage cut short keeps each finished mode in masking/MODE.csv: its zero mode is drawn too
+    path = first("masking_outcomes.csv", "masking_outcomes.csv.gz", "masking/zero.csv")
     if path is not None:
         df = _read_csv(path)
         niah = df[df["mode"] == "zero"].reset_index(drop=True) if "mode" in df else df
