@@ -67,6 +67,8 @@ __all__ = [
     "StageMismatch",
     "StudyConfig",
     "choose_lr",
+    "remove_run",
+    "run_name",
     "run_study",
 ]
 
@@ -447,7 +449,8 @@ def stage_pairs(config: StudyConfig, out: Path, heads: dict, get_model) -> dict:
 
 
 # -- 5. training -------------------------------------------------------------------------------------------------
-def _run_name(cond: str, lr: float, seed: int) -> str:
+def run_name(cond: str, lr: float, seed: int) -> str:
+    """The name of a DPO run (its folder under ``train/`` and its markers ``train/NAME``, ``eval/NAME``)."""
     return f"{cond}_lr{lr:g}_s{seed}"
 
 
@@ -531,7 +534,7 @@ def train_run(
 ) -> dict:
     """One DPO run (a unit). ``need_weights``: the run is to be evaluated, so a finished run whose weights are gone
     (trained on a machine that was lost before its evaluation) and that is not evaluated yet is trained again."""
-    name = _run_name(cond, lr, seed)
+    name = run_name(cond, lr, seed)
     marker = _marker(out, f"train/{name}")
     if need_weights and marker.exists() and not _marker(out, f"eval/{name}").exists():
         if not _has_weights(out / "train" / name):
@@ -832,7 +835,7 @@ def run_study(config: StudyConfig, *, until: str = "report") -> dict:
         if config.only and f"{c}:{s}" not in config.only:
             continue
         r = train_run(config, out, c, lr, s, reference, need_weights=True)
-        name = _run_name(c, lr, s)
+        name = run_name(c, lr, s)
         eval_run(config, out, name, c, s, lr, str(out / "train" / name))
         runs.append(r)
         names.append(name)

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# First call on a fresh GPU machine (carry .whl .whl-train .stage/essays): installs the wheels into /root/site, lays
+# out the SmolLM2 RetMask run state in /root/run (.stage/exp/run.tar.gz when carried, else the committed final state)
+# and the essays in /root/stage. About 13 s.
+set -euo pipefail
+t0=$(date +%s)
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /root/site \
+    .whl/*.whl .whl-train/*.whl 2>&1 | tail -3
+PYTHONPATH=$PWD:/root/site python3 -c "import trl, datasets, nnsight, transformers, gguf; print('ok', transformers.__version__)"
+mkdir -p /root/run /root/stage /root/cache
+if [ -d .stage/essays/PaulGrahamEssays ]; then cp -r .stage/essays/PaulGrahamEssays /root/stage/; fi
+state=docs/experiments/smollm2_retmask/run_state.tar.gz
+if [ -f .stage/exp/run.tar.gz ]; then state=.stage/exp/run.tar.gz; fi
+tar -xzf "$state" -C /root/run && echo "run state: $state"
+nvidia-smi --query-gpu=name,memory.used --format=csv,noheader
+echo "setup $(( $(date +%s) - t0 )) s"

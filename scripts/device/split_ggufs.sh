@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Cuts both registry GGUFs into 30 MB chunks under .stage/ (ignored by git) and copies the essay haystack there, so
+# that each can travel to the lent GPU machine in a call of its own (a call carries at most 64 MiB, the tracked tree
+# about 37 MB of it). Needs the model packages installed (scripts/setup.sh) and ../shared/data/niah.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+grep -qx "/.stage/" .git/info/exclude 2>/dev/null || echo "/.stage/" >> .git/info/exclude
+files() {
+    python3 -c "from retmask_interp.core.real_models import get_spec, package_files
+print(' '.join(str(p) for p in package_files(get_spec('$1'))))"
+}
+mkdir -p .stage/sm .stage/gm .stage/essays
+rm -f .stage/sm/part* .stage/gm/part*
+# shellcheck disable=SC2046
+cat $(files smollm2-135m-instruct) | split -b 30000000 -d -a 2 - .stage/sm/part
+# shellcheck disable=SC2046
+cat $(files gemma-3-270m) | split -b 30000000 -d -a 2 - .stage/gm/part
+[ -d ../shared/data/niah/PaulGrahamEssays ] && cp -r ../shared/data/niah/PaulGrahamEssays .stage/essays/
+ls -la .stage/sm .stage/gm
