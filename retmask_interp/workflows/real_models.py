@@ -354,17 +354,28 @@ def spread_subset(samples: list, n: int) -> list:
 
 
 # ------------------------------------------------------------------------------------------------------ stages
+def _detected(out: Path, tag: str):
+    """The head list of a finished detection condition (``detect/TAG.heads.json``), or ``None``."""
+    from retmask_interp.heads.scores import load_head_scores
+
+    path = out / "detect" / f"{tag}.heads.json"
+    if not path.exists():
+        return None
+    log.info("detection %s: done (%s)", tag, path)
+    return load_head_scores(path)
+
+
 def stage_detection(rm, cfg: StudyConfig, out: Path, haystack: str, style: str, dtype: str):
     """Detection of one condition into ``detect/TAG.samples.jsonl`` and ``detect/TAG.heads.json``; an existing
-    head list is loaded instead (the samples file makes an interrupted run resume)."""
-    from retmask_interp.heads.scores import load_head_scores, save_head_scores
+    head list is loaded instead (``_detected``; the samples file makes an interrupted run resume)."""
+    from retmask_interp.heads.scores import save_head_scores
     from retmask_interp.measure.detect import DetectConfig, detect_heads
 
     tag = _tag(haystack, style, dtype)
+    done = _detected(out, tag)
+    if done is not None:
+        return done
     heads_path = out / "detect" / f"{tag}.heads.json"
-    if heads_path.exists():
-        log.info("detection %s: done (%s)", tag, heads_path)
-        return load_head_scores(heads_path)
     heads_path.parent.mkdir(parents=True, exist_ok=True)
     samples = build_samples(rm, cfg, haystack, style)
     log.info("detection %s: %d samples", tag, len(samples))
@@ -560,13 +571,10 @@ def run_study(out_dir: str | Path, config: StudyConfig | None = None, *, probe=N
 
     def detect(hay: str, style: str, dtype: str):
         """One detection condition: a finished one is read back (no model load, its time not counted again)."""
-        from retmask_interp.heads.scores import load_head_scores
-
         tag = _tag(hay, style, dtype)
-        done = out / "detect" / f"{tag}.heads.json"
-        if done.exists():
-            log.info("detection %s: done (%s)", tag, done)
-            return load_head_scores(done)
+        done = _detected(out, tag)
+        if done is not None:
+            return done
         return timed(f"detection:{tag}", lambda: stage_detection(model(dtype), cfg, out, hay, style, dtype))
 
     named: dict[str, Any] = {}
@@ -577,12 +585,10 @@ def run_study(out_dir: str | Path, config: StudyConfig | None = None, *, probe=N
         for hay, style, dtype in first:
             named[_tag(hay, style, dtype)] = detect(hay, style, dtype)
     else:
-        from retmask_interp.heads.scores import load_head_scores
-
         for c in conditions:
-            p = out / "detect" / f"{_tag(*c)}.heads.json"
-            if p.exists():
-                named[_tag(*c)] = load_head_scores(p)
+            done = _detected(out, _tag(*c))
+            if done is not None:
+                named[_tag(*c)] = done
     ptag = _tag(*primary)
     if ptag not in named:
         raise RuntimeError(
@@ -641,7 +647,8 @@ def run_study(out_dir: str | Path, config: StudyConfig | None = None, *, probe=N
 def load_study_results(out_dir: str | Path, name: str | None = None):
     """A study directory (finished or not) as ``workflows.experiments.ModelResults``, the form the figures take:
     the primary head list, the zero-mode masking outcomes (from ``masking/zero.csv`` while the other modes are not
-    done) and the top-k curve (``None`` where that stage has not run). ``masking_outcomes.csv`` may be gzipped (``.csv.gz``), as in ``docs/real_models/``."""
+    done) and the top-k curve (``None`` where that stage has not run). ``masking_outcomes.csv`` may be gzipped
+    (``.csv.gz``), as in ``docs/real_models/``."""
     from retmask_interp.core.io import InputError
     from retmask_interp.heads.scores import load_head_scores
     from retmask_interp.workflows.experiments import ModelResults
