@@ -49,6 +49,7 @@ final logits, both captured, and the top-1 readout is the argmax of the raw scor
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 from collections.abc import Callable
@@ -139,11 +140,17 @@ def envoy_forward(rm: RetModel, envoy, intervene: Callable[[], None]) -> Forward
 def _takes_mask_mapping(model) -> bool:
     """Whether the model's decoder forward takes ``{layer type: 4-D mask}`` as its attention mask (HF's families
     with mixed full / sliding layers test ``isinstance(attention_mask, dict)``)."""
+    base = model.get_decoder() if hasattr(model, "get_decoder") else getattr(model, "model", model)
+    return _forward_takes_mask_mapping(type(base))  # type: ignore[arg-type]  # Module types are hashable
+
+
+@functools.cache
+def _forward_takes_mask_mapping(cls: type) -> bool:
+    """``_takes_mask_mapping`` per decoder class: its source is read once (the check runs for every batch)."""
     import inspect
 
-    base = model.get_decoder() if hasattr(model, "get_decoder") else getattr(model, "model", model)
     try:
-        source = inspect.getsource(type(base).forward)
+        source = inspect.getsource(cls.forward)  # type: ignore[attr-defined]
     except (OSError, TypeError):
         return False
     return "attention_mask, dict)" in source

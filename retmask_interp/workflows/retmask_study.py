@@ -817,12 +817,9 @@ def run_study(config: StudyConfig, *, until: str = "report") -> dict:
         out / "lr_choice.json", {"chosen_lr": lr, "sweep": sweep_rows, "base_ppl": reference["ppl"]}
     )
     final = [(c, s) for c in config.conditions for s in config.seeds]
+    final = [(c, s) for c, s in final if not config.only or f"{c}:{s}" in config.only]  # this process's runs
     if stop < 5:
-        runs = [
-            train_run(config, out, c, lr, s, reference)
-            for c, s in final
-            if not config.only or f"{c}:{s}" in config.only
-        ]
+        runs = [train_run(config, out, c, lr, s, reference) for c, s in final]
         res |= {"chosen_lr": lr, "lr_sweep": sweep_rows, "dpo": _dpo_rows(sweep, runs)}
         return res
     # each final run is evaluated as soon as it is trained: weights live on one machine for one unit at most
@@ -832,8 +829,6 @@ def run_study(config: StudyConfig, *, until: str = "report") -> dict:
     eval_run(config, out, "none", "none", -1, 0.0, None)
     runs = []
     for c, s in final:
-        if config.only and f"{c}:{s}" not in config.only:
-            continue
         r = train_run(config, out, c, lr, s, reference, need_weights=True)
         name = run_name(c, lr, s)
         eval_run(config, out, name, c, s, lr, str(out / "train" / name))
