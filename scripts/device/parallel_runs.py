@@ -58,7 +58,10 @@ def main(argv=None) -> int:
     cmd = STUDY + ["--model", a.model, "--device", a.device, "--out", str(out)]
     (out / "logs").mkdir(exist_ok=True)
     start = time.time()
-    say = lambda msg: print(f"{time.time() - start:6.0f}s {msg}", flush=True)  # noqa: E731
+
+    def say(msg: str) -> None:
+        print(f"{time.time() - start:6.0f}s {msg}", flush=True)
+
     say(f"queue {queue}, {a.parallel} at a time, {a.seconds:.0f} s")
     running: dict[str, tuple[subprocess.Popen, float]] = {}
     while queue or running:

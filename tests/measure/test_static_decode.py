@@ -211,10 +211,8 @@ def test_static_beyond_the_sliding_window_equals_eager_and_reference(family, spy
     rm = as_model(model)
     window, mapping = static_decode.sliding_plan(rm, 40)
     assert window == 8 and mapping == (family != "mistral")
-    assert static_decode.sliding_plan(rm, 8) == (
-        None,
-        False,
-    )  # a window covering every position: full attention
+    # a window covering every position is full attention: no second mask
+    assert static_decode.sliding_plan(rm, 8) == (None, False)
     assert static_blocker(rm, 60) is None
     eager_ref = eager_copy(model).to("cpu")
     prompts = [_prompt(6, n, seed) for seed, n in enumerate((40, 33))]
