@@ -31,6 +31,8 @@ __all__ = [
     "refuse_overwrite",
     "read_jsonl",
     "append_jsonl",
+    "settings_diff",
+    "KeyedCheckpoint",
 ]
 
 
@@ -209,3 +211,60 @@ def append_jsonl(path: str | Path, records: Iterable[dict]) -> None:
             fh.write(json.dumps(rec) + "\n")
         fh.flush()
         os.fsync(fh.fileno())
+
+
+def settings_diff(old: dict, new: dict) -> str:
+    """``"key was A, now B; ..."`` for every setting that differs (for errors refusing to mix results)."""
+    keys = sorted(set(old) | set(new), key=str)
+    return "; ".join(f"{k} was {old.get(k)!r}, now {new.get(k)!r}" for k in keys if old.get(k) != new.get(k))
+
+
+class KeyedCheckpoint:
+    """Finished units of a long computation (a masking condition, a head), one JSONL record each, so that an
+    interrupted run redoes only the unit it was in. Records are ``{"key", "settings", "value"}``; ``key`` and
+    ``value`` are JSON values, ``settings`` the parameters that determine every value. A record with other settings is refused (``InputError`` naming the settings), never mixed: a file holds the units
+    of one run. ``path=None``: nothing is kept (``get`` finds nothing, ``put`` does nothing).
+    """
+
+    def __init__(self, path: str | Path | None, settings: dict[str, Any]):
+        self.path = None if path is None else Path(path)
+        self.settings = json.loads(json.dumps(settings, default=str))  # as it reads back from the file
+        self._done: dict[str, Any] = {}
+        if self.path is None:
+            return
+        fix = f"delete {self.path} to recompute, or give another output directory"
+        for i, rec in enumerate(read_jsonl(self.path, torn_tail=True)):
+            if not {"key", "settings", "value"} <= set(rec):
+                raise InputError(
+                    f"{self.path}: record {i + 1} is not a checkpoint record of this package; {fix}"
+                )
+            if rec["settings"] != self.settings:
+                raise InputError(
+                    f"{self.path} holds {rec['key']!r} computed with other settings "
+                    f"({settings_diff(rec['settings'], self.settings)}); they cannot be mixed with this run: {fix}"
+                )
+            self._done[self._key(rec["key"])] = rec["value"]
+
+    @staticmethod
+    def _key(key: Any) -> str:
+        return json.dumps(key, sort_keys=True, default=str)
+
+    def __len__(self) -> int:
+        return len(self._done)
+
+    def get(self, key: Any) -> Any | None:
+        """The value stored for ``key``, or ``None``."""
+        return self._done.get(self._key(key))
+
+    def put(self, key: Any, value: Any) -> None:
+        """Store ``value`` for ``key`` (appended and fsynced at once)."""
+        if self.path is None:
+            return
+        rec = {"key": key, "settings": self.settings, "value": value}
+        append_jsonl(self.path, [rec])
+        self._done[self._key(key)] = json.loads(json.dumps(value, default=str))
+
+    def remove(self) -> None:
+        """Delete the file (its units are in the finished result)."""
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)

@@ -27,8 +27,11 @@ with a crossed bootstrap over seeds and samples. Visualisation: ``attention_view
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -186,6 +189,19 @@ def _forced_batch(rm: RetModel, prompts, answers, spans, plan, readout: bool):
     return out
 
 
+def samples_digest(samples: Sequence[Any]) -> str:
+    """A hash of the samples' ids and token ids (what a checkpoint's results were computed on)."""
+    h = hashlib.sha1()
+    for s in samples:
+        h.update(json.dumps([str(s.sample_id), [int(t) for t in s.input_ids]]).encode())
+    return h.hexdigest()[:16]
+
+
+def tensor_digest(t: torch.Tensor) -> str:
+    data = t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes()
+    return hashlib.sha1(data).hexdigest()[:16]
+
+
 def teacher_forced(
     model,
     samples: Sequence[Any],
@@ -320,12 +336,16 @@ def single_head_effects(
     mean_values: torch.Tensor | None = None,
     n_resamples: int = 1000,
     seed: int = 0,
+    checkpoint: str | Path | None = None,
 ) -> pd.DataFrame:
     """Mask each head alone; ``effect`` = drop in mean per-token answer log-likelihood (unmasked - masked, averaged
     over samples; positive = the head helps retrieval) with a paired bootstrap CI, next to its retrieval ``score``
     and ``rank`` (1 = best). ``heads``: ``None`` = every head, an int = the top-n by score, or a list.
     ``df.attrs["spearman"]`` is the rank correlation of score and effect over the heads tested (is the score causal?).
+    ``checkpoint``: a JSONL file (``core.io.KeyedCheckpoint``) keeping every finished head's per-sample results, so
+    that an interrupted run resumes; a file made with other settings is refused.
     """
+    from retmask_interp.core.io import KeyedCheckpoint
     from retmask_interp.measure.stats import bootstrap_ci, spearman
 
     rm = as_model(model)
@@ -340,14 +360,31 @@ def single_head_effects(
     )
     rank = {h: i + 1 for i, h in enumerate(ranked)}
     kw: dict[str, Any] = dict(mode=mode, answer=answer, batch_size=batch_size, mean_values=mean_values)
-    unmasked = teacher_forced(rm, samples, **kw)
-    base = np.array([r["answer_logprob"] for r in unmasked])
-    base_acc = np.array([r["answer_accuracy"] for r in unmasked])
+    done = KeyedCheckpoint(
+        checkpoint,
+        {
+            "mode": mode,
+            "answer": answer,
+            "samples": samples_digest(samples),
+            "mean_values": None if mean_values is None else tensor_digest(mean_values),
+            "geometry": [g.num_layers, g.num_heads],
+        },
+    )
+
+    def forced(heads: list[Head]) -> tuple[np.ndarray, np.ndarray]:
+        """Per-sample answer log-probability and accuracy with ``heads`` masked (read back when checkpointed)."""
+        key = [list(h) for h in heads]
+        kept = done.get(key)
+        if kept is None:
+            res = teacher_forced(rm, samples, heads=heads, **kw)
+            kept = {k: [r[f"answer_{k}"] for r in res] for k in ("logprob", "accuracy")}
+            done.put(key, kept)
+        return np.array(kept["logprob"], dtype=float), np.array(kept["accuracy"], dtype=float)
+
+    base, base_acc = forced([])
     rows = []
     for head in chosen:
-        res = teacher_forced(rm, samples, heads=[head], **kw)
-        lp = np.array([r["answer_logprob"] for r in res])
-        acc = np.array([r["answer_accuracy"] for r in res])
+        lp, acc = forced([head])
         low, high = bootstrap_ci(base - lp, n_resamples, seed)
         rows.append(
             {

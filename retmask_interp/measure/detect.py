@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 from retmask_interp.core.decode import decode_steps, left_pad
-from retmask_interp.core.io import InputError, append_jsonl, read_jsonl, refuse_overwrite
+from retmask_interp.core.io import InputError, append_jsonl, read_jsonl, refuse_overwrite, settings_diff
 from retmask_interp.core.models import as_model, check_decode_runtime
 from retmask_interp.core.static_decode import decode_static, resolve_backend, traced_forward
 from retmask_interp.heads.scores import HeadScores, head_key, parse_head_key
@@ -400,12 +400,6 @@ def settings_hash(settings: dict[str, Any]) -> str:
     return hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def _settings_diff(old: dict[str, Any], new: dict[str, Any]) -> str:
-    keys = sorted(set(old) | set(new))
-    diffs = [f"{k} was {old.get(k)!r}, now {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
-    return "; ".join(diffs)
-
-
 def _read_done(
     path: str | Path,
     config: DetectConfig,
@@ -426,7 +420,7 @@ def _read_done(
         if r.settings is not None:
             if r.settings != settings:
                 raise InputError(
-                    f"{path} holds samples made with other settings ({_settings_diff(r.settings, settings)}); "
+                    f"{path} holds samples made with other settings ({settings_diff(r.settings, settings)}); "
                     f"they cannot be mixed with this run: {fix}"
                 )
         elif r.config != config.fingerprint():  # a file from before settings were recorded

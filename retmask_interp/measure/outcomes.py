@@ -4,14 +4,16 @@ bootstrap summaries, top-k masking curves."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
 
+from retmask_interp.core.io import KeyedCheckpoint
 from retmask_interp.core.models import as_model, check_decode_runtime
 from retmask_interp.heads.scores import Head, ranked_heads
-from retmask_interp.measure.attention import _META, _batches, teacher_forced
+from retmask_interp.measure.attention import _META, _batches, samples_digest, teacher_forced, tensor_digest
 from retmask_interp.measure.stats import crossed_bootstrap_ci
 
 
@@ -132,18 +134,42 @@ def masking_outcomes(
     generation: bool = True,
     mean_values: torch.Tensor | None = None,
     progress: bool = False,
+    checkpoint: str | Path | None = None,
 ) -> pd.DataFrame:
     """One row per condition x sample: ``condition``, ``kind``, ``seed`` (from ``"KIND#SEED"`` names), ``n_heads``,
     ``heads`` (the list masked),
     ``sample_id``, ``context_length``, ``depth``, ``needle_index``, ``success``, ``rouge``, ``generated`` (greedy,
     heads masked at every step; skipped with ``generation=False``), ``answer_logprob``, ``answer_logprob_sum``,
-    ``answer_accuracy``, ``answer_tokens`` (teacher-forced, see the module docstring)."""
+    ``answer_accuracy``, ``answer_tokens`` (teacher-forced, see the module docstring).
+
+    ``checkpoint``: a JSONL file (``core.io.KeyedCheckpoint``) that keeps each finished condition's rows, keyed by
+    its name and heads; a re-run reads them back instead of recomputing, and refuses a file made with other
+    settings (mode, decoding, samples, model geometry)."""
     from tqdm.auto import tqdm
 
     rm = as_model(model)
+    done = KeyedCheckpoint(
+        checkpoint,
+        {
+            "mode": mode,
+            "max_new_tokens": max_new_tokens,
+            "rouge_threshold": rouge_threshold,
+            "answer": answer,
+            "generation": generation,
+            "samples": samples_digest(samples),
+            "mean_values": None if mean_values is None else tensor_digest(mean_values),
+            "geometry": [rm.geometry.num_layers, rm.geometry.num_heads],
+        },
+    )
     rows = []
     for name, heads in tqdm(conditions.items(), desc="conditions", disable=not progress):
         heads = rm.check_heads(heads)
+        key = [name, [list(h) for h in heads]]
+        kept = done.get(key)
+        if kept is not None:
+            rows += [r | {"heads": [tuple(h) for h in r["heads"]]} for r in kept]
+            continue
+        first = len(rows)
         kind, seed = _split_name(name)
         forced = teacher_forced(
             rm, samples, heads=heads, mode=mode, answer=answer, batch_size=batch_size, mean_values=mean_values
@@ -180,6 +206,7 @@ def masking_outcomes(
                     **f,
                 }
             )
+        done.put(key, rows[first:])
     return pd.DataFrame(rows)
 
 
@@ -263,7 +290,8 @@ def topk_curve(
     curve). ``k = 0`` is the unmasked model (one run, reported for both kinds). Returns ``DataFrame(k, kind,
     success, ci_low, ci_high, rouge, answer_logprob, n_samples, n_seeds)`` for ``analysis.plots.topk_masking_curve``;
     with ``return_outcomes`` also the per-sample ``masking_outcomes`` table. Other keywords go to
-    ``masking_outcomes`` (``mode``, ``max_new_tokens``, ``batch_size``, ...).
+    ``masking_outcomes`` (``mode``, ``max_new_tokens``, ``batch_size``, ``checkpoint``: one file keeps every k's
+    finished conditions, so an interrupted curve resumes, ...).
     """
     from retmask_interp.interventions.controls import random_controls
 

@@ -47,7 +47,14 @@ from typing import Any
 
 import torch
 
-from retmask_interp.core.io import InputError, append_jsonl, atomic_write_json, read_jsonl, refuse_overwrite
+from retmask_interp.core.io import (
+    InputError,
+    append_jsonl,
+    atomic_write_json,
+    read_jsonl,
+    refuse_overwrite,
+    settings_diff,
+)
 
 __all__ = [
     "PairsConfig",
@@ -406,11 +413,6 @@ def _prompt_text(rec: dict) -> str:
     return prompt if isinstance(prompt, str) else _first_user_turn(prompt, "pairs file")
 
 
-def _settings_diff(old: dict, new: dict) -> str:
-    keys = sorted(set(old) | set(new))
-    return "; ".join(f"{k} was {old.get(k)!r}, now {new.get(k)!r}" for k in keys if old.get(k) != new.get(k))
-
-
 def _settings_hash(sampling: dict, fmt: str) -> str:
     return hashlib.sha256(json.dumps([sampling, fmt], sort_keys=True).encode()).hexdigest()[:12]
 
@@ -438,7 +440,7 @@ def _start(
                 run = rec.get("run")  # named settings (files from older versions carry only the hash)
                 if key == "run" and isinstance(run, dict) and run != meta.get("run"):
                     raise InputError(
-                        f"{path} was made with other settings ({_settings_diff(run, meta.get('run') or {})}); "
+                        f"{path} was made with other settings ({settings_diff(run, meta.get('run') or {})}); "
                         f"{fix}"
                     )
                 if key != "run" and rec.get(key) != meta[key]:

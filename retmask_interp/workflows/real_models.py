@@ -431,7 +431,8 @@ def stage_masking(
 ) -> tuple[Any, Any]:
     """Per-sample outcomes of every mode x condition (unmasked, retrieval, random#i, matched#i) and their
     summary (mean and 95% CI per mode x kind). With ``out``, each mode's outcomes are kept in
-    ``out/masking/MODE.csv`` as soon as they are done, and a re-run reads them instead of recomputing."""
+    ``out/masking/MODE.csv`` as soon as they are done, and a re-run reads them instead of recomputing; within a
+    mode, finished conditions are kept in ``MODE.partial.jsonl`` until the mode is done."""
     import pandas as pd
 
     from retmask_interp.measure.outcomes import masking_outcomes, random_condition_sets, summarize_outcomes
@@ -454,6 +455,7 @@ def stage_masking(
             parts.append(_read_csv(part))
             continue
         log.info("masking, mode %s: %d conditions x %d samples", mode, len(conds), len(samples))
+        partial = _partial(part)
         df = masking_outcomes(
             rm,
             samples,
@@ -463,11 +465,13 @@ def stage_masking(
             batch_size=cfg.masking_batch_size or 8,
             mean_values=mean_values if mode == "mean" else None,
             progress=cfg.progress,
+            checkpoint=partial,
         )
         df = df.assign(mode=mode)
         if part is not None:
             part.parent.mkdir(parents=True, exist_ok=True)
             _write_csv(df, part)
+        _done_with(partial)
         parts.append(df)
     outcomes = pd.concat(parts, ignore_index=True)
     summary = summarize_outcomes(
@@ -476,7 +480,20 @@ def stage_masking(
     return outcomes, summary
 
 
-def stage_topk(rm, cfg: StudyConfig, samples: list, hs) -> tuple[Any, Any]:
+def _partial(result: Path | None) -> Path | None:
+    """Where a stage keeps its finished units (``measure``'s ``checkpoint``) until ``result`` is written."""
+    return None if result is None else result.with_name(result.name.split(".")[0] + ".partial.jsonl")
+
+
+def _done_with(partial: Path | None) -> None:
+    """Remove a stage's checkpoint once its result file is written (the file holds the same rows)."""
+    if partial is not None:
+        partial.unlink(missing_ok=True)
+
+
+def stage_topk(rm, cfg: StudyConfig, samples: list, hs, out: Path | None = None) -> tuple[Any, Any]:
+    """The top-k curve (zero mode); with ``out``, finished conditions are kept in ``topk_outcomes.partial.jsonl``
+    until the curve is written, so that an interrupted run resumes."""
     from retmask_interp.measure.outcomes import topk_curve
 
     assert cfg.ks and cfg.topk_seeds
@@ -492,15 +509,26 @@ def stage_topk(rm, cfg: StudyConfig, samples: list, hs) -> tuple[Any, Any]:
         mode="zero",
         max_new_tokens=cfg.max_new_tokens,
         batch_size=cfg.masking_batch_size or 8,
+        checkpoint=_partial(out / "topk_outcomes.csv") if out is not None else None,
     )
 
 
-def stage_attention(rm, cfg: StudyConfig, samples: list, hs, retrieval: list) -> tuple[Any, Any]:
-    """Compensation when the retrieval heads are masked (zero mode) and single-head effects vs score."""
+def stage_attention(
+    rm, cfg: StudyConfig, samples: list, hs, retrieval: list, out: Path | None = None
+) -> tuple[Any, Any]:
+    """Compensation when the retrieval heads are masked (zero mode) and single-head effects vs score; with
+    ``out``, finished heads are kept in ``single_head_effects.partial.jsonl`` until the table is written."""
     from retmask_interp.measure.attention import compensation, single_head_effects
 
     comp = compensation(rm, samples, retrieval, mode="zero", batch_size=cfg.masking_batch_size or 8)
-    single = single_head_effects(rm, samples, hs, cfg.single_heads, batch_size=cfg.masking_batch_size or 8)
+    single = single_head_effects(
+        rm,
+        samples,
+        hs,
+        cfg.single_heads,
+        batch_size=cfg.masking_batch_size or 8,
+        checkpoint=_partial(out / "single_head_effects.csv") if out is not None else None,
+    )
     return comp, single
 
 
@@ -565,6 +593,8 @@ def run_study(out_dir: str | Path, config: StudyConfig | None = None, *, probe=N
     def timed(name: str, fn):
         t0 = time.perf_counter()
         res = fn()
+        # re-read: processes running other stages of this study side by side write the same file
+        timings.update(_read_json(out / "timings.json") or {})
         timings[name] = timings.get(name, 0.0) + time.perf_counter() - t0
         atomic_write_json(out / "timings.json", timings)
         return res
@@ -614,13 +644,14 @@ def run_study(out_dir: str | Path, config: StudyConfig | None = None, *, probe=N
         else:
             log.warning("no head scores >= %s: masking skipped", cfg.threshold)
     if "topk" in cfg.stages and not (out / "topk_curve.csv").exists():
-        curve, outcomes = timed("topk", lambda: stage_topk(model(primary[2]), cfg, msamples, hs))
+        curve, outcomes = timed("topk", lambda: stage_topk(model(primary[2]), cfg, msamples, hs, out))
         _write_csv(outcomes, out / "topk_outcomes.csv")
         _write_csv(curve, out / "topk_curve.csv")
+        _done_with(_partial(out / "topk_outcomes.csv"))
     if "attention" in cfg.stages and not (out / "single_head_effects.csv").exists():
         asamples = spread_subset(samples, cfg.attention_samples)
         comp, single = timed(
-            "attention", lambda: stage_attention(model(primary[2]), cfg, asamples, hs, retrieval)
+            "attention", lambda: stage_attention(model(primary[2]), cfg, asamples, hs, retrieval, out)
         )
         _write_csv(comp, out / "compensation.csv")
         _write_csv(single, out / "single_head_effects.csv")
@@ -632,6 +663,7 @@ def run_study(out_dir: str | Path, config: StudyConfig | None = None, *, probe=N
                 "n_samples": len(asamples),
             },
         )
+        _done_with(_partial(out / "single_head_effects.csv"))
     if "detection" in cfg.stages:
         for hay, style, dtype in later:
             named[_tag(hay, style, dtype)] = detect(hay, style, dtype)

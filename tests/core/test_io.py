@@ -107,3 +107,33 @@ def test_check_writable(tmp_path):
             check_writable(ro / "sub" / "out.json")
     finally:
         ro.chmod(0o755)
+
+
+def test_keyed_checkpoint_resumes_and_refuses_other_settings(tmp_path):
+    from retmask_interp.core.io import InputError, KeyedCheckpoint
+
+    path = tmp_path / "part.jsonl"
+    ck = KeyedCheckpoint(path, {"mode": "zero", "n": 3})
+    assert ck.get(["a", [[0, 1]]]) is None and len(ck) == 0
+    ck.put(["a", [[0, 1]]], [{"x": 1.5, "t": "text"}])
+    ck.put(["b", []], {"lp": [0.1, -2.0]})
+    again = KeyedCheckpoint(path, {"n": 3, "mode": "zero"})  # the same settings, in another order
+    assert len(again) == 2
+    assert again.get(["a", [[0, 1]]]) == [{"x": 1.5, "t": "text"}]
+    assert again.get(["b", []]) == {"lp": [0.1, -2.0]} and again.get(["a", [[0, 2]]]) is None
+    with pytest.raises(InputError, match="mode was 'zero', now 'mean'"):
+        KeyedCheckpoint(path, {"mode": "mean", "n": 3})
+    with path.open("a") as fh:  # a record torn by a killed run is skipped, then cut off by the next put
+        fh.write('{"key": ["c", []], "settings": {"mo')
+    torn = KeyedCheckpoint(path, {"mode": "zero", "n": 3})
+    assert len(torn) == 2
+    torn.put(["c", []], 7)
+    assert len(KeyedCheckpoint(path, {"mode": "zero", "n": 3})) == 3
+    (tmp_path / "other.jsonl").write_text('{"sample_id": "s0"}\n')
+    with pytest.raises(InputError, match="not a checkpoint record"):
+        KeyedCheckpoint(tmp_path / "other.jsonl", {})
+    off = KeyedCheckpoint(None, {"mode": "zero"})
+    off.put("a", 1)
+    assert off.get("a") is None
+    torn.remove()
+    assert not path.exists()

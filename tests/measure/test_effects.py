@@ -360,3 +360,75 @@ def test_figures():
     fig = figures.masking_outcome_bars(summ)
     assert list(fig.data[0].x) == ["unmasked", "retrieval", "random"]
     assert list(fig.data[0].error_y.array) == pytest.approx([0.0, 0.1, 0.1])
+
+
+def test_checkpointed_runs_resume_to_the_same_results(tmp_path, monkeypatch):
+    """masking_outcomes / topk_curve / single_head_effects with a checkpoint: a run killed after its first units
+    resumes to exactly the uninterrupted result, recomputing only what was missing; other settings are refused."""
+    import pandas as pd
+
+    from retmask_interp.core.io import InputError
+
+    model = _model(vocab_size=8)
+    samples = _samples([(30, 2, 20), (30, 5, 12), (26, 3, 9)], vocab=6)
+    conds = {"unmasked": [], "retrieval": [(1, 0), (1, 3)], "random#0": [(0, 1), (0, 2)]}
+    kw = dict(max_new_tokens=4, answer="span", rouge_threshold=0.0, batch_size=2)
+    plain = _measure_outcomes.masking_outcomes(model, samples, conds, **kw)
+
+    real, calls = effects.teacher_forced, []
+
+    def dies_on_second_condition(*args, **kwargs):
+        calls.append(kwargs.get("heads", ()))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    ck = tmp_path / "masking.jsonl"
+    monkeypatch.setattr(_measure_outcomes, "teacher_forced", dies_on_second_condition)
+    with pytest.raises(KeyboardInterrupt):
+        _measure_outcomes.masking_outcomes(model, samples, conds, checkpoint=ck, **kw)
+    monkeypatch.setattr(_measure_outcomes, "teacher_forced", real)
+    assert len(ck.read_text().splitlines()) == 1  # the unmasked condition was kept
+    resumed = _measure_outcomes.masking_outcomes(model, samples, conds, checkpoint=ck, **kw)
+    pd.testing.assert_frame_equal(resumed, plain)
+    assert resumed.heads.tolist() == plain.heads.tolist()
+    with pytest.raises(InputError, match="mode was 'zero', now 'uniform'"):
+        _measure_outcomes.masking_outcomes(model, samples, conds, checkpoint=ck, mode="uniform", **kw)
+    with pytest.raises(InputError, match="samples was"):
+        _measure_outcomes.masking_outcomes(model, samples[:2], conds, checkpoint=ck, **kw)
+
+    scores = np.arange(8, dtype=float).reshape(2, 4)
+    curve_kw = dict(n_random=2, return_outcomes=True, **kw)
+    curve, outcomes = _measure_outcomes.topk_curve(model, samples, scores, [0, 1, 2], **curve_kw)
+    tk = tmp_path / "topk.jsonl"
+    calls.clear()
+
+    def dies_on_fourth_condition(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_measure_outcomes, "teacher_forced", dies_on_fourth_condition)
+    with pytest.raises(
+        KeyboardInterrupt
+    ):  # 7 conditions: k = 0; k = 1 and 2: the top heads and two random sets
+        _measure_outcomes.topk_curve(model, samples, scores, [0, 1, 2], checkpoint=tk, **curve_kw)
+    calls.clear()
+    monkeypatch.setattr(_measure_outcomes, "teacher_forced", lambda *a, **k: calls.append(1) or real(*a, **k))
+    curve2, outcomes2 = _measure_outcomes.topk_curve(
+        model, samples, scores, [0, 1, 2], checkpoint=tk, **curve_kw
+    )
+    assert len(calls) == 4  # the three finished conditions were read back
+    pd.testing.assert_frame_equal(curve2, curve)
+    pd.testing.assert_frame_equal(outcomes2, outcomes)
+
+    hk = tmp_path / "single.jsonl"
+    full = effects.single_head_effects(model, samples, scores, heads=3, n_resamples=50)
+    effects.single_head_effects(model, samples, scores, heads=1, n_resamples=50, checkpoint=hk)
+    monkeypatch.setattr(effects, "teacher_forced", lambda *a, **k: calls.append(1) or real(*a, **k))
+    calls.clear()
+    again = effects.single_head_effects(model, samples, scores, heads=3, n_resamples=50, checkpoint=hk)
+    assert len(calls) == 2  # unmasked and the best head were read back
+    pd.testing.assert_frame_equal(again, full)
+    assert again.attrs == full.attrs

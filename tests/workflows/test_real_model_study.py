@@ -163,3 +163,52 @@ def test_detection_resumes_from_the_samples_file(tmp_path):
     summary = rmw.run_study(out, _tiny(haystacks=["synthetic:0"]), probe=_probe)
     assert summary["detection"][tag]["num_samples"] == 2
     assert len((out / "detect" / f"{tag}.samples.jsonl").read_text().splitlines()) == 2
+
+
+@needs_organism
+def test_interrupted_stages_resume_to_the_same_results(tmp_path, monkeypatch):
+    """Masking, top-k and attention stages keep finished units in ``*.partial.jsonl``: a study killed inside the
+    top-k stage resumes to the uninterrupted study's tables, and no partial file is left once a stage is done."""
+    import pandas as pd
+
+    import retmask_interp.measure.outcomes as outc
+
+    cfg = _tiny(
+        haystacks=["synthetic:0"], num_depths=3, stages=list(rmw.STAGES), seeds=2, topk_seeds=1, ks=[1, 2],
+        masking_samples=3, attention_samples=2, single_heads=2, threshold=0.05,
+    )  # fmt: skip
+    real = outc.teacher_forced
+    calls: list[str] = []
+
+    def counted(*a, **k):
+        calls.append("call")
+        return real(*a, **k)
+
+    monkeypatch.setattr(outc, "teacher_forced", counted)
+    full = rmw.run_study(tmp_path / "a", cfg, probe=_probe)
+    assert full["masking"] and full["topk"], "the stages under test did not run"
+    n_masking = sum(
+        len(pd.read_csv(tmp_path / "a" / "masking" / f"{m}.csv").condition.unique()) for m in rmw.MODES
+    )
+    assert not list((tmp_path / "a").rglob("*.partial.jsonl"))
+
+    calls.clear()
+
+    def dies_in_topk(*a, **k):
+        calls.append("call")
+        if len(calls) == n_masking + 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(outc, "teacher_forced", dies_in_topk)
+    with pytest.raises(KeyboardInterrupt):
+        rmw.run_study(tmp_path / "b", cfg, probe=_probe)
+    partial = tmp_path / "b" / "topk_outcomes.partial.jsonl"
+    assert len(partial.read_text().splitlines()) == 1 and (tmp_path / "b" / "masking_summary.csv").exists()
+    monkeypatch.setattr(outc, "teacher_forced", real)
+    rmw.run_study(tmp_path / "b", cfg, probe=_probe)
+    assert not list((tmp_path / "b").rglob("*.partial.jsonl"))
+    for name in ("masking_outcomes.csv", "topk_curve.csv", "topk_outcomes.csv", "single_head_effects.csv"):
+        pd.testing.assert_frame_equal(
+            pd.read_csv(tmp_path / "b" / name), pd.read_csv(tmp_path / "a" / name), obj=name
+        )
