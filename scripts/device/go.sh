@@ -2,9 +2,12 @@
 # A work call on the GPU machine: copies the chunks carried in this call to /root/stage, assembles and checks a GGUF
 # once all its chunks are there, then runs, side by side, (SMOL=1) the SmolLM2 RetMask final runs UNITS through
 # parallel_runs.py, K at a time, and (GEMMA=1) the Gemma-3 real-model study resumed from docs/real_models/gemma3;
-# both stop in time for the results to come back: $OUT/run.tar.gz (the RetMask run, no weights), $OUT/gemma.tar.gz,
-# $OUT/logs/. Argument: the seconds this call may use (<= 560 under the 600 s limit).
+# (GEMMA_PAR=1) the study's masking, top-k and attention + float32-detection stages as three processes, and
+# (SMOLSTUDY=1) SmolLM2's real-model study into /root/smol; all stop in time for the results to come back:
+# $OUT/run.tar.gz (the RetMask run, no weights), $OUT/gemma.tar.gz, $OUT/smol.tar.gz, $OUT/logs/. Argument: the
+# seconds this call may use (<= 560 under the 600 s limit).
 #   K=2 UNITS=random:0,retmask:1 bash scripts/device/go.sh 540         # carry: the last chunk(s) if any
+#   SMOL=0 GEMMA_PAR=1 SMOLSTUDY=1 bash scripts/device/go.sh 540
 set -uo pipefail
 T=${1:-540}
 t0=$(date +%s)
@@ -17,27 +20,51 @@ S=/root/stage/SmolLM2-135M-Instruct.Q4_1.gguf
 G=/root/stage/gemma-3-270m-q4_k_m.gguf
 export PYTHONPATH=$PWD:/root/site RETMASK_CACHE=/root/cache PYTHONUNBUFFERED=1
 sha() { python3 -c "from retmask_interp.core.real_models import get_spec; print(get_spec('$1').sha256)"; }
-assemble() {  # target, chunk prefix, last chunk, registry name
-    if [ ! -f "$1" ] && [ -f "/root/stage/$2.$3" ]; then
+assemble() {  # target, chunk prefix, registry name: once all chunks are staged (their sizes add up to the file's)
+    local want have
+    want=$(python3 -c "from retmask_interp.core.real_models import get_spec; print(get_spec('$3').size)")
+    have=$(cat /root/stage/"$2".part* 2>/dev/null | wc -c)
+    if [ ! -f "$1" ] && [ "$have" = "$want" ]; then
         cat /root/stage/"$2".part* > "$1"
-        echo "$(sha "$4")  $1" | sha256sum -c - || { rm -f "$1"; ls -la /root/stage; exit 3; }
+        echo "$(sha "$3")  $1" | sha256sum -c - || { rm -f "$1"; ls -la /root/stage; exit 3; }
     fi
 }
-assemble $S sm part03 smollm2-135m-instruct
-assemble $G gm part08 gemma-3-270m
+assemble $S sm smollm2-135m-instruct
+assemble $G gm gemma-3-270m
 convert() { python3 -c "from retmask_interp.core.real_models import real_model_dir; print(real_model_dir('$1'))"; }
 GP=""
+PIDS=()
+gemma() {  # one process of the Gemma-3 study (resumed from docs/real_models/gemma3) on the stages given
+    local log=$1; shift
+    timeout $(( $(left) - 25 )) python3 scripts/real_model_study.py --model $G --model-name gemma-3-270m \
+        --out /root/gemma --haystack /root/stage/PaulGrahamEssays --haystack synthetic:0 \
+        --style continuation --style qa --dtype bfloat16 --dtype float32 --masking-batch-size 16 "$@" \
+        >> "$OUT/logs/$log.log" 2>&1
+    echo "$log exit $?" >> "$OUT/logs/$log.log"
+}
+if [ "${GEMMA:-0}" = 1 ] || [ "${GEMMA_PAR:-0}" = 1 ]; then
+    convert $G > "$OUT/logs/gemma_convert.log" 2>&1
+    [ -d /root/gemma ] || cp -r docs/real_models/gemma3 /root/gemma
+fi
 if [ "${GEMMA:-0}" = 1 ]; then
-    (
-        convert $G > "$OUT/logs/gemma_convert.log" 2>&1
-        [ -d /root/gemma ] || cp -r docs/real_models/gemma3 /root/gemma
-        timeout $(( $(left) - 25 )) python3 scripts/real_model_study.py --model $G --model-name gemma-3-270m \
-            --out /root/gemma --haystack /root/stage/PaulGrahamEssays --haystack synthetic:0 \
-            --style continuation --style qa --dtype bfloat16 --dtype float32 --masking-batch-size 16 \
-            >> "$OUT/logs/gemma.log" 2>&1
-        echo "gemma exit $?" >> "$OUT/logs/gemma.log"
-    ) &
+    gemma gemma &
     GP=$!
+elif [ "${GEMMA_PAR:-0}" = 1 ]; then
+    # the stages side by side (each keeps its finished units in *.partial.jsonl, so a cut one resumes next call);
+    # attention before the float32 detection in the third process
+    gemma gemma_masking --stage masking & PIDS+=($!)
+    gemma gemma_topk --stage topk & PIDS+=($!)
+    gemma gemma_attention --stage attention --stage detection --stage organisation & PIDS+=($!)
+fi
+if [ "${SMOLSTUDY:-0}" = 1 ]; then
+    # SmolLM2's study afresh (balanced masking subset, three prompt styles, every head's single-head effect)
+    (
+        convert $S > "$OUT/logs/smol_convert.log" 2>&1
+        timeout $(( $(left) - 25 )) python3 scripts/real_model_study.py --model $S \
+            --model-name smollm2-135m-instruct --out /root/smol --haystack /root/stage/PaulGrahamEssays \
+            --haystack synthetic:0 --style chat --style qa --style continuation >> "$OUT/logs/smol.log" 2>&1
+        echo "smol exit $?" >> "$OUT/logs/smol.log"
+    ) & PIDS+=($!)
 fi
 if [ "${SMOL:-1}" = 1 ]; then
     convert $S
@@ -45,7 +72,13 @@ if [ "${SMOL:-1}" = 1 ]; then
         2>&1 | tee "$OUT/parallel_runs.log"
 fi
 if [ -n "$GP" ]; then wait "$GP"; tail -5 "$OUT/logs/gemma.log"; fi
-cp /root/run/logs/*.log "$OUT/logs/" 2>/dev/null
-tar --exclude='*.safetensors' --exclude='checkpoints' -czf "$OUT/run.tar.gz" -C /root/run .
+for pid in "${PIDS[@]}"; do wait "$pid"; done
+tail -n 3 "$OUT"/logs/gemma_*.log "$OUT"/logs/smol.log 2>/dev/null
+nvidia-smi --query-gpu=memory.used --format=csv,noheader
+if [ "${SMOL:-1}" = 1 ]; then
+    cp /root/run/logs/*.log "$OUT/logs/" 2>/dev/null
+    tar --exclude='*.safetensors' --exclude='checkpoints' -czf "$OUT/run.tar.gz" -C /root/run .
+fi
 if [ -d /root/gemma ]; then tar --exclude='*.samples.jsonl' -czf "$OUT/gemma.tar.gz" -C /root gemma; fi
+if [ -d /root/smol ]; then tar --exclude='*.samples.jsonl' -czf "$OUT/smol.tar.gz" -C /root smol; fi
 echo "total $(( $(date +%s) - t0 )) s"
