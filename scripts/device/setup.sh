@@ -4,9 +4,13 @@
 # and the essays in /root/stage. About 13 s.
 set -euo pipefail
 t0=$(date +%s)
+# .whl-train (trl, datasets: the RetMask runs) may be left out of the call where the tree leaves no room for it
+shopt -s nullglob
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /root/site \
     .whl/*.whl .whl-train/*.whl 2>&1 | tail -3
-PYTHONPATH=$PWD:/root/site python3 -c "import trl, datasets, nnsight, transformers, gguf; print('ok', transformers.__version__)"
+mods="nnsight, transformers, gguf, rouge_score"
+if [ -d .whl-train ]; then mods="trl, datasets, $mods"; fi
+PYTHONPATH=$PWD:/root/site python3 -c "import $mods, transformers; print('ok', transformers.__version__)"
 mkdir -p /root/run /root/stage /root/cache
 if [ -d .stage/essays/PaulGrahamEssays ]; then cp -r .stage/essays/PaulGrahamEssays /root/stage/; fi
 state=docs/experiments/smollm2_retmask/run_state.tar.gz
