@@ -52,9 +52,14 @@ if [ "${GEMMA:-0}" = 1 ]; then
 elif [ "${GEMMA_PAR:-0}" = 1 ]; then
     # the stages side by side (each keeps its finished units in *.partial.jsonl, so a cut one resumes next call);
     # attention before the float32 detection in the third process
-    gemma gemma_masking --stage masking & PIDS+=($!)
-    gemma gemma_topk --stage topk & PIDS+=($!)
-    gemma gemma_attention --stage attention --stage detection --stage organisation & PIDS+=($!)
+    # (GEMMA_STAGES picks: masking, topk, attention; default all three)
+    for st in ${GEMMA_STAGES:-masking topk attention}; do
+        if [ "$st" = attention ]; then
+            gemma gemma_attention --stage attention --stage detection --stage organisation & PIDS+=($!)
+        else
+            gemma "gemma_$st" --stage "$st" & PIDS+=($!)
+        fi
+    done
 fi
 if [ "${SMOLSTUDY:-0}" = 1 ]; then
     # SmolLM2's study afresh (balanced masking subset, three prompt styles, every head's single-head effect)
@@ -79,6 +84,6 @@ if [ "${SMOL:-1}" = 1 ]; then
     cp /root/run/logs/*.log "$OUT/logs/" 2>/dev/null
     tar --exclude='*.safetensors' --exclude='checkpoints' -czf "$OUT/run.tar.gz" -C /root/run .
 fi
-if [ -d /root/gemma ]; then tar --exclude='*.samples.jsonl' -czf "$OUT/gemma.tar.gz" -C /root gemma; fi
+if [ -d /root/gemma ]; then tar --exclude='*.bfloat16.samples.jsonl' -czf "$OUT/gemma.tar.gz" -C /root gemma; fi
 if [ -d /root/smol ]; then tar --exclude='*.samples.jsonl' -czf "$OUT/smol.tar.gz" -C /root smol; fi
 echo "total $(( $(date +%s) - t0 )) s"
