@@ -517,10 +517,18 @@ def stage_attention(
     rm, cfg: StudyConfig, samples: list, hs, retrieval: list, out: Path | None = None
 ) -> tuple[Any, Any]:
     """Compensation when the retrieval heads are masked (zero mode) and single-head effects vs score; with
-    ``out``, finished heads are kept in ``single_head_effects.partial.jsonl`` until the table is written."""
+    ``out``, ``compensation.csv`` is written as soon as it is done (and read back by a re-run) and finished heads
+    are kept in ``single_head_effects.partial.jsonl`` until the table is written."""
     from retmask_interp.measure.attention import compensation, single_head_effects
 
-    comp = compensation(rm, samples, retrieval, mode="zero", batch_size=cfg.masking_batch_size or 8)
+    comp_path = out / "compensation.csv" if out is not None else None
+    if comp_path is not None and comp_path.exists():  # kept by a run cut during the single heads
+        log.info("compensation: done (%s)", comp_path)
+        comp = _read_csv(comp_path)
+    else:
+        comp = compensation(rm, samples, retrieval, mode="zero", batch_size=cfg.masking_batch_size or 8)
+        if comp_path is not None:
+            _write_csv(comp, comp_path)
     single = single_head_effects(
         rm,
         samples,

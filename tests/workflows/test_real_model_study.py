@@ -212,3 +212,15 @@ def test_interrupted_stages_resume_to_the_same_results(tmp_path, monkeypatch):
         pd.testing.assert_frame_equal(
             pd.read_csv(tmp_path / "b" / name), pd.read_csv(tmp_path / "a" / name), obj=name
         )
+    # cut during the single heads: the compensation table written before them is read back, not recomputed
+    (tmp_path / "b" / "single_head_effects.csv").unlink()
+
+    def no_compensation(*a, **k):
+        raise AssertionError("compensation recomputed")
+
+    monkeypatch.setattr("retmask_interp.measure.attention.compensation", no_compensation)
+    rmw.run_study(tmp_path / "b", cfg, probe=_probe)
+    for name in ("compensation.csv", "single_head_effects.csv"):
+        pd.testing.assert_frame_equal(
+            pd.read_csv(tmp_path / "b" / name), pd.read_csv(tmp_path / "a" / name), obj=name
+        )
