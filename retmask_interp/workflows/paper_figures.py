@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from retmask_interp.core.io import atomic_write_json, atomic_write_text, refuse_overwrite
+from retmask_interp.core.io import InputError, atomic_write_json, atomic_write_text, refuse_overwrite
 from retmask_interp.heads.scores import HeadScores
 from retmask_interp.workflows.experiments import (
     FigureConfig,
@@ -342,9 +342,16 @@ def regenerate_all(
         refuse_overwrite(out / name, overwrite, "figure index")
     from retmask_interp.workflows.real_models import load_study_results
 
-    real = {
-        r.name: r for r in (load_study_results(p) for p in real_studies)
-    }  # files only; bad ones fail here
+    real: dict[str, Any] = {}
+    where: dict[str, Path] = {}
+    for study_dir in real_studies:  # files only; bad ones fail here
+        r = load_study_results(study_dir)
+        if r.name in real:
+            raise InputError(
+                f"real-model studies {where[r.name]} and {study_dir} are both of {r.name!r}; their figures would "
+                "overwrite each other: pass one of them (--real-study DIR)"
+            )
+        real[r.name], where[r.name] = r, Path(study_dir)
     data = out / "data"
     saved = Path(reuse_data) if isinstance(reuse_data, (str, Path)) else data
     notes: list[str] = []

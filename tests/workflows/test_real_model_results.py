@@ -123,3 +123,19 @@ def test_in_progress_smollm2_study_is_the_shipped_ranking_on_a_balanced_subset()
     assert sub.depth.nunique() == 5 and sub.context_length.nunique() == 8 and sub.needle_index.nunique() == 3
     stab = json.loads((d / "stability.json").read_text())["pairs"]
     assert len(stab) == 5 and all(p["top10_overlap"] >= 9 for p in stab)
+
+
+def test_two_studies_of_one_model_are_refused_not_overwritten(tmp_path):
+    from retmask_interp.core.io import InputError
+    from retmask_interp.workflows.paper_figures import regenerate_all
+
+    with pytest.raises(InputError, match="both of 'smollm2-135m-instruct'"):
+        regenerate_all(
+            tmp_path / "figs",
+            models={},
+            real_studies=[
+                STUDIES["smollm2-135m-instruct"],
+                REPO / "docs/real_models/in_progress/smollm2_balanced",
+            ],
+        )
+    assert not (tmp_path / "figs" / "manifest.json").exists()
