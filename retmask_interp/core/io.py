@@ -222,8 +222,9 @@ def settings_diff(old: dict, new: dict) -> str:
 class KeyedCheckpoint:
     """Finished units of a long computation (a masking condition, a head), one JSONL record each, so that an
     interrupted run redoes only the unit it was in. Records are ``{"key", "settings", "value"}``; ``key`` and
-    ``value`` are JSON values, ``settings`` the parameters that determine every value. A record with other settings is refused (``InputError`` naming the settings), never mixed: a file holds the units
-    of one run. ``path=None``: nothing is kept (``get`` finds nothing, ``put`` does nothing).
+    ``value`` are JSON values, ``settings`` the parameters that determine every value. A record with other settings is
+    refused (``InputError`` naming the settings), never mixed: a file holds the units of one run; whoever writes the
+    finished result deletes the file. ``path=None``: nothing is kept (``get`` finds nothing, ``put`` does nothing).
     """
 
     def __init__(self, path: str | Path | None, settings: dict[str, Any]):
@@ -263,8 +264,3 @@ class KeyedCheckpoint:
         rec = {"key": key, "settings": self.settings, "value": value}
         append_jsonl(self.path, [rec])
         self._done[self._key(key)] = json.loads(json.dumps(value, default=str))
-
-    def remove(self) -> None:
-        """Delete the file (its units are in the finished result)."""
-        if self.path is not None:
-            self.path.unlink(missing_ok=True)
