@@ -3,7 +3,8 @@
 # once all its chunks are there, then runs, side by side, (SMOL=1) the SmolLM2 RetMask final runs UNITS through
 # parallel_runs.py, K at a time, and (GEMMA=1) the Gemma-3 real-model study resumed from docs/real_models/gemma3;
 # (GEMMA_PAR=1) the study's masking, top-k and attention + float32-detection stages as three processes, and
-# (SMOLSTUDY=1) SmolLM2's real-model study into /root/smol; all stop in time for the results to come back:
+# (SMOLSTUDY=1) SmolLM2's real-model study into /root/smol (SMOLSTUDY=after: in the masking process's place once
+# Gemma-3's masking stage ends); all stop in time for the results to come back:
 # $OUT/run.tar.gz (the RetMask run, no weights), $OUT/gemma.tar.gz, $OUT/smol.tar.gz, $OUT/logs/. Argument: the
 # seconds this call may use (<= 560 under the 600 s limit).
 #   K=2 UNITS=random:0,retmask:1 bash scripts/device/go.sh 540         # carry: the last chunk(s) if any
@@ -46,6 +47,15 @@ if [ "${GEMMA:-0}" = 1 ] || [ "${GEMMA_PAR:-0}" = 1 ]; then
     convert $G > "$OUT/logs/gemma_convert.log" 2>&1
     [ -d /root/gemma ] || cp -r docs/real_models/gemma3 /root/gemma
 fi
+smolstudy() {  # SmolLM2's study (balanced masking subset, three prompt styles, every head's single-head effect),
+    # resumed from docs/real_models/in_progress/smollm2_balanced (or /root/smol if the machine still holds it)
+    [ -d /root/smol ] || cp -r docs/real_models/in_progress/smollm2_balanced /root/smol
+    convert $S > "$OUT/logs/smol_convert.log" 2>&1
+    timeout $(( $(left) - 25 )) python3 scripts/real_model_study.py --model $S \
+        --model-name smollm2-135m-instruct --out /root/smol --haystack /root/stage/PaulGrahamEssays \
+        --haystack synthetic:0 --style chat --style qa --style continuation >> "$OUT/logs/smol.log" 2>&1
+    echo "smol exit $?" >> "$OUT/logs/smol.log"
+}
 if [ "${GEMMA:-0}" = 1 ]; then
     gemma gemma &
     GP=$!
@@ -56,20 +66,16 @@ elif [ "${GEMMA_PAR:-0}" = 1 ]; then
     for st in ${GEMMA_STAGES:-masking topk attention}; do
         if [ "$st" = attention ]; then
             gemma gemma_attention --stage attention --stage detection --stage organisation & PIDS+=($!)
+        elif [ "$st" = masking ] && [ "${SMOLSTUDY:-0}" = after ]; then
+            # SmolLM2's study takes this process's place once Gemma-3's masking stage is done
+            ( gemma gemma_masking --stage masking; smolstudy ) & PIDS+=($!)
         else
             gemma "gemma_$st" --stage "$st" & PIDS+=($!)
         fi
     done
 fi
 if [ "${SMOLSTUDY:-0}" = 1 ]; then
-    # SmolLM2's study afresh (balanced masking subset, three prompt styles, every head's single-head effect)
-    (
-        convert $S > "$OUT/logs/smol_convert.log" 2>&1
-        timeout $(( $(left) - 25 )) python3 scripts/real_model_study.py --model $S \
-            --model-name smollm2-135m-instruct --out /root/smol --haystack /root/stage/PaulGrahamEssays \
-            --haystack synthetic:0 --style chat --style qa --style continuation >> "$OUT/logs/smol.log" 2>&1
-        echo "smol exit $?" >> "$OUT/logs/smol.log"
-    ) & PIDS+=($!)
+    smolstudy & PIDS+=($!)
 fi
 if [ "${SMOL:-1}" = 1 ]; then
     convert $S
