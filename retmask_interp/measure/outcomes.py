@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from retmask_interp.core.io import KeyedCheckpoint
+from retmask_interp.core.io import KeyedCheckpoint, read_jsonl
 from retmask_interp.core.models import as_model, check_decode_runtime
 from retmask_interp.heads.scores import Head, ranked_heads
 from retmask_interp.measure.attention import _META, _batches, samples_digest, teacher_forced, tensor_digest
@@ -315,10 +315,37 @@ def topk_curve(
             df = pd.concat([df, df.assign(condition="random#0", kind="random")], ignore_index=True)
         parts.append(df.assign(k=k))
     outcomes = pd.concat(parts, ignore_index=True)
+    curve = curve_from_outcomes(outcomes, n_resamples=n_resamples, seed=seed)
+    return (curve, outcomes) if return_outcomes else curve
+
+
+def curve_from_outcomes(outcomes: pd.DataFrame, *, n_resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """The top-k curve (``topk_curve``'s table) from its per-sample outcomes: rows with a ``k`` column, ``k = 0``
+    present once as ``retrieval`` and once as ``random``."""
     summary = summarize_outcomes(outcomes, by=("k", "kind"), n_resamples=n_resamples, seed=seed)
     curve = summary[summary.metric == "success"].rename(columns={"mean": "success"}).drop(columns="metric")
     for metric in ("rouge", "answer_logprob"):
         extra = summary[summary.metric == metric].set_index(["k", "kind"])["mean"].rename(metric)
         curve = curve.join(extra, on=["k", "kind"])
-    curve = curve.sort_values(["kind", "k"]).reset_index(drop=True)
-    return (curve, outcomes) if return_outcomes else curve
+    return curve.sort_values(["kind", "k"]).reset_index(drop=True)
+
+
+def finished_topk_outcomes(checkpoint: str | Path, n_random: int) -> pd.DataFrame | None:
+    """From the checkpoint of an unfinished ``topk_curve`` run: the per-sample outcomes (with ``k``) of every k whose
+    retrieval condition and all ``n_random`` random conditions are finished, as ``curve_from_outcomes`` takes them;
+    ``None`` when no k is. The file is read as written (torn last record skipped), not checked against settings:
+    it holds one run's records by construction."""
+    by_k: dict[int, dict[str, list[dict]]] = {}
+    for rec in read_jsonl(checkpoint, torn_tail=True):
+        (name, heads), rows = rec["key"], rec["value"]
+        by_k.setdefault(len(heads), {})[name] = rows
+    parts = []
+    for k, conds in sorted(by_k.items()):
+        randoms = [f"random#{i}" for i in range(n_random)]
+        if "retrieval" not in conds or (k > 0 and not all(r in conds for r in randoms)):
+            continue
+        df = pd.DataFrame([r for name in ["retrieval", *(randoms if k else [])] for r in conds[name]])
+        if k == 0:
+            df = pd.concat([df, df.assign(condition="random#0", kind="random")], ignore_index=True)
+        parts.append(df.assign(k=k))
+    return pd.concat(parts, ignore_index=True) if parts else None

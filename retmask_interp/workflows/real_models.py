@@ -687,7 +687,8 @@ def run_study(out_dir: str | Path, config: StudyConfig | None = None, *, probe=N
 def load_study_results(out_dir: str | Path, name: str | None = None):
     """A study directory (finished or not) as ``workflows.experiments.ModelResults``, the form the figures take:
     the primary head list, the zero-mode masking outcomes (from ``masking/zero.csv`` while the other modes are not
-    done) and the top-k curve (``None`` where that stage has not run). ``masking_outcomes.csv`` may be gzipped
+    done) and the top-k curve (while that stage is unfinished, over the ks whose conditions are all done;
+    ``None`` where none is). ``masking_outcomes.csv`` may be gzipped
     (``.csv.gz``), as in ``docs/real_models/``."""
     from retmask_interp.core.io import InputError
     from retmask_interp.heads.scores import load_head_scores
@@ -716,6 +717,12 @@ def load_study_results(out_dir: str | Path, name: str | None = None):
     path = first("topk_curve.csv")
     if path is not None:
         topk = _read_csv(path)
+    elif (partial := _partial(out / "topk_outcomes.csv")) is not None and partial.exists():
+        # a top-k stage cut short: the ks whose every condition is finished are drawn
+        from retmask_interp.measure.outcomes import curve_from_outcomes, finished_topk_outcomes
+
+        done = finished_topk_outcomes(partial, int(cfg.get("topk_seeds") or 5))
+        topk = None if done is None else curve_from_outcomes(done)
     return ModelResults(name, heads, niah, topk, heads.above(float(cfg.get("threshold", 0.1))))
 
 

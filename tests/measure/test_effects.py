@@ -432,3 +432,27 @@ def test_checkpointed_runs_resume_to_the_same_results(tmp_path, monkeypatch):
     assert len(calls) == 2  # unmasked and the best head were read back
     pd.testing.assert_frame_equal(again, full)
     assert again.attrs == full.attrs
+
+
+def test_an_unfinished_topk_curve_is_drawn_over_its_finished_ks(tmp_path):
+    """finished_topk_outcomes + curve_from_outcomes on a cut top-k checkpoint give exactly the finished curve's rows
+    for every k whose conditions are all done, and leave out a k with a random seed missing."""
+    import pandas as pd
+
+    model = _model(vocab_size=8)
+    samples = _samples([(30, 2, 20), (30, 5, 12), (26, 3, 9)], vocab=6)
+    kw = dict(max_new_tokens=4, answer="span", rouge_threshold=0.0, batch_size=2, n_random=2)
+    scores = np.arange(8, dtype=float).reshape(2, 4)
+    ck = tmp_path / "topk.jsonl"
+    curve = _measure_outcomes.topk_curve(model, samples, scores, [0, 1, 2], checkpoint=ck, **kw)
+    lines = ck.read_text().splitlines()
+    assert len(lines) == 7  # k = 0; k = 1 and 2: the top heads and two random sets
+    cut = tmp_path / "cut.jsonl"
+    for n, ks in ((6, [0, 1]), (3, [0]), (1, [0])):  # 6: k = 2 lacks random#1; 3: k = 1 lacks random#1
+        cut.write_text("\n".join(lines[:n]) + "\n")
+        done = _measure_outcomes.finished_topk_outcomes(cut, n_random=2)
+        partial = _measure_outcomes.curve_from_outcomes(done)
+        want = curve[curve.k.isin(ks)].reset_index(drop=True)
+        pd.testing.assert_frame_equal(partial, want)
+    cut.write_text(lines[1] + "\n")  # k = 1's top heads only
+    assert _measure_outcomes.finished_topk_outcomes(cut, n_random=2) is None
