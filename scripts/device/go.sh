@@ -2,7 +2,7 @@
 # A work call on the GPU machine: copies the chunks carried in this call to /root/stage, assembles and checks a GGUF
 # once all its chunks are there, then runs, side by side, (SMOL=1) the SmolLM2 RetMask final runs UNITS through
 # parallel_runs.py, K at a time, and (GEMMA=1) the Gemma-3 real-model study resumed from docs/real_models/gemma3;
-# (GEMMA_PAR=1) the study's masking, top-k and attention + float32-detection stages as three processes, and
+# (GEMMA_PAR=1) the study's masking, top-k and attention stages as three processes (GEMMA_STAGES), and
 # (SMOLSTUDY=1) SmolLM2's real-model study into /root/smol (SMOLSTUDY=after: in the masking process's place once
 # Gemma-3's masking stage ends); all stop in time for the results to come back:
 # $OUT/run.tar.gz (the RetMask run, no weights), $OUT/gemma.tar.gz, $OUT/smol.tar.gz, $OUT/logs/. Argument: the
@@ -17,6 +17,11 @@ mkdir -p /root/stage "$OUT/logs"
 for f in .stage/sm/part* .stage/gm/part*; do
     if [ -f "$f" ]; then cp "$f" "/root/stage/$(basename "$(dirname "$f")").$(basename "$f")"; fi
 done
+if [ -d .stage/essays/PaulGrahamEssays ]; then cp -r .stage/essays/PaulGrahamEssays /root/stage/; fi
+if [ "${GEMMA:-0}${GEMMA_PAR:-0}${SMOLSTUDY:-0}" != 000 ] && [ ! -d /root/stage/PaulGrahamEssays ]; then
+    # (2026-12-03: a call without them spent its GPU time converting the model, then stopped at the haystack)
+    echo "the essay haystack is not staged: carry .stage/essays in this call"; exit 2
+fi
 S=/root/stage/SmolLM2-135M-Instruct.Q4_1.gguf
 G=/root/stage/gemma-3-270m-q4_k_m.gguf
 export PYTHONPATH=$PWD:/root/site RETMASK_CACHE=/root/cache PYTHONUNBUFFERED=1
@@ -60,12 +65,12 @@ if [ "${GEMMA:-0}" = 1 ]; then
     gemma gemma &
     GP=$!
 elif [ "${GEMMA_PAR:-0}" = 1 ]; then
-    # the stages side by side (each keeps its finished units in *.partial.jsonl, so a cut one resumes next call);
-    # attention before the float32 detection in the third process
-    # (GEMMA_STAGES picks: masking, topk, attention; default all three)
+    # the stages side by side (each keeps its finished units in *.partial.jsonl, so a cut one resumes next call)
+    # (GEMMA_STAGES picks: masking, topk, attention, detection; default the first three). detection (the float32
+    # run at 32K: about 120 GiB) needs the GPU to itself: beside two other processes it ran out of memory
     for st in ${GEMMA_STAGES:-masking topk attention}; do
-        if [ "$st" = attention ]; then
-            gemma gemma_attention --stage attention --stage detection --stage organisation & PIDS+=($!)
+        if [ "$st" = attention ] || [ "$st" = detection ]; then
+            gemma "gemma_$st" --stage "$st" --stage organisation & PIDS+=($!)
         elif [ "$st" = masking ] && [ "${SMOLSTUDY:-0}" = after ]; then
             # SmolLM2's study takes this process's place once Gemma-3's masking stage is done
             ( gemma gemma_masking --stage masking; smolstudy ) & PIDS+=($!)
