@@ -301,6 +301,34 @@ def prefill_batch_limit(model, length: int, *, budget: float = 0.5) -> int:
     return int(limit)
 
 
+def _fitting_batches(score, batches: list[list[Any]]):
+    """``(items, score(items))`` for every batch, halving a batch whose computation runs out of GPU memory (another
+    process may take memory after the batch sizes were planned; 2026-12-03, Gemma-3 fp32 beside two other runs) and
+    keeping the smaller size for the batches after it. A single sample that does not fit is refused with the fix."""
+    cap = max((len(b) for b in batches), default=1)
+    queue = [list(b) for b in batches]
+    while queue:
+        items = queue.pop(0)
+        if len(items) > cap:
+            queue[:0] = [items[j : j + cap] for j in range(0, len(items), cap)]
+            continue
+        try:
+            results = score(items)
+        except torch.OutOfMemoryError:
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            if len(items) == 1:
+                raise RuntimeError(
+                    f"one {len(items[0].input_ids)}-token sample does not fit in the free GPU memory: free the GPU "
+                    "(other processes on it), run in bfloat16 (--dtype bfloat16), or use shorter lengths"
+                ) from None
+            cap = len(items) // 2
+            log.warning("out of GPU memory with a batch of %d: going on with batches of %d", len(items), cap)
+            queue.insert(0, items)
+            continue
+        yield items, results
+
+
 def score_samples(
     model,
     samples: Sequence[Any],
@@ -336,9 +364,9 @@ def score_samples(
         size = min(config.batch_size, prefill_batch_limit(rm, length))
         batches += [group[j : j + size] for j in range(0, len(group), size)]
     bar = tqdm(total=len(samples), desc="detect", unit="sample", disable=not progress)
-    for batch in batches:
-        items = [samples[i] for i in batch]
-        results = copy_paste_scores_batch(
+
+    def score(items):
+        return copy_paste_scores_batch(
             rm,
             [s.input_ids for s in items],
             [tuple(s.answer_span) for s in items],
@@ -348,6 +376,8 @@ def score_samples(
             eos_token_ids=rm.stop_token_ids(config.stop),
             backend=config.backend,
         )
+
+    for items, results in _fitting_batches(score, [[samples[i] for i in b] for b in batches]):
         for s, (gen, sc) in zip(items, results):
             if tok is None:  # the filter is off (checked above): every sample counts, nothing to decode
                 text, counted, rouge = "", True, None

@@ -183,3 +183,40 @@ def test_prefill_batch_limit_caps_materialised_attention(monkeypatch):
         detect.prefill_batch_limit(rm, 200_000)  # 596 GiB for one prompt
     rm.model.to(torch.bfloat16)
     assert detect.prefill_batch_limit(rm, 200_000) >= 1 << 20  # 16-bit: flash / efficient kernels, no cap
+
+
+def test_a_batch_that_runs_out_of_gpu_memory_is_halved(monkeypatch, caplog):
+    """Another process may take GPU memory after the batch sizes were planned: a batch that runs out of memory is
+    scored again in halves (and later batches keep the smaller size), to the same results; a single sample that
+    does not fit is refused with the fix."""
+    from retmask_interp.core.models import as_model
+    from retmask_interp.measure import detect
+
+    rm = as_model(make_tiny_model("llama"), _Tok())
+    samples = [_Sample(f"s{i}", _prompt(6, 30, i).tolist(), (2, 20), {"real_needle": "t1"}) for i in range(7)]
+    cfg = DetectConfig(max_new_tokens=6, rouge_threshold=0, batch_size=4)
+    plain = {r.sample_id: r for r in detect.score_samples(rm, samples, cfg, progress=False)}
+    real, sizes = detect.copy_paste_scores_batch, []
+
+    def fits_two(model, prompts, *args, **kwargs):
+        sizes.append(len(prompts))
+        if len(prompts) > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real(model, prompts, *args, **kwargs)
+
+    monkeypatch.setattr(detect, "copy_paste_scores_batch", fits_two)
+    with caplog.at_level("WARNING", logger="retmask_interp.measure.detect"):
+        halved = {r.sample_id: r for r in detect.score_samples(rm, samples, cfg, progress=False)}
+    assert sizes == [4, 2, 2, 2, 1]  # 4 fails once; then 2, 2 and the last three as 2 + 1
+    assert "batches of 2" in caplog.text
+    assert sorted(halved) == sorted(plain)
+    for sid, r in plain.items():
+        assert halved[sid].generated_ids == r.generated_ids
+        assert halved[sid].scores == pytest.approx(r.scores, abs=1e-6)
+
+    def fits_none(model, prompts, *args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(detect, "copy_paste_scores_batch", fits_none)
+    with pytest.raises(RuntimeError, match="30-token sample does not fit.*bfloat16"):
+        list(detect.score_samples(rm, samples, cfg, progress=False))
