@@ -269,16 +269,26 @@ def niah_grids(named_dfs: Mapping[str, object], *, value: str = "success", title
 def topk_masking_curve(df, *, title: str | None = None):
     """NIAH success against the number ``k`` of masked heads, one line per ``kind`` (retrieval / random).
     Columns ``k, success, kind``; rows with the same (kind, k) are averaged; optional ``ci_low`` / ``ci_high``
-    become error bars."""
+    become error bars. Kinds named ``"MODEL: ..."`` (several models in one figure) share a colour per model, and
+    random-head lines are dashed."""
     missing = {"k", "success", "kind"} - set(df.columns)
     if missing:
         raise ValueError(f"masking results need columns k, success, kind; missing {sorted(missing)}")
     has_ci = {"ci_low", "ci_high"} <= set(df.columns)
     agg = df.groupby(["kind", "k"], sort=True).mean(numeric_only=True).reset_index()
+    groups = sorted({str(kind).split(": ")[0] for kind in agg["kind"]})
+    color = dict(zip(groups, _palette(len(groups))))
     fig = go.Figure()
     for kind, part in agg.groupby("kind", sort=True):
         trace = go.Scatter(
-            x=part["k"].tolist(), y=part["success"].tolist(), mode="lines+markers", name=str(kind)
+            x=part["k"].tolist(),
+            y=part["success"].tolist(),
+            mode="lines+markers",
+            name=str(kind),
+            line={
+                "color": color[str(kind).split(": ")[0]],
+                "dash": "dash" if "random" in str(kind) else "solid",
+            },
         )
         if has_ci:
             trace.error_y = {

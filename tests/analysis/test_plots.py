@@ -120,6 +120,11 @@ def test_topk_masking_curve_with_ci():
     assert list(by_name["random"].x) == [0, 10, 20] and by_name["random"].y[1] == pytest.approx(0.8)  # mean
     np.testing.assert_allclose(by_name["retrieval"].error_y.arrayminus, [0.1, 0.1, 0.1])
     assert F.topk_masking_curve(df.drop(columns=["ci_low", "ci_high"])).data[0].error_y.array is None
+    # several models in one figure: one colour per model, random heads dashed
+    two = pd.concat([df.assign(kind=m + ": " + df["kind"]) for m in ("a", "b")], ignore_index=True)
+    lines = {t.name: t.line for t in F.topk_masking_curve(two).data}
+    assert lines["a: random"].color == lines["a: retrieval"].color != lines["b: random"].color
+    assert [lines[f"a: {k}"].dash for k in ("random", "retrieval")] == ["dash", "solid"]
 
 
 def test_agreement_figure_wu_vs_duo_attention(shared_dir):
