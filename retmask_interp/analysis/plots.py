@@ -276,7 +276,8 @@ def topk_masking_curve(df, *, title: str | None = None):
         raise ValueError(f"masking results need columns k, success, kind; missing {sorted(missing)}")
     has_ci = {"ci_low", "ci_high"} <= set(df.columns)
     agg = df.groupby(["kind", "k"], sort=True).mean(numeric_only=True).reset_index()
-    groups = sorted({str(kind).split(": ")[0] for kind in agg["kind"]})
+    model = {kind: str(kind).split(": ")[0] for kind in agg["kind"].unique()}
+    groups = sorted(set(model.values()))
     color = dict(zip(groups, _palette(len(groups))))
     fig = go.Figure()
     for kind, part in agg.groupby("kind", sort=True):
@@ -286,7 +287,7 @@ def topk_masking_curve(df, *, title: str | None = None):
             mode="lines+markers",
             name=str(kind),
             line={
-                "color": color[str(kind).split(": ")[0]],
+                "color": color[model[kind]],
                 "dash": "dash" if "random" in str(kind) else "solid",
             },
         )

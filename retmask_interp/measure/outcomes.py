@@ -339,9 +339,9 @@ def finished_topk_outcomes(checkpoint: str | Path, n_random: int) -> pd.DataFram
     for rec in read_jsonl(checkpoint, torn_tail=True):
         (name, heads), rows = rec["key"], rec["value"]
         by_k.setdefault(len(heads), {})[name] = rows
+    randoms = [f"random#{i}" for i in range(n_random)]
     parts = []
     for k, conds in sorted(by_k.items()):
-        randoms = [f"random#{i}" for i in range(n_random)]
         if "retrieval" not in conds or (k > 0 and not all(r in conds for r in randoms)):
             continue
         df = pd.DataFrame([r for name in ["retrieval", *(randoms if k else [])] for r in conds[name]])

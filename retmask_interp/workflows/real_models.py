@@ -661,8 +661,7 @@ def run_study(out_dir: str | Path, config: StudyConfig | None = None, *, probe=N
         comp, single = timed(
             "attention", lambda: stage_attention(model(primary[2]), cfg, asamples, hs, retrieval, out)
         )
-        _write_csv(comp, out / "compensation.csv")
-        _write_csv(single, out / "single_head_effects.csv")
+        _write_csv(single, out / "single_head_effects.csv")  # compensation.csv: written by the stage
         atomic_write_json(
             out / "single_head_effects.json",
             {
