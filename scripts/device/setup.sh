@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# First call on a fresh GPU machine (carry .whl .whl-train .stage/essays): installs the wheels into /root/site, lays
-# out the SmolLM2 RetMask run state in /root/run (.stage/exp/run.tar.gz when carried, else the committed final state)
-# and the essays in /root/stage. About 13 s.
+# First call on a fresh GPU machine (carry .whl, and .whl-train / .stage/essays where the 64 MiB a call carries leaves
+# room): installs the wheels into /root/site, lays out the SmolLM2 RetMask run state in /root/run
+# (.stage/exp/run.tar.gz when carried, else the committed final state) and the essays, if carried, in /root/stage.
+# About 10 s.
 set -euo pipefail
 t0=$(date +%s)
 # .whl-train (trl, datasets: the RetMask runs) may be left out of the call where the tree leaves no room for it
