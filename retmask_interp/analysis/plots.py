@@ -270,7 +270,8 @@ def topk_masking_curve(df, *, title: str | None = None):
     """NIAH success against the number ``k`` of masked heads, one line per ``kind`` (retrieval / random).
     Columns ``k, success, kind``; rows with the same (kind, k) are averaged; optional ``ci_low`` / ``ci_high``
     become error bars. Kinds named ``"MODEL: ..."`` (several models in one figure) share a colour per model, and
-    random-head lines are dashed."""
+    random-head lines are dashed. Where the measured ks are not evenly spaced (0, 1, 2, 4, ..., 32) they are drawn
+    evenly spaced and labelled with their values, so that the small ks do not crowd together at the left."""
     missing = {"k", "success", "kind"} - set(df.columns)
     if missing:
         raise ValueError(f"masking results need columns k, success, kind; missing {sorted(missing)}")
@@ -279,11 +280,16 @@ def topk_masking_curve(df, *, title: str | None = None):
     model = {kind: str(kind).split(": ")[0] for kind in agg["kind"].unique()}
     groups = sorted(set(model.values()))
     color = dict(zip(groups, _palette(len(groups))))
+    ks = sorted(agg["k"].unique().tolist())
+    even = len(set(np.diff(ks).tolist())) <= 1
+    where = {k: (k if even else i) for i, k in enumerate(ks)}
     fig = go.Figure()
     for kind, part in agg.groupby("kind", sort=True):
         trace = go.Scatter(
-            x=part["k"].tolist(),
+            x=[where[k] for k in part["k"].tolist()],
             y=part["success"].tolist(),
+            customdata=part["k"].tolist(),
+            hovertemplate=f"{kind}<br>k = %{{customdata}}: %{{y:.3f}}<extra></extra>",
             mode="lines+markers",
             name=str(kind),
             line={
@@ -301,7 +307,13 @@ def topk_masking_curve(df, *, title: str | None = None):
         fig.add_trace(trace)
     fig.update_layout(
         title=title or "Masking the top-k retrieval heads vs k random heads",
-        xaxis_title="heads masked (k)",
+        xaxis={"title": "heads masked (k)"}
+        if even
+        else {
+            "title": "heads masked (k)",
+            "tickvals": list(where.values()),
+            "ticktext": [str(k) for k in ks],
+        },
         yaxis={"title": "NIAH success", "range": [0, 1.05]},
         template="plotly_white",
     )

@@ -125,6 +125,14 @@ def test_topk_masking_curve_with_ci():
     lines = {t.name: t.line for t in F.topk_masking_curve(two).data}
     assert lines["a: random"].color == lines["a: retrieval"].color != lines["b: random"].color
     assert [lines[f"a: {k}"].dash for k in ("random", "retrieval")] == ["dash", "solid"]
+    # the paper's ks (0, 1, 2, 4, ..., 32) are drawn evenly spaced and labelled; evenly spaced ks stay as they are
+    assert F.topk_masking_curve(df).layout.xaxis.ticktext is None
+    geo = pd.DataFrame({"k": [0, 1, 2, 4, 8, 16, 32], "kind": "retrieval", "success": np.linspace(1, 0, 7)})
+    fig = F.topk_masking_curve(pd.concat([geo, geo.assign(kind="random").iloc[[0, 3, 6]]]))
+    by_name = {t.name: t for t in fig.data}
+    assert list(by_name["retrieval"].x) == list(range(7)) and list(by_name["random"].x) == [0, 3, 6]
+    assert list(by_name["random"].customdata) == [0, 4, 32]
+    assert list(fig.layout.xaxis.ticktext) == ["0", "1", "2", "4", "8", "16", "32"]
 
 
 def test_agreement_figure_wu_vs_duo_attention(shared_dir):
