@@ -53,8 +53,8 @@ if [ "${GEMMA:-0}" = 1 ] || [ "${GEMMA_PAR:-0}" = 1 ]; then
     [ -d /root/gemma ] || cp -r docs/real_models/gemma3 /root/gemma
 fi
 smolstudy() {  # SmolLM2's study (balanced masking subset, three prompt styles, every head's single-head effect),
-    # resumed from docs/real_models/in_progress/smollm2_balanced (or /root/smol if the machine still holds it)
-    [ -d /root/smol ] || cp -r docs/real_models/in_progress/smollm2_balanced /root/smol
+    # resumed from docs/real_models/smollm2 (or /root/smol if the machine still holds it)
+    [ -d /root/smol ] || cp -r docs/real_models/smollm2 /root/smol
     convert $S > "$OUT/logs/smol_convert.log" 2>&1
     timeout $(( $(left) - 25 )) python3 scripts/real_model_study.py --model $S \
         --model-name smollm2-135m-instruct --out /root/smol --haystack /root/stage/PaulGrahamEssays \
