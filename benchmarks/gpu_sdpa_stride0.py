@@ -16,10 +16,14 @@ tests that hypothesis at two levels, under whatever transformers is importable (
    backend: the static path refuses a window shorter than the prompt), its runtime guard switched off for the
    run, so that the loop which failed on the real model under 5.17 is compared with eager attention.
 
-Run on 2026-12-02 (H200, torch 2.11): levels 1 and 2 agree under 5.17 and 5.24, which refutes the stride-0
-hypothesis; level 3 was added after that run.
+4. the real weights (``--model-dir``: Gemma-3-270M's dequantized Hugging Face directory, as ``core.real_models``
+   caches it): NIAH prompts inside and beyond the 512-token window through detection (``score_samples``, the path
+   that decoded gibberish; both decode backends) and through HF ``generate``, with sdpa and with eager attention.
 
-    python3 benchmarks/gpu_sdpa_stride0.py [--out result.json]
+Run on 2026-12-02 (H200, torch 2.11): levels 1 and 2 agree under 5.17 and 5.24, which refutes the stride-0
+hypothesis; levels 3 and 4 were added after that run.
+
+    python3 benchmarks/gpu_sdpa_stride0.py [--levels 1,2,3,4] [--model-dir DIR] [--out result.json]
 """
 
 from __future__ import annotations
@@ -139,21 +143,78 @@ def package_level(device) -> dict:
     )
 
 
+def real_level(device, model_dir: str, lengths=(400, 2000, 6000)) -> dict:
+    """NIAH prompts of 400 (inside the window), 2,000 and 6,000 tokens, 3 depths, one needle (synthetic haystack,
+    continuation style): per attention implementation, what detection decodes with each backend and what HF
+    ``generate`` decodes (greedy, 24 tokens), and whether the needle's answer is in it."""
+    from retmask_interp.core.models import load_model
+    from retmask_interp.data.niah import build_grid, default_needles, load_haystack, wu_depths
+    from retmask_interp.measure import detect
+
+    detect.check_decode_runtime = lambda rm: None  # the guard would refuse sdpa under 5.17: compare instead
+    out: dict = {}
+    for impl in ("eager", "sdpa"):
+        rm = load_model(model_dir, dtype="bfloat16", device=str(device), attn_implementation=impl)
+        samples = build_grid(
+            rm.tokenizer, load_haystack("synthetic:0", num_words=12000), default_needles()[:1], list(lengths),
+            wu_depths(3), "continuation", max_context=rm.max_context, repeat_haystack=True,
+        )  # fmt: skip
+        row: dict = {}
+        for backend in ("eager", "auto"):
+            cfg = detect.DetectConfig(max_new_tokens=24, batch_size=3, backend=backend)
+            res = sorted(detect.score_samples(rm, samples, cfg, progress=False), key=lambda r: r.sample_id)
+            row[f"detect_{backend}"] = [
+                dict(id=r.sample_id, n=len(r.input_ids), counted=r.counted, text=r.generated_text[:80])
+                for r in res
+            ]
+        gen = []
+        for smp in samples:
+            ids = torch.tensor([list(smp.input_ids)], device=rm.device)
+            with torch.no_grad():
+                seq = rm.model.generate(ids, max_new_tokens=24, do_sample=False)
+            text = rm.tokenizer.decode(seq[0, ids.shape[1] :], skip_special_tokens=True).strip()
+            gen.append(dict(n=ids.shape[1], answer_in=smp.needle["real_needle"][:20] in text, text=text[:80]))
+        row["generate"] = gen
+        out[impl] = row
+        del rm
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    return out
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out")
+    ap.add_argument("--levels", default="1,2,3", help="comma-separated levels to run (4 needs --model-dir)")
+    ap.add_argument("--model-dir", help="level 4: the real Gemma-3's Hugging Face directory")
+    ap.add_argument("--lengths", default="400,2000,6000", help="level 4: prompt lengths in tokens")
+    ap.add_argument("--device", default="cuda")
     args = ap.parse_args(argv)
+    levels = {int(x) for x in args.levels.split(",")}
+    if 4 in levels and not args.model_dir:
+        ap.error(
+            "level 4 needs --model-dir (the dequantized Gemma-3 directory; core.real_models.real_model_dir)"
+        )
     import transformers
 
-    device = torch.device("cuda")
+    device = torch.device(args.device)
     res = dict(
         torch=torch.__version__,
         transformers=transformers.__version__,
-        gpu=torch.cuda.get_device_name(),
-        torch_level=torch_level(device),
-        model_level=model_level(device),
-        package_level=package_level(device),
+        gpu=torch.cuda.get_device_name() if device.type == "cuda" else None,
     )
+    for level, name, fn in (
+        (1, "torch_level", lambda: torch_level(device)),
+        (2, "model_level", lambda: model_level(device)),
+        (3, "package_level", lambda: package_level(device)),
+        (
+            4,
+            "real_level",
+            lambda: real_level(device, args.model_dir, [int(x) for x in args.lengths.split(",")]),
+        ),
+    ):
+        if level in levels:
+            res[name] = fn()
     text = json.dumps(res, indent=1)
     if args.out:
         with open(args.out, "w") as f:
