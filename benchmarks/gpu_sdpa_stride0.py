@@ -1,27 +1,27 @@
 #!/usr/bin/env python3
 """Issue 12's transformers-5.17 trap on Gemma-3, checked on a GPU (not a test: it needs CUDA; prints JSON).
 
-``core.models.check_decode_runtime`` refuses CUDA + sdpa + one KV head + transformers < 5.23, on the hypothesis
-that HF's ``repeat_kv`` then hands PyTorch's memory-efficient SDPA kernel a stride-0 key/value view. This script
-tests that hypothesis at two levels, under whatever transformers is importable (run it once with the image's
-5.17 and once with 5.24):
+The first hypothesis for the gibberish Gemma-3 decoded under transformers 5.17 was attention: HF's ``repeat_kv``
+handing PyTorch's memory-efficient SDPA kernel a stride-0 key/value view (one KV head). This script tests it at
+four levels, under whatever transformers is importable (run it once with the image's 5.17, once with 5.24):
 
 1. torch alone: ``scaled_dot_product_attention`` with an explicit mask, keys/values of one KV head expanded to the
    query heads as a stride-0 view vs the same values made contiguous, each kernel forced in turn, against a float32
    math reference. If torch's kernel mishandles the view, the stride-0 rows differ and the contiguous ones do not.
-2. the model (``generate``): a random-weight Gemma-3 (4 query heads over 1 KV head, head_dim 256, 512-token sliding window) in
-   bf16, batched greedy decoding past the window with left padding, ``attn_implementation="sdpa"`` against
-   ``"eager"``: logits difference and token agreement.
+2. the model (``generate``): a random-weight Gemma-3 (4 query heads over 1 KV head, head_dim 256, 512-token sliding
+   window) in bf16, batched greedy decoding past the window with left padding, ``attn_implementation="sdpa"``
+   against ``"eager"``: logits difference and token agreement.
 3. the package: the same two models through detection's own decode loop (``copy_paste_scores_batch``, eager
-   backend: the static path refuses a window shorter than the prompt), its runtime guard switched off for the
-   run, so that the loop which failed on the real model under 5.17 is compared with eager attention.
-
+   backend), sdpa against eager.
 4. the real weights (``--model-dir``: Gemma-3-270M's dequantized Hugging Face directory, as ``core.real_models``
-   caches it): NIAH prompts inside and beyond the 512-token window through detection (``score_samples``, the path
-   that decoded gibberish; both decode backends) and through HF ``generate``, with sdpa and with eager attention.
+   caches it): NIAH prompts inside and beyond the 512-token window through detection (``score_samples``; both
+   decode backends) and through HF ``generate``, with sdpa and with eager attention.
 
-Run on 2026-12-02 (H200, torch 2.11): levels 1 and 2 agree under 5.17 and 5.24, which refutes the stride-0
-hypothesis; levels 3 and 4 were added after that run.
+Runs (H200, torch 2.11; ``docs/real_models/transformers517/``): 2026-12-02, levels 1-2 agree under 5.17 and 5.24;
+2026-12-03 (``scripts/device/sdpa_check.sh``), levels 3-4 agree too, every NIAH answer right under both versions
+with a directory converted by 5.24. Attention is not the cause: the directory that 5.17's GGUF conversion writes
+holds a broken tokenizer (``benchmarks/gguf_tokenizer_versions.sh``; refused since by
+``core.real_models.check_converted_tokenizer``), and level 4 on that directory decodes "1 1 1 ..." on the CPU too.
 
     python3 benchmarks/gpu_sdpa_stride0.py [--levels 1,2,3,4] [--model-dir DIR] [--out result.json]
 """
@@ -126,7 +126,6 @@ def package_level(device) -> dict:
     g = torch.Generator().manual_seed(2)
     prompts = [torch.randint(3, 512, (n,), generator=g) for n in (1500, 1100)]
     spans = [(700, 732), (300, 332)]
-    detect.check_decode_runtime = lambda rm: None  # the guard would refuse sdpa under 5.17: compare instead
     out = {}
     for impl in ("eager", "sdpa"):
         m = AutoModelForCausalLM.from_config(cfg, attn_implementation=impl).to(device, torch.bfloat16).eval()
@@ -151,7 +150,6 @@ def real_level(device, model_dir: str, lengths=(400, 2000, 6000)) -> dict:
     from retmask_interp.data.niah import build_grid, default_needles, load_haystack, wu_depths
     from retmask_interp.measure import detect
 
-    detect.check_decode_runtime = lambda rm: None  # the guard would refuse sdpa under 5.17: compare instead
     out: dict = {}
     for impl in ("eager", "sdpa"):
         rm = load_model(model_dir, dtype="bfloat16", device=str(device), attn_implementation=impl)

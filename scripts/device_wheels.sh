@@ -4,7 +4,8 @@
 # ignored by git. On the GPU machine, install them with
 #   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /root/site \
 #       .whl/*.whl [.whl-train/*.whl] && export PYTHONPATH=$PWD:/root/site
-# The pins are the versions the project is tested with here (transformers 5.24: 5.17 decoded gibberish on Gemma-3).
+# The pins are the versions the project is tested with here (transformers 5.24: the GGUF conversion of 5.17-5.22
+# builds a broken Gemma-3 tokenizer, docs/real_models.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 for d in /.whl/ /.whl-train/ /.stage/; do grep -qx "$d" .git/info/exclude 2>/dev/null || echo "$d" >> .git/info/exclude; done

@@ -198,43 +198,6 @@ _WRAPPERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _NEWLINES: dict[tuple[str, int, str], tuple[int, ...]] = {}
 
 
-class UnsupportedRuntimeError(RuntimeError):
-    """A model / library / device combination known (or strongly suspected) to compute wrong results."""
-
-
-def _transformers_version() -> tuple[int, int]:
-    import transformers
-
-    major, minor = (int(x) for x in transformers.__version__.split(".")[:2])
-    return major, minor
-
-
-def check_decode_runtime(rm: RetModel) -> None:
-    """Refuse a decode that is known to go wrong silently.
-
-    Observed on an H200 (2026-11-28): with transformers 5.17 the package's detection on Gemma-3-270M (one KV head
-    under four query heads, sdpa) decoded gibberish on every sample beyond the 512-token sliding window, in bf16
-    and fp32, while transformers 5.24 with the same weights decoded correct answers; a short ``generate`` was fine
-    under both. The rule below refuses exactly that combination. The mechanism is NOT established: the first
-    hypothesis (``repeat_kv`` handing the memory-efficient SDPA kernel a stride-0 key/value view) was tested on
-    the GPU on 2026-12-02 and refuted (``benchmarks/gpu_sdpa_stride0.py``: stride-0 and contiguous inputs give
-    identical results under both versions; see docs/real_models.md)."""
-    cfg = rm.config
-    if rm.device.type != "cuda" or getattr(cfg, "_attn_implementation", None) != "sdpa":
-        return
-    g = rm.geometry
-    if not (g.num_kv_heads == 1 < g.num_heads) or _transformers_version() >= (5, 23):
-        return
-    import transformers
-
-    raise UnsupportedRuntimeError(
-        f"{rm.name}: transformers {transformers.__version__} with sdpa attention and a single KV head decoded "
-        "gibberish beyond Gemma-3's sliding window on a GPU (observed with 5.17, correct with 5.24; the cause is "
-        "not established). Upgrade with pip install 'transformers>=5.23', or load the model with "
-        "attn_implementation='eager'."
-    )
-
-
 def newline_token_ids(tokenizer) -> tuple[int, ...]:
     """Ids of the vocabulary tokens whose decoded text contains a line break (``"\\n"``, ``"\\n\\n"``, ``".\\n"``,
     Llama-2's ``<0x0A>``...), cached per vocabulary. An empty tuple without a tokenizer."""

@@ -35,11 +35,14 @@ __all__ = [
     "MissingModelPackageError",
     "CorruptModelPackageError",
     "UnsupportedGGUFError",
+    "TokenizerConversionError",
     "registry",
     "real_model_names",
     "get_spec",
     "cache_root",
     "gguf_architecture",
+    "gguf_tokenizer_facts",
+    "check_converted_tokenizer",
     "convert_gguf",
     "real_model_dir",
     "resolve_real_model",
@@ -49,7 +52,9 @@ log = logging.getLogger(__name__)
 
 REGISTRY_FILE = Path(__file__).with_name("real_models.json")
 # bump when the conversion changes what it writes: older cached directories are then ignored
-CONVERSION_FORMAT = 1
+# (2: the tokenizer is checked against the GGUF; a format-1 directory made with transformers < 5.23 may hold a
+# broken Gemma-3 tokenizer)
+CONVERSION_FORMAT = 2
 SOURCE_FILE = "retmask_source.json"
 # GGUF architectures that transformers loads but that have no attention heads to score, or are not decoders
 _NOT_DECODER_ATTENTION = {"t5", "t5encoder", "umt5", "mamba"}
@@ -81,6 +86,11 @@ class CorruptModelPackageError(RealModelError):
 
 class UnsupportedGGUFError(RealModelError, ValueError):
     """A GGUF file that transformers cannot load as a decoder-only attention model (or not a GGUF at all)."""
+
+
+class TokenizerConversionError(RealModelError):
+    """transformers built a tokenizer from a GGUF that does not tokenize as the GGUF says (the model would read
+    garbled prompts)."""
 
 
 @dataclass(frozen=True)
@@ -268,6 +278,72 @@ def check_gguf_architecture(path: str | Path) -> str:
     return arch
 
 
+def gguf_tokenizer_facts(path: str | Path) -> dict[str, Any]:
+    """What a GGUF says about its tokenizer: ``model`` (``tokenizer.ggml.model``), ``add_bos_token`` and
+    ``bos_token_id`` (None where the file does not say)."""
+    reader = _require_gguf_reader()(str(path), "r")
+    facts: dict[str, Any] = {}
+    for key, name in (
+        ("tokenizer.ggml.model", "model"),
+        ("tokenizer.ggml.add_bos_token", "add_bos_token"),
+        ("tokenizer.ggml.bos_token_id", "bos_token_id"),
+    ):
+        field = reader.fields.get(key)
+        if field is None or not field.data:
+            facts[name] = None
+            continue
+        value = field.parts[field.data[0]]
+        if name == "model":
+            facts[name] = bytes(value).decode("utf-8")
+        elif name == "add_bos_token":
+            facts[name] = bool(value[0])
+        else:
+            facts[name] = int(value[0])
+    return facts
+
+
+# common words that any word-piece vocabulary of a real model holds whole or in a few pieces
+_PROBE = "The farmer walked to the market on Monday morning and bought fresh bread, cheese and apples for the family."
+
+
+def check_converted_tokenizer(tokenizer, facts: dict[str, Any], source: str) -> None:
+    """Refuse a tokenizer that transformers built from a GGUF but that does not tokenize as the GGUF says.
+
+    Two faults seen with Gemma-3-270M's GGUF (2026-12-03): transformers 5.17 builds a Unigram tokenizer from its
+    BPE vocabulary (words split into pieces; the directory it saves splits them into single characters) and the
+    model decodes gibberish ("1 1 1 ..."), inside its window and beyond, with any attention kernel; 5.18-5.22
+    build the right vocabulary but drop the BOS token that the GGUF asks for, and the model then finds far fewer
+    needles (2 of 8 against 8 of 8). Checked here: the first token of a text is the GGUF's BOS where its
+    ``add_bos_token`` says so, and a sentence of common words takes at most two tokens per word (vocabularies of
+    at least 8,000 tokens)."""
+    import transformers
+
+    ids = list(tokenizer(_PROBE)["input_ids"])
+    problems = []
+    bos = facts.get("bos_token_id")
+    if facts.get("add_bos_token") and bos is not None and (not ids or ids[0] != bos):
+        problems.append(
+            f"a text does not start with the BOS token {bos} that the GGUF asks for "
+            "(tokenizer.ggml.add_bos_token = true)"
+        )
+    special = set(getattr(tokenizer, "all_special_ids", []) or [])
+    body = [i for i in ids if i not in special]
+    words = len(_PROBE.split())
+    if len(tokenizer) >= 8000 and len(body) > 2 * words:
+        problems.append(
+            f"it splits a sentence of {words} common words into {len(body)} tokens, where a vocabulary of "
+            f"{len(tokenizer)} takes about one per word"
+        )
+    if problems:
+        raise TokenizerConversionError(
+            f"transformers {transformers.__version__} built a wrong tokenizer from {source}: "
+            f"{'; and '.join(problems)}. The model would read garbled prompts (Gemma-3-270M decoded gibberish "
+            "this way under transformers 5.17 and missed most answers without its BOS token under 5.18-5.22). "
+            "Upgrade transformers (pip install -U 'transformers>=5.23') and load the model again; nothing was "
+            "cached."
+        )
+
+
 # ------------------------------------------------------------------------------------------------- conversion
 
 
@@ -276,6 +352,8 @@ def convert_gguf(gguf_path: str | Path, out_dir: str | Path) -> Path:
 
     A model loaded from GGUF refuses ``save_pretrained`` (its config carries a GGUF quantization config), so
     its state dict goes into a fresh model of the same class built from the config without it, which saves.
+    The tokenizer is built first and checked against the GGUF (:func:`check_converted_tokenizer`), before the
+    weights are dequantized, and the saved one is checked again as it loads back.
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -283,6 +361,9 @@ def convert_gguf(gguf_path: str | Path, out_dir: str | Path) -> Path:
     gguf_path = Path(gguf_path).resolve()
     out_dir = Path(out_dir)
     kwargs = {"gguf_file": str(gguf_path), "local_files_only": True}
+    facts = gguf_tokenizer_facts(gguf_path)
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), **kwargs)
+    check_converted_tokenizer(tokenizer, facts, gguf_path.name)
     model = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), dtype=torch.float32, **kwargs)
     config = copy.deepcopy(model.config)
     if hasattr(config, "quantization_config"):
@@ -299,8 +380,10 @@ def convert_gguf(gguf_path: str | Path, out_dir: str | Path) -> Path:
     del model, state
     fresh.eval()
     fresh.save_pretrained(str(out_dir))
-    tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), **kwargs)
     tokenizer.save_pretrained(str(out_dir))
+    check_converted_tokenizer(
+        AutoTokenizer.from_pretrained(str(out_dir)), facts, f"{gguf_path.name} (as saved)"
+    )
     return out_dir
 
 
@@ -350,6 +433,7 @@ def _convert_into_cache(sha: str, sources: list[Path], gguf_name: str, provenanc
             {
                 "gguf_sha256": sha,
                 "gguf_architecture": arch,
+                "gguf_tokenizer": gguf_tokenizer_facts(gguf_path),
                 "dtype": "float32",
                 "transformers": transformers.__version__,
                 "gguf": _version("gguf"),

@@ -29,7 +29,7 @@ import torch
 
 from retmask_interp.core.decode import decode_steps, left_pad
 from retmask_interp.core.io import InputError, append_jsonl, read_jsonl, refuse_overwrite, settings_diff
-from retmask_interp.core.models import as_model, check_decode_runtime
+from retmask_interp.core.models import as_model
 from retmask_interp.core.static_decode import decode_static, resolve_backend, traced_forward
 from retmask_interp.heads.scores import HeadScores, head_key, parse_head_key
 from retmask_interp.measure.stats import niah_success
@@ -70,7 +70,6 @@ def copy_paste_scores_batch(
     from retmask_interp.interventions.masking import MaskPlan
 
     rm = as_model(model)
-    check_decode_runtime(rm)
     if len(prompts) != len(needle_spans):
         raise ValueError(f"{len(prompts)} prompts but {len(needle_spans)} needle spans")
     if not prompts:

@@ -11,7 +11,7 @@ import pandas as pd
 import torch
 
 from retmask_interp.core.io import KeyedCheckpoint, read_jsonl
-from retmask_interp.core.models import as_model, check_decode_runtime
+from retmask_interp.core.models import as_model
 from retmask_interp.heads.scores import Head, ranked_heads
 from retmask_interp.measure.attention import _META, _batches, samples_digest, teacher_forced, tensor_digest
 from retmask_interp.measure.stats import crossed_bootstrap_ci
@@ -56,7 +56,6 @@ def greedy_texts(
     from retmask_interp.interventions.masking import generate
 
     rm = as_model(model)
-    check_decode_runtime(rm)
     if rm.tokenizer is None:
         raise ValueError(
             "decoding generations needs the model's tokenizer: pass it to as_model(model, tokenizer)"

@@ -68,26 +68,3 @@ def test_load_model_eager_fallback_warns(monkeypatch, caplog):
     calls.clear()
     with pytest.raises(ValueError, match="scaled_dot_product_attention"):
         models.load_model("some/local-model", device="cpu", dtype="float32", attn_implementation="sdpa")
-
-
-def test_single_kv_head_sdpa_on_cuda_with_old_transformers_is_refused(monkeypatch):
-    """transformers < 5.23 + CUDA + sdpa + one KV head decoded gibberish (Gemma-3 on an H200): refused with the fix."""
-    import torch
-
-    from retmask_interp.core import models
-
-    hf = make_tiny_model("gemma3_text", num_key_value_heads=1)
-    rm = models.RetModel(hf, None, name="tiny-gemma3")
-    assert rm.geometry.num_kv_heads == 1 < rm.geometry.num_heads
-    models.check_decode_runtime(rm)  # on the CPU: fine
-    monkeypatch.setattr(models.RetModel, "device", property(lambda self: torch.device("cuda", 0)))
-    monkeypatch.setattr(rm.model.config, "_attn_implementation", "sdpa", raising=False)
-    monkeypatch.setattr(models, "_transformers_version", lambda: (5, 17))
-    with pytest.raises(models.UnsupportedRuntimeError, match=r"transformers>=5\.23"):
-        models.check_decode_runtime(rm)
-    monkeypatch.setattr(models, "_transformers_version", lambda: (5, 24))
-    models.check_decode_runtime(rm)  # fixed versions pass
-    monkeypatch.setattr(models, "_transformers_version", lambda: (5, 17))
-    two_kv = models.RetModel(make_tiny_model("gemma3_text"), None, name="tiny-gemma3-gqa2")
-    monkeypatch.setattr(two_kv.model.config, "_attn_implementation", "sdpa", raising=False)
-    models.check_decode_runtime(two_kv)  # two KV heads: not refused

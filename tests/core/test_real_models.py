@@ -19,6 +19,7 @@ from retmask_interp.core import real_models as rmod
 from retmask_interp.core.real_models import (
     CorruptModelPackageError,
     MissingModelPackageError,
+    TokenizerConversionError,
     UnsupportedGGUFError,
     get_spec,
     real_model_dir,
@@ -167,6 +168,73 @@ def test_failed_conversion_leaves_no_entry(monkeypatch, tmp_cache, tmp_path):
     assert list((tmp_cache / f"hf-v{rmod.CONVERSION_FORMAT}").iterdir()) == []
 
 
+def _fast_tokenizer(vocab: dict[str, int], merges=None):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    tk = Tokenizer(
+        models.WordLevel(vocab, unk_token="[UNK]") if merges is None else models.BPE(vocab, merges)
+    )
+    tk.pre_tokenizer = pre_tokenizers.Whitespace()
+    return PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="[UNK]")
+
+
+def test_tokenizer_that_splits_words_into_pieces_is_refused():
+    """transformers 5.17 built Gemma-3's tokenizer so that words fall apart into pieces (characters once saved):
+    refused. A vocabulary that holds the words passes; a small vocabulary is not judged."""
+    filler = {f"w{i}": i for i in range(9000)}
+    words = {
+        w: 9000 + i
+        for i, w in enumerate(sorted(set(rmod._PROBE.replace(",", " , ").replace(".", " . ").split())))
+    }
+    whole = _fast_tokenizer({**filler, **words, "[UNK]": 99999})
+    rmod.check_converted_tokenizer(whole, {}, "words.gguf")
+    chars = {c: 10000 + i for i, c in enumerate(sorted(set(rmod._PROBE) - {" "}))}
+    pieces = _fast_tokenizer({**filler, **chars, "[UNK]": 99999}, merges=[])
+    assert len(pieces(rmod._PROBE)["input_ids"]) > 80  # one token per character
+    with pytest.raises(
+        TokenizerConversionError, match=r"splits a sentence of 19 common words into \d+ tokens"
+    ) as info:
+        rmod.check_converted_tokenizer(pieces, {}, "pieces.gguf")
+    assert "pip install -U 'transformers>=5.23'" in str(info.value) and "pieces.gguf" in str(info.value)
+    small = _fast_tokenizer({**chars, "[UNK]": 999}, merges=[])
+    rmod.check_converted_tokenizer(small, {}, "tiny-vocabulary.gguf")
+
+
+def test_tokenizer_without_the_ggufs_bos_is_refused():
+    """transformers 5.18-5.22 dropped the BOS token that Gemma-3's GGUF asks for: refused where the GGUF's
+    add_bos_token says so, accepted where it does not (SmolLM2's GGUF adds none)."""
+    vocab = {
+        "[UNK]": 0,
+        "<bos>": 2,
+        **{w: 10 + i for i, w in enumerate(rmod._PROBE.replace(",", " ,").replace(".", " .").split())},
+    }
+    tok = _fast_tokenizer(vocab)
+    rmod.check_converted_tokenizer(tok, {"add_bos_token": False, "bos_token_id": 2}, "no-bos.gguf")
+    with pytest.raises(TokenizerConversionError, match="does not start with the BOS token 2"):
+        rmod.check_converted_tokenizer(tok, {"add_bos_token": True, "bos_token_id": 2}, "bos.gguf")
+
+
+def test_wrong_tokenizer_stops_the_conversion_before_the_weights(monkeypatch, tmp_cache):
+    """A tokenizer refused at conversion: the weights are never dequantized and nothing is cached."""
+    (gguf_path,) = _need("smollm2-135m-instruct")
+    import transformers
+
+    facts = rmod.gguf_tokenizer_facts(gguf_path)
+    assert facts == {"model": "gpt2", "add_bos_token": False, "bos_token_id": 1}
+
+    def refuse(tokenizer, facts, source):
+        raise TokenizerConversionError(f"refused {source}")
+
+    monkeypatch.setattr(rmod, "check_converted_tokenizer", refuse)
+    monkeypatch.setattr(
+        transformers.AutoModelForCausalLM, "from_pretrained", lambda *a, **k: pytest.fail("weights loaded")
+    )
+    with pytest.raises(TokenizerConversionError, match="refused SmolLM2-135M-Instruct.Q4_1.gguf"):
+        real_model_dir("smollm2-135m-instruct")
+    assert list((tmp_cache / f"hf-v{rmod.CONVERSION_FORMAT}").iterdir()) == []
+
+
 def test_digest_memo_follows_file_changes(monkeypatch, tmp_cache, tmp_path):
     f = tmp_path / "a.bin"
     f.write_bytes(b"one")
@@ -193,6 +261,7 @@ def test_smollm2_by_name_geometry_and_chat(smollm2_dir):
     source = json.loads((smollm2_dir / rmod.SOURCE_FILE).read_text())
     assert source["gguf_sha256"] == get_spec("smollm2-135m-instruct").sha256
     assert source["gguf_architecture"] == "llama"
+    assert source["gguf_tokenizer"] == {"model": "gpt2", "add_bos_token": False, "bos_token_id": 1}
     model, tok = _load(smollm2_dir)
     c = model.config
     assert type(model).__name__ == "LlamaForCausalLM"
@@ -253,7 +322,8 @@ def test_gemma_geometry(gemma):
 def test_gemma_greedy_continuation(gemma):
     model, tok = gemma
     ids = tok("Germany: Berlin\nItaly: Rome\nFrance:", return_tensors="pt")["input_ids"]
-    assert ids[0, 0] == tok.bos_token_id
+    assert ids[0, 0] == tok.bos_token_id == 2  # the GGUF's add_bos_token (dropped by transformers 5.18-5.22)
+    assert ids.shape[1] <= 12  # words whole, not in pieces (transformers 5.17)
     answer = _greedy(model, tok, ids, 4)
     assert answer.strip().startswith("Paris"), answer
 
