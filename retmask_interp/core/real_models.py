@@ -41,6 +41,7 @@ __all__ = [
     "get_spec",
     "cache_root",
     "gguf_architecture",
+    "gguf_metadata",
     "gguf_tokenizer_facts",
     "check_converted_tokenizer",
     "convert_gguf",
@@ -241,18 +242,49 @@ def _require_gguf_reader():
     return GGUFReader
 
 
-def gguf_architecture(path: str | Path) -> str:
-    """``general.architecture`` of a GGUF file (llama.cpp's name, e.g. ``llama``, ``gemma3``)."""
+def _field(reader, key: str):
+    """A scalar or string field of a GGUF header, or None where the file has none."""
+    field = reader.fields.get(key)
+    if field is None or not field.data:
+        return None
+    value = field.parts[field.data[0]]
+    return bytes(value).decode("utf-8") if field.types[0].name == "STRING" else value[0].item()
+
+
+def gguf_metadata(path: str | Path) -> dict[str, Any]:
+    """The header fields the conversion needs, read once (opening a GGUF parses its whole header: about 10 s for
+    Gemma-3's 262K-token vocabulary on two cores): ``architecture`` (``general.architecture``, llama.cpp's name,
+    e.g. ``llama``, ``gemma3``) and ``tokenizer``: ``model`` (``tokenizer.ggml.model``), ``add_bos_token`` and
+    ``bos_token_id`` (None where the file does not say)."""
     reader_cls = _require_gguf_reader()
     path = Path(path)
     try:
         reader = reader_cls(str(path), "r")
-        field = reader.fields["general.architecture"]
-        return bytes(field.parts[field.data[0]]).decode("utf-8")
+        arch = _field(reader, "general.architecture")
+        if not isinstance(arch, str):
+            raise KeyError("general.architecture")
+        add_bos = _field(reader, "tokenizer.ggml.add_bos_token")
+        bos = _field(reader, "tokenizer.ggml.bos_token_id")
+        tokenizer = {
+            "model": _field(reader, "tokenizer.ggml.model"),
+            "add_bos_token": None if add_bos is None else bool(add_bos),
+            "bos_token_id": None if bos is None else int(bos),
+        }
     except (ValueError, KeyError, IndexError, OSError, UnicodeDecodeError) as err:
         raise UnsupportedGGUFError(
             f"{path} is not a readable GGUF file ({type(err).__name__}: {err})"
         ) from None
+    return {"architecture": arch, "tokenizer": tokenizer}
+
+
+def gguf_architecture(path: str | Path) -> str:
+    """``general.architecture`` of a GGUF file (llama.cpp's name, e.g. ``llama``, ``gemma3``)."""
+    return gguf_metadata(path)["architecture"]
+
+
+def gguf_tokenizer_facts(path: str | Path) -> dict[str, Any]:
+    """What a GGUF says about its tokenizer (``gguf_metadata``'s ``tokenizer``)."""
+    return gguf_metadata(path)["tokenizer"]
 
 
 def _supported_architectures() -> set[str]:
@@ -261,9 +293,10 @@ def _supported_architectures() -> set[str]:
     return set(GGUF_SUPPORTED_ARCHITECTURES) - {"general", "tokenizer"} - _NOT_DECODER_ATTENTION
 
 
-def check_gguf_architecture(path: str | Path) -> str:
-    """Return the GGUF's architecture, or raise :class:`UnsupportedGGUFError` naming the supported ones."""
-    arch = gguf_architecture(path)
+def check_gguf_architecture(path: str | Path, arch: str | None = None) -> str:
+    """Return the GGUF's architecture (``arch`` where already read), or raise :class:`UnsupportedGGUFError`
+    naming the supported ones."""
+    arch = arch or gguf_architecture(path)
     name = _ARCH_ALIASES.get(arch, arch)
     supported = _supported_architectures()
     if name in _NOT_DECODER_ATTENTION or name not in supported:
@@ -276,30 +309,6 @@ def check_gguf_architecture(path: str | Path) -> str:
             "another way and pass that directory instead."
         )
     return arch
-
-
-def gguf_tokenizer_facts(path: str | Path) -> dict[str, Any]:
-    """What a GGUF says about its tokenizer: ``model`` (``tokenizer.ggml.model``), ``add_bos_token`` and
-    ``bos_token_id`` (None where the file does not say)."""
-    reader = _require_gguf_reader()(str(path), "r")
-    facts: dict[str, Any] = {}
-    for key, name in (
-        ("tokenizer.ggml.model", "model"),
-        ("tokenizer.ggml.add_bos_token", "add_bos_token"),
-        ("tokenizer.ggml.bos_token_id", "bos_token_id"),
-    ):
-        field = reader.fields.get(key)
-        if field is None or not field.data:
-            facts[name] = None
-            continue
-        value = field.parts[field.data[0]]
-        if name == "model":
-            facts[name] = bytes(value).decode("utf-8")
-        elif name == "add_bos_token":
-            facts[name] = bool(value[0])
-        else:
-            facts[name] = int(value[0])
-    return facts
 
 
 # common words that any word-piece vocabulary of a real model holds whole or in a few pieces
@@ -347,13 +356,16 @@ def check_converted_tokenizer(tokenizer, facts: dict[str, Any], source: str) -> 
 # ------------------------------------------------------------------------------------------------- conversion
 
 
-def convert_gguf(gguf_path: str | Path, out_dir: str | Path) -> Path:
+def convert_gguf(
+    gguf_path: str | Path, out_dir: str | Path, tokenizer_facts: dict[str, Any] | None = None
+) -> Path:
     """Dequantize ``gguf_path`` into a new Hugging Face directory ``out_dir`` (float32 weights and tokenizer).
 
     A model loaded from GGUF refuses ``save_pretrained`` (its config carries a GGUF quantization config), so
     its state dict goes into a fresh model of the same class built from the config without it, which saves.
-    The tokenizer is built first and checked against the GGUF (:func:`check_converted_tokenizer`), before the
-    weights are dequantized, and the saved one is checked again as it loads back.
+    The tokenizer is built first and checked against the GGUF (:func:`check_converted_tokenizer`; its header's
+    ``tokenizer_facts``, read here where not given), before the weights are dequantized, and the saved one is
+    checked again as it loads back.
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -361,7 +373,7 @@ def convert_gguf(gguf_path: str | Path, out_dir: str | Path) -> Path:
     gguf_path = Path(gguf_path).resolve()
     out_dir = Path(out_dir)
     kwargs = {"gguf_file": str(gguf_path), "local_files_only": True}
-    facts = gguf_tokenizer_facts(gguf_path)
+    facts = tokenizer_facts if tokenizer_facts is not None else gguf_tokenizer_facts(gguf_path)
     tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), **kwargs)
     check_converted_tokenizer(tokenizer, facts, gguf_path.name)
     model = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), dtype=torch.float32, **kwargs)
@@ -422,18 +434,19 @@ def _convert_into_cache(sha: str, sources: list[Path], gguf_name: str, provenanc
         else:
             gguf_path = work / gguf_name
             _assemble(sources, gguf_path, sha)
-        arch = check_gguf_architecture(gguf_path)
+        meta = gguf_metadata(gguf_path)
+        arch = check_gguf_architecture(gguf_path, meta["architecture"])
         log.info(
             "converting %s (%s) to a Hugging Face directory in %s; this runs once", gguf_name, arch, final
         )
         start = time.perf_counter()
-        convert_gguf(gguf_path, tmp)
+        convert_gguf(gguf_path, tmp, meta["tokenizer"])
         record = dict(provenance)
         record.update(
             {
                 "gguf_sha256": sha,
                 "gguf_architecture": arch,
-                "gguf_tokenizer": gguf_tokenizer_facts(gguf_path),
+                "gguf_tokenizer": meta["tokenizer"],
                 "dtype": "float32",
                 "transformers": transformers.__version__,
                 "gguf": _version("gguf"),

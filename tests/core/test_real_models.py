@@ -158,7 +158,7 @@ def test_not_a_gguf_and_missing_path(tmp_cache, tmp_path):
 def test_failed_conversion_leaves_no_entry(monkeypatch, tmp_cache, tmp_path):
     path = _write_gguf(tmp_path / "tiny.gguf", "llama")
 
-    def broken(gguf_path, out_dir):
+    def broken(gguf_path, out_dir, tokenizer_facts=None):
         (Path(out_dir) / "config.json").write_text("{}")  # a partial write, then a crash
         raise RuntimeError("killed mid-conversion")
 
