@@ -309,13 +309,19 @@ def topk_curve(
                 rm, top, n_seeds=n_random, seed=seed, exclude=excluded, match_per_layer=match_per_layer
             )
             conds |= {f"random#{i}": c for i, c in enumerate(controls)}
-        df = masking_outcomes(rm, samples, conds, **outcome_kwargs)
-        if k == 0:
-            df = pd.concat([df, df.assign(condition="random#0", kind="random")], ignore_index=True)
-        parts.append(df.assign(k=k))
+        parts.append(_at_k(masking_outcomes(rm, samples, conds, **outcome_kwargs), k))
     outcomes = pd.concat(parts, ignore_index=True)
     curve = curve_from_outcomes(outcomes, n_resamples=n_resamples, seed=seed)
     return (curve, outcomes) if return_outcomes else curve
+
+
+def _at_k(outcomes: pd.DataFrame, k: int) -> pd.DataFrame:
+    """One k's outcomes as the curve takes them: with ``k``; the unmasked run (``k = 0``) counted for both kinds."""
+    if k == 0:
+        outcomes = pd.concat(
+            [outcomes, outcomes.assign(condition="random#0", kind="random")], ignore_index=True
+        )
+    return outcomes.assign(k=k)
 
 
 def curve_from_outcomes(outcomes: pd.DataFrame, *, n_resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
@@ -343,8 +349,9 @@ def finished_topk_outcomes(checkpoint: str | Path, n_random: int) -> pd.DataFram
     for k, conds in sorted(by_k.items()):
         if "retrieval" not in conds or (k > 0 and not all(r in conds for r in randoms)):
             continue
-        df = pd.DataFrame([r for name in ["retrieval", *(randoms if k else [])] for r in conds[name]])
-        if k == 0:
-            df = pd.concat([df, df.assign(condition="random#0", kind="random")], ignore_index=True)
-        parts.append(df.assign(k=k))
+        parts.append(
+            _at_k(
+                pd.DataFrame([r for name in ["retrieval", *(randoms if k else [])] for r in conds[name]]), k
+            )
+        )
     return pd.concat(parts, ignore_index=True) if parts else None
