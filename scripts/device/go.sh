@@ -40,13 +40,16 @@ assemble $G gm gemma-3-270m
 convert() { python3 -c "from retmask_interp.core.real_models import real_model_dir; print(real_model_dir('$1'))"; }
 GP=""
 PIDS=()
+study() {  # one real_model_study.py process: its log name, then its arguments; cut in time, exit status logged
+    local log=$1; shift
+    timeout $(( $(left) - 25 )) python3 scripts/real_model_study.py "$@" >> "$OUT/logs/$log.log" 2>&1
+    echo "$log exit $?" >> "$OUT/logs/$log.log"
+}
 gemma() {  # one process of the Gemma-3 study (resumed from docs/real_models/gemma3) on the stages given
     local log=$1; shift
-    timeout $(( $(left) - 25 )) python3 scripts/real_model_study.py --model $G --model-name gemma-3-270m \
+    study "$log" --model $G --model-name gemma-3-270m \
         --out /root/gemma --haystack /root/stage/PaulGrahamEssays --haystack synthetic:0 \
-        --style continuation --style qa --dtype bfloat16 --dtype float32 --masking-batch-size 16 "$@" \
-        >> "$OUT/logs/$log.log" 2>&1
-    echo "$log exit $?" >> "$OUT/logs/$log.log"
+        --style continuation --style qa --dtype bfloat16 --dtype float32 --masking-batch-size 16 "$@"
 }
 if [ "${GEMMA:-0}" = 1 ] || [ "${GEMMA_PAR:-0}" = 1 ]; then
     convert $G > "$OUT/logs/gemma_convert.log" 2>&1
@@ -56,10 +59,8 @@ smolstudy() {  # SmolLM2's study (balanced masking subset, three prompt styles, 
     # resumed from docs/real_models/smollm2 (or /root/smol if the machine still holds it)
     [ -d /root/smol ] || cp -r docs/real_models/smollm2 /root/smol
     convert $S > "$OUT/logs/smol_convert.log" 2>&1
-    timeout $(( $(left) - 25 )) python3 scripts/real_model_study.py --model $S \
-        --model-name smollm2-135m-instruct --out /root/smol --haystack /root/stage/PaulGrahamEssays \
-        --haystack synthetic:0 --style chat --style qa --style continuation >> "$OUT/logs/smol.log" 2>&1
-    echo "smol exit $?" >> "$OUT/logs/smol.log"
+    study smol --model $S --model-name smollm2-135m-instruct --out /root/smol \
+        --haystack /root/stage/PaulGrahamEssays --haystack synthetic:0 --style chat --style qa --style continuation
 }
 if [ "${GEMMA:-0}" = 1 ]; then
     gemma gemma &
