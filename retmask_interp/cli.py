@@ -8,6 +8,7 @@ happen inside the ``func``s, so ``retmask --help`` is fast.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import sys
@@ -46,7 +47,9 @@ def main(argv: list[str] | None = None) -> int:
         for noisy in ("kaleido", "choreographer", "logistro", "httpx"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
-        return int(args.func(args) or 0)
+        with contextlib.ExitStack() as held:  # run locks taken by the command (_cli.validate.lock_outputs)
+            args.held = held
+            return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError, FileExistsError) as err:
         # bad input: one clear line, no traceback (run with -v for one)
         if args.verbose:

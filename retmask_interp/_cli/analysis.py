@@ -62,9 +62,12 @@ def register(sub) -> None:
 
 
 def run_analyze(args: argparse.Namespace) -> int:
+    from retmask_interp._cli.validate import check_writable, lock_outputs
     from retmask_interp.analysis.metrics import to_markdown
     from retmask_interp.workflows.analyze import analyze_files
 
+    check_writable(Path(args.out) / "metrics.csv", "analysis directory (--out)")
+    lock_outputs(args, args.out, what="analysis directory")
     if not args.verbose:  # kaleido's browser driver logs every start and stop at INFO
         for name in ("kaleido", "choreographer"):
             logging.getLogger(name).setLevel(logging.WARNING)
@@ -84,12 +87,13 @@ def run_analyze(args: argparse.Namespace) -> int:
 
 
 def run_export_masked(args: argparse.Namespace) -> int:
-    from retmask_interp._cli.validate import check_device, check_model_source, check_writable
+    from retmask_interp._cli.validate import check_device, check_model_source, check_writable, lock_outputs
     from retmask_interp.core.models import load_model
     from retmask_interp.heads.formats import check_head_list_matches, load_any_head_list
     from retmask_interp.interventions.weights import export_masked
 
     check_writable(Path(args.out) / "config.json", "export directory (--out)")
+    lock_outputs(args, args.out, what="export directory")
     check_device(args.device)
     check_model_source(args.model, args.revision)
     rm = load_model(args.model, dtype=args.dtype, device=args.device, revision=args.revision)

@@ -12,6 +12,7 @@ from retmask_interp._cli.validate import (
     check_device,
     check_model_source,
     check_writable,
+    lock_outputs,
     nonnegative_int,
     positive_int,
     unit_interval,
@@ -203,6 +204,7 @@ def run_detect(args) -> int:
     samples_path = args.save_samples or args.out.with_name(args.out.name + ".samples.jsonl")
     own_samples = shard_path(samples_path, rank, world) if world > 1 else samples_path
     check_writable(own_samples, "samples file (--save-samples)")
+    lock_outputs(args, args.out if rank == 0 else None, own_samples, what="detection output")
     check_samples_file(own_samples)  # never append to, or delete, a file that is not ours
     if args.overwrite:
         own_samples.unlink(missing_ok=True)
@@ -278,6 +280,8 @@ def run_demo(args) -> int:
     from retmask_interp.workflows.demo import DemoConfig
     from retmask_interp.workflows.demo import run_demo as demo
 
+    check_writable(args.out / "summary.json", "demo output (--out)")
+    lock_outputs(args, args.out, what="demo output")
     config = DemoConfig(
         model=args.model,
         device=args.device,

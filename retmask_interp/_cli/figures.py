@@ -82,8 +82,11 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from retmask_interp._cli.validate import check_writable, lock_outputs
     from retmask_interp.workflows.paper_figures import FigureConfig, regenerate_all
 
+    check_writable(args.out / "manifest.json", "figures directory (--out)")
+    lock_outputs(args, args.out, what="figures directory")
     settings = dict(
         organisms=tuple(args.organisms), device=args.device, formats=tuple(args.formats), html=args.html
     )

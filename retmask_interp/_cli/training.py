@@ -8,7 +8,13 @@ import logging
 from pathlib import Path
 
 from retmask_interp._cli.detect import add_model_args, check_model_args, load_from_args
-from retmask_interp._cli.validate import check_writable, finite_float, nonnegative_int, positive_int
+from retmask_interp._cli.validate import (
+    check_writable,
+    finite_float,
+    lock_outputs,
+    nonnegative_int,
+    positive_int,
+)
 
 log = logging.getLogger(__name__)
 
@@ -223,6 +229,7 @@ def run_pairs(args) -> int:
     paths = pair_paths(args.out)
     for path in (paths.pairs, paths.dropped, paths.stats):
         check_writable(path, "pairs output (--out)")
+    lock_outputs(args, paths.pairs, what="pairs file")
     check_model_args(args)
     prompts = _prompts(args)  # read (strictly) before the model is loaded
     rm = load_from_args(args)
@@ -260,6 +267,7 @@ def run_train(args) -> int:
     from retmask_interp.retmask.training import load_pairs_dataset, train_dpo
 
     check_writable(args.out / "training_summary.json", "training output (--out)")
+    lock_outputs(args, args.out, what="training output")
     check_model_args(args)
     _launcher_device(args)
     load_pairs_dataset(args.pairs)  # a bad pairs file fails here, before the model is loaded
@@ -277,6 +285,7 @@ def run_retmask(args) -> int:
 
     pairs = args.out / "pairs.jsonl"
     check_writable(pairs, "pairs output (--out)")
+    lock_outputs(args, args.out, what="RetMask output")
     check_model_args(args)
     fresh = args.overwrite or not pair_paths(pairs).stats.exists()
     prompts = _prompts(args) if fresh else None  # read (strictly) before the model is loaded
@@ -326,6 +335,7 @@ def run_evaluate(args) -> int:
     refuse_overwrite(args.out, args.overwrite, "evaluation")  # check before hours of decoding
     refuse_overwrite(summary_path, args.overwrite, "evaluation summary (another run's?)")
     check_writable(args.out, "evaluation results (--out)")
+    lock_outputs(args, args.out, what="evaluation results")
     if not args.heads and (args.top_k is not None or args.threshold is not None):
         raise ValueError("--top-k / --threshold need --heads")
     check_model_args(args)

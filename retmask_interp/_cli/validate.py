@@ -29,6 +29,7 @@ __all__ = [
     "check_model_source",
     "check_writable",
     "check_head_selection",
+    "lock_outputs",
 ]
 
 
@@ -156,3 +157,12 @@ def check_head_selection(top_k: int | None, threshold: float | None) -> None:
         raise InputError(f"--top-k must be >= 0, got {top_k}")
     if threshold is not None and not math.isfinite(threshold):
         raise InputError(f"--threshold must be a finite number, got {threshold}")
+
+
+def lock_outputs(args: argparse.Namespace, *paths: str | Path | None, what: str = "output") -> None:
+    """Hold the exclusive run lock (``core.locks.run_lock``) on ``paths`` until the command ends: a second run
+    writing the same outputs is refused at once, naming this process. Call it after the outputs' paths are checked
+    (``check_writable``) and before anything is computed."""
+    from retmask_interp.core.locks import run_lock
+
+    args.held.enter_context(run_lock(*paths, what=what))
