@@ -19,16 +19,23 @@ def random_heads(
     exclude: Iterable[Head] = (),
     seed: int = 0,
     like: Iterable[Head] | None = None,
+    layers: Iterable[int] | None = None,
 ) -> list[Head]:
     """``n`` heads drawn uniformly without replacement from the heads not in ``exclude``.
 
     With ``like`` (a head list), the draw is matched per layer: as many heads in each layer as ``like`` has there.
+    With ``layers`` (unmatched draws only), the heads come from those layers alone (e.g. the layers that hold no
+    retrieval head).
     """
     g = getattr(model_or_geometry, "geometry", model_or_geometry)
     if isinstance(model_or_geometry, torch.nn.Module):
         g = as_model(model_or_geometry).geometry
     excluded = {(int(a), int(b)) for a, b in exclude}
     rng = _random.Random(seed)
+    if like is not None and layers is not None:
+        raise ValueError(
+            "a per-layer matched draw (like=) takes its layers from like; do not pass layers= too"
+        )
     if like is not None:
         per_layer: dict[int, int] = {}
         for layer, _ in like:
@@ -43,9 +50,14 @@ def random_heads(
                 )
             out += rng.sample(pool, k)
         return sorted(out)
-    pool = [
-        (layer, h) for layer in range(g.num_layers) for h in range(g.num_heads) if (layer, h) not in excluded
-    ]
+    if layers is not None:
+        allowed = sorted({int(x) for x in layers})
+        bad = [x for x in allowed if not 0 <= x < g.num_layers]
+        if bad:
+            raise ValueError(f"layers {bad} do not exist: the model has layers 0..{g.num_layers - 1}")
+    else:
+        allowed = list(range(g.num_layers))
+    pool = [(layer, h) for layer in allowed for h in range(g.num_heads) if (layer, h) not in excluded]
     if n > len(pool):
         raise ValueError(
             f"asked for {n} random heads but only {len(pool)} heads lie outside the excluded set"

@@ -42,6 +42,7 @@ import logging
 import math
 import re
 import string
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -57,6 +58,7 @@ __all__ = [
     "citation_scores",
     "compare",
     "evaluate",
+    "first_words",
     "ndcg_at_k",
     "normalize_answer",
     "parse_citations",
@@ -65,6 +67,7 @@ __all__ = [
     "sequence_nll",
     "substring_exact_match",
     "summarize",
+    "token_f1",
 ]
 
 log = logging.getLogger(__name__)
@@ -89,6 +92,27 @@ def substring_exact_match(prediction: str, answers: Iterable[str]) -> float:
     """1.0 if some normalised answer occurs in the normalised prediction, else 0.0."""
     pred = normalize_answer(prediction)
     return float(any(normalize_answer(a) and normalize_answer(a) in pred for a in answers))
+
+
+def token_f1(prediction: str, answers: Iterable[str]) -> float:
+    """SQuAD token F1 of the normalised prediction against the best of ``answers`` (a precision-side score: words
+    beyond the answer lower it); 0.0 when either side has no token."""
+    pred = normalize_answer(prediction).split()
+    best = 0.0
+    for answer in answers:
+        gold = normalize_answer(answer).split()
+        common = sum((Counter(pred) & Counter(gold)).values())
+        if common:
+            p, r = common / len(pred), common / len(gold)
+            best = max(best, 2 * p * r / (p + r))
+    return best
+
+
+def first_words(text: str, n: int) -> str:
+    """The first ``n`` whitespace-separated words of ``text`` (for length-controlled scores)."""
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    return " ".join(text.split()[:n])
 
 
 _ID = re.compile(r"\[(\d+)\]")

@@ -159,3 +159,17 @@ def test_random_controls_never_overlap_and_are_seeded():
     assert sorted(layer for layer, _ in matched) == [0, 1]
     with pytest.raises(ValueError, match="only"):
         random_heads(model, 8, exclude=exclude)
+
+
+def test_random_heads_from_given_layers():
+    from retmask_interp.core.models import load_organism
+
+    model = load_organism()
+    g = model.geometry
+    exclude = [(0, 0)]
+    heads = random_heads(model, 3, exclude=exclude, seed=0, layers=[0, 1])
+    assert len(heads) == 3 and {a for a, _ in heads} <= {0, 1} and (0, 0) not in heads
+    with pytest.raises(ValueError, match="do not exist"):
+        random_heads(model, 1, layers=[g.num_layers])
+    with pytest.raises(ValueError, match="like"):
+        random_heads(model, 1, like=[(0, 1)], layers=[0])

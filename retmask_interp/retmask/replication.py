@@ -1,0 +1,470 @@
+"""The pre-registered RetMask replication (issue 27, ``studies/retmask_replication/PLAN.md``): its per-example
+score table, the length-controlled and precision-side rescoring, the primary metric with its crossed bootstrap over
+examples and units (seeds, control draws), Holm's correction, and a Markdown report, all from one CSV.
+
+The CSV (``COLUMNS``) has one row per scored example of one evaluated *unit* (a model: untrained, or one DPO run):
+
+- ``model``; ``condition``: ``none``, ``retmask``, ``random`` (layer-matched draws), ``random_out`` (a draw from
+  layers without retrieval heads), ``self``, ``top4`` / ``top34`` (dose), or ``masked`` (the untrained model with a
+  head set zeroed: what a control removes; ``control_draw`` names the set);
+- ``control_draw``: the random draw (``d0`` ...) or the masked set; empty otherwise;
+- ``seed`` (DPO), ``pair_seed`` (sampling of the pairs), ``eval_seed`` (the evaluation examples); ``-1`` where a
+  seed has no meaning (``none``, ``masked``: no training);
+- ``lr``; ``task``, ``length``, ``example`` (index within the cell of that evaluation seed);
+- ``score`` (the task's own rule), ``score_len_controlled`` (the prediction cut to the first N words, N the
+  untrained model's median answer length on that task, then scored by the same rule), ``token_f1``,
+  ``answer_words`` (words in the prediction); empty for units whose predictions are lost;
+- ``source``: the run the row comes from.
+
+A unit belongs to the design when its three seeds agree (``seed == pair_seed == eval_seed``); the 2026-12-03 runs
+that only changed the DPO shuffle (pairs and examples of seed 0) do not, and are reported apart.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from retmask_interp.core.io import atomic_write_text
+from retmask_interp.measure.stats import bootstrap_p, holm, unit_bootstrap, unit_mean
+from retmask_interp.retmask.evaluation import first_words, score_example, token_f1
+
+__all__ = [
+    "COLUMNS",
+    "PRIMARY_TASKS",
+    "CONTRASTS",
+    "answer_words",
+    "check_table",
+    "contrast_table",
+    "design_units",
+    "gain_units",
+    "length_budget",
+    "read_table",
+    "replication_tables",
+    "report_markdown",
+    "rescore",
+    "write_table",
+]
+
+COLUMNS = (
+    "model",
+    "condition",
+    "control_draw",
+    "seed",
+    "pair_seed",
+    "eval_seed",
+    "lr",
+    "task",
+    "length",
+    "example",
+    "score",
+    "score_len_controlled",
+    "token_f1",
+    "answer_words",
+    "source",
+)
+KEYS = [
+    "model",
+    "condition",
+    "control_draw",
+    "seed",
+    "pair_seed",
+    "eval_seed",
+    "lr",
+    "task",
+    "length",
+    "example",
+]
+UNIT = ["model", "condition", "control_draw", "seed", "pair_seed", "eval_seed", "lr", "source"]
+PRIMARY_TASKS = ("niah", "multi_needle", "rag_qa")
+TRAINED = ("retmask", "random", "random_out", "self", "top4", "top34")
+# the pre-registered contrasts (PLAN.md section 5): name -> (condition, baseline condition or None for "> 0")
+CONTRASTS: dict[str, tuple[str, str | None]] = {
+    "H1 retmask - random": ("retmask", "random"),
+    "H2 retmask - self": ("retmask", "self"),
+    "H3 retmask - untrained": ("retmask", None),
+}
+SECONDARY_CONTRASTS: dict[str, tuple[str, str | None]] = {
+    "random - untrained": ("random", None),
+    "self - untrained": ("self", None),
+    "random_out - untrained": ("random_out", None),
+    "random_out - random": ("random_out", "random"),
+    "top4 - untrained": ("top4", None),
+    "top34 - untrained": ("top34", None),
+}
+
+
+# -- rescoring ---------------------------------------------------------------------------------------------------
+def answer_words(text: str) -> int:
+    """Whitespace-separated words of a prediction."""
+    return len(text.split())
+
+
+def rescore(example, prediction: str, n_words: int | None) -> dict[str, float]:
+    """The replication's scores of one prediction: ``score`` (``evaluation.score_example``), ``score_len_controlled``
+    (the same rule on the first ``n_words`` words; NaN without ``n_words``), ``token_f1`` (against the gold answer;
+    multi_needle: against all asked answers joined) and ``answer_words``."""
+    answers = list(example.answers)
+    gold = [" ".join(answers)] if example.task == "multi_needle" else answers
+    cut = score_example(example, first_words(prediction, n_words))["score"] if n_words else math.nan
+    return {
+        "score": score_example(example, prediction)["score"],
+        "score_len_controlled": cut,
+        "token_f1": token_f1(prediction, gold),
+        "answer_words": float(answer_words(prediction)),
+    }
+
+
+def length_budget(words_by_task: Mapping[str, Sequence[float]]) -> dict[str, int]:
+    """N per task: the median number of words of the untrained model's predictions (rounded half up, at least 1)."""
+    return {
+        t: max(1, int(math.floor(statistics.median(w) + 0.5))) for t, w in words_by_task.items() if len(w)
+    }
+
+
+# -- the table -----------------------------------------------------------------------------------------------------
+def check_table(df) -> None:
+    """Raise ``ValueError`` unless ``df`` has exactly ``COLUMNS``, each key once and a score everywhere."""
+    if tuple(df.columns) != COLUMNS:
+        raise ValueError(
+            f"the replication table must have exactly the columns {list(COLUMNS)}, got {list(df.columns)}"
+        )
+    dup = df.duplicated(KEYS)
+    if dup.any():
+        raise ValueError(f"the replication table repeats {int(dup.sum())} keys ({', '.join(KEYS)})")
+    if df["score"].isna().any():
+        raise ValueError("the replication table has rows without a score")
+
+
+def read_table(path: str | Path):
+    """The CSV as a typed DataFrame (checked by ``check_table``)."""
+    import pandas as pd
+
+    ints = {c: int for c in ("seed", "pair_seed", "eval_seed", "length", "example")}
+    strs = {c: str for c in ("model", "condition", "control_draw", "task", "source")}
+    df = pd.read_csv(path, dtype=ints | strs | {"lr": float}, keep_default_na=False, na_values={
+        c: [""] for c in ("score", "score_len_controlled", "token_f1", "answer_words")
+    })  # fmt: skip
+    for c in ("score", "score_len_controlled", "token_f1", "answer_words"):
+        df[c] = df[c].astype(float)
+    check_table(df)
+    return df
+
+
+def write_table(df, path: str | Path) -> Path:
+    """Write the table atomically, sorted by its keys."""
+    check_table(df)
+    out = df.sort_values(KEYS, kind="mergesort")
+    return atomic_write_text(path, out.to_csv(index=False, float_format="%.10g"))
+
+
+# -- units and gains -----------------------------------------------------------------------------------------------
+def design_units(df):
+    """Rows of units in the design (``seed == pair_seed == eval_seed`` for trained units; every untrained and
+    masked unit)."""
+    trained = df["condition"].isin(TRAINED)
+    same = (df["seed"] == df["pair_seed"]) & (df["pair_seed"] == df["eval_seed"])
+    return df[~trained | same]
+
+
+def _cells(tasks: Sequence[str], lengths: Sequence[int]) -> list[tuple[str, int]]:
+    return [(t, n) for t in tasks for n in lengths]
+
+
+def _unit_matrix(g, cells, metric: str) -> np.ndarray | None:
+    """``[cells, examples]`` of one unit, or None when it lacks a cell or a value of ``metric``."""
+    rows = []
+    for task, length in cells:
+        c = g[(g["task"] == task) & (g["length"] == length)].sort_values("example")
+        if c.empty or c[metric].isna().any():
+            return None
+        rows.append(c[metric].to_numpy(dtype=float))
+    if len({r.size for r in rows}) != 1:
+        return None
+    return np.stack(rows)
+
+
+def _baseline(
+    df, eval_seed: int, source: str, cells, metric: str
+) -> tuple[np.ndarray | None, list[int] | None]:
+    """The untrained model's matrix on ``eval_seed``: the one evaluated by the same source if there is one."""
+    base = df[(df["condition"] == "none") & (df["eval_seed"] == eval_seed)]
+    if base.empty:
+        return None, None
+    same = base[base["source"] == source]
+    g = same if not same.empty else base[base["source"] == sorted(set(base["source"]))[-1]]
+    m = _unit_matrix(g, cells, metric)
+    ex = sorted(set(g["example"])) if m is not None else None
+    return m, ex
+
+
+def gain_units(
+    df, condition: str, cells, metric: str = "score", baseline: bool = True
+) -> list[dict[str, Any]]:
+    """Design units of ``condition``: per unit its name, evaluation seed and ``[cells, examples]`` matrix of
+    ``metric`` minus the untrained model's on the same examples (``baseline``) or of ``metric`` itself. Units
+    without every cell (or without the metric: lost predictions) are left out and listed under ``"missing"``."""
+    units = []
+    d = design_units(df)
+    d = d[d["condition"] == condition]
+    for key, g in d.groupby(UNIT, sort=True):
+        unit = dict(zip(UNIT, key))
+        name = f"{condition}:{unit['control_draw'] + ':' if unit['control_draw'] else ''}s{unit['seed']}"
+        if condition == "none":
+            name = f"none:e{unit['eval_seed']}"
+        m = _unit_matrix(g, cells, metric)
+        rec = {"unit": name, "eval_seed": int(unit["eval_seed"]), "source": unit["source"], "values": m}
+        if m is not None and baseline:
+            b, _ = _baseline(df, int(unit["eval_seed"]), unit["source"], cells, metric)
+            rec["values"] = None if b is None or b.shape != m.shape else m - b
+        units.append(rec)
+    return units
+
+
+def _summary(draws: np.ndarray, estimate: float, alpha: float = 0.05) -> dict[str, float]:
+    low, high = np.quantile(draws, [alpha / 2, 1 - alpha / 2])
+    return {"estimate": estimate, "ci_low": float(low), "ci_high": float(high), "p": bootstrap_p(draws)}
+
+
+def contrast_table(
+    df,
+    contrasts: Mapping[str, tuple[str, str | None]],
+    cells,
+    metric: str = "score",
+    *,
+    n_resamples: int = 10_000,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """Each contrast's estimate (gain of a condition, or the difference of two gains), 95 % crossed-bootstrap CI and
+    two-sided bootstrap p, with Holm's adjusted p over the contrasts given. A contrast without units on a side is
+    listed with NaN; ``status`` says "tested" (>= 2 units a side), "preliminary (one unit)" or "not run"."""
+    groups: dict[str, list] = {}
+    units: dict[str, list[str]] = {}
+    missing: dict[str, list[str]] = {}
+    for cond in sorted({c for pair in contrasts.values() for c in pair if c}):
+        us = gain_units(df, cond, cells, metric)
+        ok = [u for u in us if u["values"] is not None]
+        missing[cond] = [u["unit"] for u in us if u["values"] is None]
+        units[cond] = [u["unit"] for u in ok]
+        if ok:
+            groups[cond] = [(u["eval_seed"], u["values"]) for u in ok]
+    draws = unit_bootstrap(groups, n_resamples, seed) if groups else {}
+    rows = []
+    for name, (cond, base) in contrasts.items():
+        row: dict[str, Any] = {"contrast": name, "metric": metric, "units": units.get(cond, [])}
+        row["baseline_units"] = units.get(base, []) if base else []
+        row["missing"] = missing.get(cond, []) + (missing.get(base, []) if base else [])
+        if cond not in groups or (base and base not in groups):
+            row |= {"estimate": math.nan, "ci_low": math.nan, "ci_high": math.nan, "p": math.nan}
+            row["status"] = "not run"
+        else:
+            est = unit_mean(groups[cond]) - (unit_mean(groups[base]) if base else 0.0)
+            d = draws[cond] - (draws[base] if base else 0.0)
+            row |= _summary(d, est)
+            n = min(len(groups[cond]), len(groups[base]) if base else len(groups[cond]))
+            row["status"] = "tested" if n >= 2 else "preliminary (one unit)"
+        rows.append(row)
+    adj = holm([r["p"] for r in rows])
+    for r, a in zip(rows, adj):
+        r["p_holm"] = float(a)
+    return rows
+
+
+def _means(df, cells, metric: str) -> list[dict[str, Any]]:
+    """Mean of ``metric`` per design condition, task and length (over units and examples), with the units."""
+    d = design_units(df)
+    d = d[d["condition"] != "masked"]
+    out = []
+    for (cond, task, length), g in d.groupby(["condition", "task", "length"], sort=True):
+        if (task, int(length)) not in cells:
+            continue
+        v = g[metric].dropna()
+        n_units = g.groupby(UNIT).ngroups
+        mean = float(v.mean()) if len(v) else math.nan
+        out.append({"condition": cond, "task": task, "length": int(length), "units": n_units, "mean": mean})
+    return out
+
+
+def _harm(df) -> list[dict[str, Any]]:
+    """What each head set removes: niah score of the untrained model with the set zeroed, next to unmasked."""
+    out: list[dict[str, Any]] = []
+    base = df[(df["condition"] == "none") & (df["task"] == "niah") & (df["eval_seed"] == 0)]
+    masked = df[(df["condition"] == "masked") & (df["task"] == "niah")]
+    if masked.empty:
+        return out
+    src = sorted(set(masked["source"]))[-1]
+    b = base[base["source"] == src] if not base[base["source"] == src].empty else base
+    for name, g in masked.groupby("control_draw", sort=True):
+        row: dict[str, Any] = {"heads": name}
+        for length, c in g.groupby("length"):
+            row[f"masked_{int(length)}"] = float(c["score"].mean())
+            bb = b[b["length"] == length]
+            row[f"unmasked_{int(length)}"] = float(bb["score"].mean()) if len(bb) else math.nan
+        row["masked_mean"] = float(g["score"].mean())
+        row["unmasked_mean"] = float(b["score"].mean()) if len(b) else math.nan
+        out.append(row)
+    return out
+
+
+def replication_tables(
+    df,
+    *,
+    tasks: Sequence[str] = PRIMARY_TASKS,
+    lengths: Sequence[int] = (2048, 4096, 7000),
+    n_resamples: int = 10_000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Every table of the report, from the CSV alone (``report_markdown`` prints them)."""
+    check_table(df)
+    cells = _cells(tasks, lengths)
+    out: dict[str, Any] = {"cells": [list(c) for c in cells], "n_resamples": n_resamples}
+    out["primary"] = contrast_table(df, CONTRASTS, cells, n_resamples=n_resamples, seed=seed)
+    out["secondary"] = {
+        metric: contrast_table(
+            df, CONTRASTS | SECONDARY_CONTRASTS, cells, metric, n_resamples=n_resamples, seed=seed
+        )
+        for metric in ("score", "score_len_controlled", "token_f1", "answer_words")
+    }
+    per_cell = []
+    for name, pair in CONTRASTS.items():
+        rows = [contrast_table(df, {name: pair}, [c], n_resamples=n_resamples, seed=seed)[0] for c in cells]
+        for r, a in zip(rows, holm([r["p"] for r in rows])):
+            r["p_holm_cells"] = float(a)
+        for (task, length), r in zip(cells, rows):
+            r |= {"task": task, "length": length}
+        per_cell += rows
+    out["per_cell"] = per_cell
+    out["means"] = _means(df, cells, "score")
+    out["answer_words"] = _means(df, cells, "answer_words")
+    general = [("short_qa", 0)]
+    out["general"] = {
+        m: contrast_table(df, {f"{c} - untrained": (c, None) for c in TRAINED}, general, m, n_resamples=n_resamples,
+                          seed=seed) for m in ("score",)
+    }  # fmt: skip
+    out["harm"] = _harm(df)
+    out["units"] = sorted(
+        {
+            f"{r.condition}|{r.control_draw}|s{r.seed}|p{r.pair_seed}|e{r.eval_seed}|{r.source}"
+            for r in df[
+                ["condition", "control_draw", "seed", "pair_seed", "eval_seed", "source"]
+            ].itertuples()
+        }
+    )
+    return _clean(out)
+
+
+def _clean(obj: Any) -> Any:
+    """NaN as None, numpy scalars as Python numbers (JSON-ready, and what a reread JSON compares equal to)."""
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, (np.floating, float)):
+        return None if math.isnan(float(obj)) else float(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+# -- Markdown ------------------------------------------------------------------------------------------------------
+def _f(x: Any, digits: int = 3, sign: bool = False) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    return f"{x:+.{digits}f}" if sign else f"{x:.{digits}f}"
+
+
+def _p(x: Any, n: int) -> str:
+    if x is None:
+        return "–"
+    return f"< {1 / n:.0e}" if x == 0 else f"{x:.3f}"
+
+
+def _contrast_lines(rows: Iterable[Mapping[str, Any]], n: int, holm_key: str = "p_holm") -> list[str]:
+    lines = [
+        "| contrast | estimate | 95 % CI | p | p (Holm) | units | status |",
+        "|---|---:|---|---:|---:|---|---|",
+    ]
+    for r in rows:
+        units = ", ".join(r["units"]) + (
+            f" vs {', '.join(r['baseline_units'])}" if r["baseline_units"] else ""
+        )
+        lines.append(
+            f"| {r['contrast']} | {_f(r['estimate'], sign=True)} | [{_f(r['ci_low'], sign=True)}, "
+            f"{_f(r['ci_high'], sign=True)}] | {_p(r['p'], n)} | {_p(r.get(holm_key), n)} | {units or '–'} | "
+            f"{r['status']} |"
+        )
+    return lines
+
+
+def report_markdown(tables: Mapping[str, Any], *, title: str, preamble: Sequence[str] = (),
+                    sections: Sequence[tuple[str, Sequence[str]]] = ()) -> str:  # fmt: skip
+    """The report: preamble, the primary contrasts first, then the secondary tables, then extra ``sections``."""
+    n = int(tables["n_resamples"])
+    cells = ", ".join(f"{t}@{n_}" for t, n_ in tables["cells"])
+    out = [f"# {title}", "", *preamble, ""]
+    out += ["## Primary metric (pre-registered)", ""]
+    out += [
+        f"Gain = mean over the {len(tables['cells'])} pooled cells ({cells}) of score minus the untrained model's "
+        f"score on the same examples, averaged over a condition's units; 95 % crossed-bootstrap CI ({n:,} resamples "
+        "over units and examples); two-sided bootstrap p; Holm over the three contrasts.",
+        "",
+    ]
+    out += _contrast_lines(tables["primary"], n) + [""]
+    labels = {
+        "score": "score (all pre-registered and secondary contrasts; Holm over this table)",
+        "score_len_controlled": "length-controlled score (first N words, N = untrained median per task)",
+        "token_f1": "token F1",
+        "answer_words": "answer length in words (difference from the untrained model)",
+    }
+    for metric, rows in tables["secondary"].items():
+        out += [f"## Secondary: {labels[metric]}", ""] + _contrast_lines(rows, n) + [""]
+    out += ["## Per cell (score; Holm over the 9 cells within each contrast)", ""]
+    out += [
+        "| contrast | task | length | estimate | 95 % CI | p | p (Holm, cells) | status |",
+        "|---|---|---:|---:|---|---:|---:|---|",
+    ]
+    for r in tables["per_cell"]:
+        out.append(
+            f"| {r['contrast']} | {r['task']} | {r['length']} | {_f(r['estimate'], sign=True)} | "
+            f"[{_f(r['ci_low'], sign=True)}, {_f(r['ci_high'], sign=True)}] | {_p(r['p'], n)} | "
+            f"{_p(r['p_holm_cells'], n)} | {r['status']} |"
+        )
+    out += ["", "## Means per condition (design units; score and answer words)", ""]
+    out += [
+        "| condition | task | length | units | mean score | mean answer words |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    words = {(r["condition"], r["task"], r["length"]): r["mean"] for r in tables["answer_words"]}
+    for r in tables["means"]:
+        w = words.get((r["condition"], r["task"], r["length"]))
+        out.append(
+            f"| {r['condition']} | {r['task']} | {r['length']} | {r['units']} | {_f(r['mean'])} | {_f(w, 1)} |"
+        )
+    out += ["", "## General ability (short_qa exact match, gain against the untrained model)", ""]
+    out += _contrast_lines(tables["general"]["score"], n) + [""]
+    if tables["harm"]:
+        lens = sorted({int(k.split("_")[1]) for r in tables["harm"] for k in r if k.startswith("masked_") and
+                       k != "masked_mean"})  # fmt: skip
+        out += ["## What each head set removes (untrained model, niah, eval seed 0, heads zeroed)", ""]
+        out += [
+            "| heads | "
+            + " | ".join(f"{n_} masked / unmasked" for n_ in lens)
+            + " | mean masked / unmasked |"
+        ]
+        out += ["|---|" + "---:|" * (len(lens) + 1)]
+        for r in tables["harm"]:
+            cells_ = [f"{_f(r.get(f'masked_{n_}'))} / {_f(r.get(f'unmasked_{n_}'))}" for n_ in lens]
+            out.append(
+                f"| {r['heads']} | "
+                + " | ".join(cells_)
+                + f" | {_f(r['masked_mean'])} / {_f(r['unmasked_mean'])} |"
+            )
+        out.append("")
+    for head, lines in sections:
+        out += [f"## {head}", "", *lines, ""]
+    return "\n".join(out)

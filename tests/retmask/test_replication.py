@@ -1,0 +1,101 @@
+"""The replication's rescoring (length-controlled score, token F1, answer words), its table checks, and its contrasts
+against hand computations on small made-up tables."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from retmask_interp.data.tasks import generate_examples
+from retmask_interp.retmask import replication as R
+from retmask_interp.retmask.evaluation import first_words, score_example, token_f1
+
+
+def test_token_f1_and_first_words():
+    # "the" is dropped by the normalisation: precision 2 / 4, recall 1
+    assert token_f1("The answer is 42 cats", ["42 cats"]) == pytest.approx(2 * 0.5 * 1 / (0.5 + 1))
+    assert token_f1("42 cats", ["42 cats", "dogs"]) == 1.0
+    assert token_f1("", ["x"]) == 0.0 and token_f1("x", [""]) == 0.0
+    assert first_words(" a  b\nc d ", 3) == "a b c"
+    with pytest.raises(ValueError):
+        first_words("a", 0)
+
+
+@pytest.mark.parametrize("task", ["niah", "multi_needle", "rag_qa"])
+def test_rescore_cuts_before_scoring(task):
+    ex = generate_examples(task, 1, seed=0, split="eval", num_words=200)[0]
+    answer = " ".join(ex.answers)
+    pred = "well " * 30 + answer
+    out = R.rescore(ex, pred, n_words=10)
+    assert out["score"] == score_example(ex, pred)["score"] > 0
+    assert out["score_len_controlled"] == 0.0  # the answer comes after the first 10 words
+    assert out["answer_words"] == 30 + len(answer.split())
+    assert 0 < out["token_f1"] < 1
+    assert math.isnan(R.rescore(ex, pred, None)["score_len_controlled"])
+    early = R.rescore(ex, answer + " well" * 30, n_words=len(answer.split()))
+    assert early["score_len_controlled"] == early["score"] > 0
+
+
+def test_length_budget_rounds_the_median():
+    assert R.length_budget({"niah": [1, 2, 3, 10], "rag_qa": [4]}) == {"niah": 3, "rag_qa": 4}
+
+
+def _table(gains: dict[str, list[float]], n: int = 40, seed: int = 0) -> pd.DataFrame:
+    """Untrained scores at eval seed 0, and per condition one unit per listed gain (examples shifted by it)."""
+    rng = np.random.default_rng(seed)
+    cells = [("niah", 2048), ("rag_qa", 2048)]
+    base = {c: rng.integers(0, 2, n).astype(float) for c in cells}
+    rows = []
+
+    def add(cond, draw, s, shift):
+        for (task, length), v in base.items():
+            for i, x in enumerate(v):
+                rows.append(
+                    {"model": "m", "condition": cond, "control_draw": draw, "seed": s, "pair_seed": s,
+                     "eval_seed": 0 if cond == "none" else s, "lr": 0.0 if cond == "none" else 5e-6, "task": task,
+                     "length": length, "example": i, "score": x + shift, "score_len_controlled": x,
+                     "token_f1": x, "answer_words": 10.0 + shift, "source": "t"}
+                )  # fmt: skip
+
+    add("none", "", -1, 0.0)
+    for cond, shifts in gains.items():
+        for k, g in enumerate(shifts):
+            if cond == "random":
+                add(cond, f"d{k}", 0, g)
+            else:
+                add(cond, "", 0, g)  # every unit at seed 0 / eval seed 0 (one per condition here)
+    return pd.DataFrame(rows, columns=list(R.COLUMNS)), cells
+
+
+def test_contrasts_recover_known_gains(tmp_path):
+    df, cells = _table({"retmask": [0.1], "random": [0.02, -0.04, 0.0], "self": [0.05]})
+    path = R.write_table(df, tmp_path / "scores.csv")
+    back = R.read_table(path)
+    rows = {r["contrast"]: r for r in R.contrast_table(back, R.CONTRASTS, cells, n_resamples=500)}
+    h1, h2, h3 = rows["H1 retmask - random"], rows["H2 retmask - self"], rows["H3 retmask - untrained"]
+    assert h3["estimate"] == pytest.approx(0.1) and h3["ci_low"] == pytest.approx(0.1)  # a constant shift
+    assert h1["estimate"] == pytest.approx(0.1 - (-0.02 / 3))
+    assert h1["ci_low"] < h1["estimate"] < h1["ci_high"]  # spread from the three draws
+    assert h1["status"] == "preliminary (one unit)" and len(h1["baseline_units"]) == 3
+    assert h2["estimate"] == pytest.approx(0.05)
+    assert all(0 <= r["p_holm"] <= 1 for r in rows.values())
+    none = R.contrast_table(back, {"x": ("top4", None)}, cells, n_resamples=10)[0]
+    assert none["status"] == "not run" and math.isnan(none["estimate"])
+
+
+def test_design_units_leave_out_shuffle_only_seeds():
+    df, _ = _table({"retmask": [0.1]})
+    odd = df[df["condition"] == "retmask"].assign(seed=1)  # pairs and examples of seed 0, DPO seed 1
+    both = pd.concat([df, odd], ignore_index=True)
+    assert set(R.design_units(both)["seed"]) == {-1, 0}
+
+
+def test_table_checks():
+    df, _ = _table({"retmask": [0.1]})
+    with pytest.raises(ValueError, match="exactly the columns"):
+        R.check_table(df.drop(columns="source"))
+    with pytest.raises(ValueError, match="repeats"):
+        R.check_table(pd.concat([df, df.iloc[:1]]))
