@@ -284,6 +284,7 @@ def lanes(args) -> int:
     process; a unit starts only when the call has the time it needs (``--need`` seconds)."""
     root = Path(args.root)
     (root / "logs").mkdir(parents=True, exist_ok=True)
+    prepare_s0(root)  # once, before the lanes (two lanes preparing it at once would race)
     t0 = time.time()
     procs = []
     for i, lane in enumerate(x for x in args.lanes.split(";") if x.strip()):
