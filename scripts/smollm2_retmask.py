@@ -5,7 +5,7 @@
 
 ``--preset tiny`` is the CPU proof (16 prompts, 32 new tokens, one lr, 2 seeds, lengths 512/1024, 3 examples per
 cell); ``--preset full`` (default) is the issue's protocol. Any option given overrides the preset. Stages and
-their files: ``retmask_interp/workflows/retmask_study.py``; GPU staging: docs/experiments/smollm2_retmask/RUNBOOK.md.
+their files: ``retmask_interp/workflows/studies/retmask/``; GPU staging: docs/experiments/smollm2_retmask/RUNBOOK.md.
 A finished stage is skipped; a stage whose settings changed is refused with the setting's name.
 """
 
@@ -18,22 +18,7 @@ import logging
 import sys
 import typing
 
-from retmask_interp.workflows.retmask_study import PRESETS, STAGES, StageMismatch, StudyConfig, run_study
-
-HELP = {
-    "out": "working directory (resumable stages)",
-    "heads": "retrieval-head list of the model (JSON); heads >= --head-threshold are masked",
-    "model": "registry name, .gguf path, HF directory, or 'organism'",
-    "device": "cpu, cuda or auto",
-    "n_prompts": "training prompts (train split), default all",
-    "n_heldout": "held-out prompts (eval split) for the held-out pairs, default all",
-    "lrs": "learning rates of the sweep",
-    "seeds": "DPO seeds at the chosen lr",
-    "lengths": "context lengths of the long-context suite (tokens)",
-    "only": "final runs CONDITION:SEED this process trains and evaluates (e.g. random:1), to share one --out "
-    "between processes or GPUs; run once more without it for the report",
-    "report_dir": "where scores.csv, tables.json and README.md go (default <out>/report)",
-}
+from retmask_interp.workflows.studies.retmask import PRESETS, STAGES, StageMismatch, StudyConfig, run_study
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -46,7 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     for f in dataclasses.fields(StudyConfig):
         flag = "--" + f.name.replace("_", "-")
         hint = hints[f.name]
-        kwargs: dict = {"default": None, "help": HELP.get(f.name, f"default {f.default!r}")}
+        kwargs: dict = {"default": None, "help": f"{f.metadata.get('help', '')} (default {f.default!r})"}
         if hint is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif typing.get_origin(hint) is tuple:

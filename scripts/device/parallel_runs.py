@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from retmask_interp.workflows.retmask_study import run_name
+from retmask_interp.workflows.studies.retmask import run_name
 
 STUDY = [
     sys.executable,

@@ -75,7 +75,7 @@ def test_score_table_columns_are_checked():
 
 
 def test_choose_lr_follows_the_heldout_criterion():
-    from retmask_interp.workflows.retmask_study import choose_lr
+    from retmask_interp.workflows.studies.retmask import choose_lr
 
     sweep = [
         {"lr": 1e-6, "heldout_accuracy": 0.6, "heldout_margin": 0.1, "heldout_ppl": 10.0},
@@ -119,7 +119,7 @@ def test_study_runs_end_to_end_on_the_organism(tmp_path):
     pytest.importorskip("trl")
     pytest.importorskip("datasets")
     from retmask_interp.heads.scores import HeadScores, save_head_scores
-    from retmask_interp.workflows.retmask_study import StageMismatch, StudyConfig, run_study
+    from retmask_interp.workflows.studies.retmask import StageMismatch, StudyConfig, run_study
 
     m = np.zeros((6, 8))
     for a, b, s in ((4, 4, 0.8), (4, 5, 0.7), (5, 5, 0.6), (3, 1, 0.05)):
@@ -170,28 +170,83 @@ def test_study_runs_end_to_end_on_the_organism(tmp_path):
     assert run_study(config)["chosen_lr"] == res["chosen_lr"]
     # a machine lost between a run's training and its evaluation: the weights are gone, the train marker is not;
     # the resumed study trains that run again and evaluates it, and leaves the evaluated runs alone
-    from retmask_interp.workflows.retmask_study import _marker, remove_run
+    from retmask_interp.core.stages import Stages
+    from retmask_interp.workflows.studies.retmask import remove_run
 
     run = tmp_path / "run"
+    _marker = Stages(run).marker
     name = f"retmask_lr{res['chosen_lr']:g}_s1"
-    other = _marker(run, "eval/random_lr5e-05_s0").read_text()
-    first = json.loads(_marker(run, f"train/{name}").read_text())
+    other = _marker("eval/random_lr5e-05_s0").read_text()
+    first = json.loads(_marker(f"train/{name}").read_text())
     assert not any((run / "train" / name).glob("*.safetensors"))  # pruned after its evaluation
     remove_run(run, f"eval/{name}")
     # a process given a subset of the final runs (--only) runs that subset and leaves the report to a run without it
     import dataclasses
 
     part = run_study(dataclasses.replace(config, only=("random:1",)))
-    assert "report" not in part and not _marker(run, f"eval/{name}").exists()
+    assert "report" not in part and not _marker(f"eval/{name}").exists()
     assert [(r["condition"], r["seed"]) for r in part["dpo"]][-1] == ("random", 1)
     with pytest.raises(ValueError, match="names no final run"):
         dataclasses.replace(config, only=("retmask:7",))
     again = run_study(config)
-    second = json.loads(_marker(run, f"train/{name}").read_text())
-    assert second["params"] == first["params"] and second["wall_s"] != first["wall_s"]
-    assert _marker(run, f"eval/{name}").exists() and (run / "eval" / f"{name}.csv").exists()
-    assert _marker(run, "eval/random_lr5e-05_s0").read_text() == other
+    second = json.loads(_marker(f"train/{name}").read_text())
+    assert second["settings"] == first["settings"] and second["wall_s"] != first["wall_s"]
+    assert _marker(f"eval/{name}").exists() and (run / "eval" / f"{name}.csv").exists()
+    assert _marker("eval/random_lr5e-05_s0").read_text() == other
     assert len(again["dpo"]) == len(res["dpo"]) == 4  # the sweep run (= retmask s0), retmask s1, random s0/s1
     config.max_new_tokens = 9
-    with pytest.raises(StageMismatch, match="max_new_tokens"):
+    with pytest.raises(StageMismatch, match="stage 'responses/normal.train' .* max_new_tokens was 8, now 9"):
         run_study(config)
+
+
+def test_the_committed_run_state_resumes_under_the_stage_runner(tmp_path, monkeypatch):
+    """The finished SmolLM2 run's state (markers written by the study engine before ``core.stages``) resumes: every
+    stage is found finished with the same settings (no model is loaded), and the report it writes is the committed
+    one (scores.csv byte for byte, tables.json to 1e-9)."""
+    import dataclasses
+    import tarfile
+    from pathlib import Path
+
+    from retmask_interp.workflows.studies.retmask import StudyConfig, run_study
+
+    repo = Path(__file__).resolve().parents[2]
+    committed = next(
+        p for p in (repo / "studies/smollm2_retmask", repo / "docs/experiments/smollm2_retmask") if p.exists()
+    )
+    with tarfile.open(committed / "run_state.tar.gz") as tar:
+        tar.extractall(tmp_path / "run", filter="data")
+    old = json.loads((tmp_path / "run" / "config.last.json").read_text())
+    names = {f.name for f in dataclasses.fields(StudyConfig)}
+    config = StudyConfig(**{k: v for k, v in old.items() if k in names})
+    config = dataclasses.replace(
+        config,
+        out=str(tmp_path / "run"),
+        heads=str(repo / old["heads"]),
+        only=(),
+        report_dir=str(tmp_path / "report"),
+    )
+
+    def no_model(*a, **k):
+        raise AssertionError("a finished stage loaded a model")
+
+    monkeypatch.setattr("retmask_interp.core.models.load_model", no_model)
+    res = run_study(config)
+    assert res["chosen_lr"] == 5e-6 and len(res["dpo"]) == 3 + 5  # the sweep (3 lrs) and 5 more final runs
+    assert (tmp_path / "report" / "scores.csv").read_bytes() == (committed / "scores.csv").read_bytes()
+    saved = json.loads((committed / "tables.json").read_text())
+    again = json.loads((tmp_path / "report" / "tables.json").read_text())
+    assert saved.keys() == again.keys()
+    for key in saved:
+        assert len(saved[key]) == len(again[key])
+        for a, b in zip(saved[key], again[key]):
+            assert a.keys() == b.keys()
+            for k in a:
+                if isinstance(a[k], float):
+                    assert a[k] == pytest.approx(b[k], abs=1e-9, nan_ok=True), (key, a, k)
+                else:
+                    assert a[k] == b[k], (key, a, k)
+    # the same directory with a changed setting is refused, naming it
+    from retmask_interp.core.stages import StageMismatch
+
+    with pytest.raises(StageMismatch, match="stage 'heads' .* head_threshold was 0.1, now 0.2"):
+        run_study(dataclasses.replace(config, head_threshold=0.2))

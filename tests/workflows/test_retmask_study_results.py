@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from retmask_interp.retmask.report import check_scores, read_scores, study_tables
-from retmask_interp.workflows.retmask_study import LONG_TASKS
+from retmask_interp.workflows.studies.retmask import LONG_TASKS
 
 REPO = Path(__file__).resolve().parents[2]
 RUN = REPO / "docs/experiments/smollm2_retmask"
