@@ -33,7 +33,7 @@ from pathlib import Path
 
 from retmask_interp.core.io import atomic_write_json, atomic_write_text, read_jsonl
 from retmask_interp.retmask.replication import PRIMARY_TASKS
-from retmask_interp.workflows.retmask_study import StudyConfig, run_name, run_study
+from retmask_interp.workflows.studies.retmask import StudyConfig, run_name, run_study
 
 log = logging.getLogger("replication")
 HERE = Path(__file__).resolve().parent
