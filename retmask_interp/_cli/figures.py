@@ -30,8 +30,8 @@ def register(sub) -> None:
         type=Path,
         default=None,
         metavar="PATH",
-        help="RetMask gains: a JSON file, or a directory whose *.json files are searched (default: docs, when "
-        "it exists); a PATH given must exist, and a file given must hold the gains",
+        help="RetMask gains: a JSON file, or a directory whose *.json files are searched (default: "
+        "studies/organism_retmask, when it exists); a PATH given must exist, and a file given must hold the gains",
     )
     p.add_argument(
         "--organisms",
@@ -46,8 +46,8 @@ def register(sub) -> None:
         default=None,
         type=Path,
         metavar="DIR",
-        help="real-model study directories (scripts/real_model_study.py) to re-draw (default: the folders of "
-        "docs/real_models/ that hold a heads.json; `--real-study` alone: none)",
+        help="real-model study directories (studies/real_models/real_model_study.py) to re-draw (default: the folders of "
+        "studies/real_models/ that hold a heads.json; `--real-study` alone: none)",
     )
     p.add_argument(
         "--quick", action="store_true", help="a small NIAH grid (about a minute per organism on a CPU)"
@@ -95,16 +95,17 @@ def run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"--shared {args.shared} does not exist; give the published data directory")
     if args.results is not None and not args.results.exists():
         raise FileNotFoundError(f"--results {args.results} does not exist; give the RetMask results JSON")
-    results = args.results if args.results is not None else (Path("docs") if Path("docs").is_dir() else None)
+    default = Path("studies/organism_retmask")
+    results = args.results if args.results is not None else (default if default.is_dir() else None)
     if args.real_study is None:
-        studies = sorted(p.parent for p in Path("docs/real_models").glob("*/heads.json"))
+        studies = sorted(p.parent for p in Path("studies/real_models").glob("*/heads.json"))
     else:
         studies = list(args.real_study)
         missing = [str(p) for p in studies if not (p / "heads.json").exists()]
         if missing:
             raise FileNotFoundError(
                 f"--real-study {' '.join(missing)}: no heads.json there; give directories made by "
-                "scripts/real_model_study.py"
+                "studies/real_models/real_model_study.py"
             )
     manifest = regenerate_all(
         args.out,

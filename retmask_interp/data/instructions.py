@@ -33,7 +33,7 @@ prompt held out at a fraction is held out at every larger fraction. The held-out
 same templates (an i.i.d. split), not new templates.
 
 Make-up of the default set (``InstructionConfig()``: seed 0, n 2,500, eval fraction 0.1, at most 40 per template;
-lengths in whitespace words and characters; regenerate with ``python scripts/instruction_prompts.py``):
+lengths in whitespace words and characters; regenerate with ``python studies/instruction_prompts/instruction_prompts.py``):
 
 <!-- instruction-summary:start -->
 | kind | templates | train | eval | total | share | words p10 / p50 / p90 / max | chars p50 / max |

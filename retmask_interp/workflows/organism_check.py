@@ -1,6 +1,6 @@
 """An organism's acceptance numbers, measured with the package's own pipeline (niah -> detect -> outcomes).
 
-Used by ``scripts/verify_organism.py`` (the numbers of the model card) and at the end of
+Used by ``studies/organisms/verify_organism.py`` (the numbers of the model card) and at the end of
 ``scripts/train_organism.py``. Held-out grid: eval-split needles (``make_needles(N, seed, split="eval")``: words,
 names and codes never seen in training) in an eval-split synthetic haystack, chat template, Wu depths. Reports NIAH
 success (``stats.niah_success``: ROUGE-1 recall > 0.5), every head's retrieval score, NIAH success with the

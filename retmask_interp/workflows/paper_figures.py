@@ -77,7 +77,7 @@ FIGURES: dict[str, str] = {
     "topk_masking": "NIAH success against the number k of masked heads: top-k retrieval heads vs k random heads",
     "duo_agreement_": "retrieval scores vs DuoAttention gates of one model, per KV head, and top-k overlap",
     "gain_vs_concentration": "RetMask gain against the concentration (Gini) of the retrieval scores",
-    "heatmaps_real_models": "retrieval scores of the real pretrained models (scripts/real_model_study.py), one panel each",
+    "heatmaps_real_models": "retrieval scores of the real pretrained models (studies/real_models/real_model_study.py), one panel each",
     "topk_masking_real_models": "the real models' NIAH success against k: top-k retrieval heads vs k random heads",
 }
 INTERACTIVE = ("heatmaps_", "duo_agreement_")
@@ -291,7 +291,7 @@ def render_figures(
         figs[f"duo_agreement_{slug(label)}"] = fig_duo_agreement(kv, gates, label=label)
     if gains is None:
         notes.append(
-            "no RetMask results JSON (docs/*.json with per-model gains): gain-vs-concentration skipped"
+            "no RetMask results JSON (studies/organism_retmask/*.json with per-model gains): gain-vs-concentration skipped"
         )
     else:
         named = {name: r.heads for name, r in results.items()} | {
@@ -328,7 +328,7 @@ def regenerate_all(
     ``None`` or absent = organisms only. ``results``: the RetMask experiment's gains (file or directory, see
     :func:`load_gain_results`). ``reuse_data``: take a model's numbers from ``out_dir/data`` (or from the directory
     given) when they were made with the same settings and weights: only re-draw. ``real_studies``: directories of
-    ``scripts/real_model_study.py`` (e.g. ``docs/real_models/smollm2``), re-drawn from their files (no model is
+    ``studies/real_models/real_model_study.py`` (e.g. ``studies/real_models/smollm2``), re-drawn from their files (no model is
     run): a heatmap panel, NIAH masking grids, a top-k figure, and a place in the metrics. An ``out_dir`` that already
     holds figures (``manifest.json`` or ``index.md``) is refused unless ``overwrite`` (then its figure files are
     replaced; the output is deterministic).

@@ -76,7 +76,7 @@ def _gain_records(obj: Any, source: Path) -> list[dict]:
     entries raises ``ValueError`` naming it."""
     if isinstance(obj, Mapping) and isinstance(
         obj.get("organisms"), Mapping
-    ):  # scripts/retmask_experiment.py
+    ):  # studies/organism_retmask/retmask_experiment.py
         rows = []
         for name, org in obj["organisms"].items():
             if not isinstance(org, Mapping) or not isinstance(org.get("conditions") or {}, Mapping):
@@ -103,7 +103,7 @@ def load_gain_results(path: str | Path | None):
     """The RetMask experiment's gains as a DataFrame ``model, condition, gain[, ci_low, ci_high, gini, ...]``, or
     ``None`` when there are none. ``path``: a JSON file, or a directory whose ``*.json`` files are tried in name
     order (the first holding gains wins; files that are not JSON or hold no gains are passed over). Shapes: the
-    ``organisms`` JSON of ``scripts/retmask_experiment.py`` (``docs/experiment_results.json``: a row per organism
+    ``organisms`` JSON of ``studies/organism_retmask/retmask_experiment.py`` (``studies/organism_retmask/experiment_results.json``: a row per organism
     and trained condition, with its metrics and the pooled paired-bootstrap CI), or records
     ``[{"model": ..., "gain": ...}, ...]`` (``delta`` is read as ``gain``; ``condition`` defaults to ``retmask``),
     bare or under a ``models`` / ``results`` key. A file named directly that is not JSON or holds no gains raises
@@ -128,7 +128,7 @@ def load_gain_results(path: str | Path | None):
             return df
         if named:
             raise ValueError(
-                f"{f} holds no RetMask gains: expected the 'organisms' JSON of scripts/retmask_experiment.py or "
+                f"{f} holds no RetMask gains: expected the 'organisms' JSON of studies/organism_retmask/retmask_experiment.py or "
                 'records [{"model": ..., "gain": ...}] (bare or under "models" / "results")'
             )
     return None

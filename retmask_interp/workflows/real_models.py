@@ -1,4 +1,4 @@
-"""The real-model study (``scripts/real_model_study.py``): retrieval heads of one pretrained model, end to end.
+"""The real-model study (``studies/real_models/real_model_study.py``): retrieval heads of one pretrained model, end to end.
 
 Stages, each written atomically into the output directory and skipped on a re-run when its result file exists
 (``overwrite=True`` recomputes):
@@ -390,7 +390,7 @@ def stage_detection(rm, cfg: StudyConfig, out: Path, haystack: str, style: str, 
         "grid": cfg.grid,
         "stop": det.stop,
         "rouge": det.rouge,
-        "workflow": "retmask_interp.workflows.real_models (scripts/real_model_study.py)",
+        "workflow": "retmask_interp.workflows.real_models (studies/real_models/real_model_study.py)",
     }
     hs = detect_heads(
         rm,
@@ -688,7 +688,7 @@ def load_study_results(out_dir: str | Path, name: str | None = None):
     the primary head list, the zero-mode masking outcomes (from ``masking/zero.csv`` while the other modes are not
     done) and the top-k curve (while that stage is unfinished, over the ks whose conditions are all done;
     ``None`` where none is). ``masking_outcomes.csv`` may be gzipped
-    (``.csv.gz``), as in ``docs/real_models/``."""
+    (``.csv.gz``), as in ``studies/real_models/``."""
     from retmask_interp.core.io import InputError
     from retmask_interp.heads.scores import load_head_scores
     from retmask_interp.workflows.experiments import ModelResults
@@ -698,7 +698,7 @@ def load_study_results(out_dir: str | Path, name: str | None = None):
     if cfg is None or not (out / "heads.json").exists():
         raise InputError(
             f"{out} is not a real-model study (no config.json / heads.json); make one with "
-            "scripts/real_model_study.py --out DIR"
+            "studies/real_models/real_model_study.py --out DIR"
         )
     heads = load_head_scores(out / "heads.json")
     name = name or cfg.get("model_name") or heads.model or out.name

@@ -42,7 +42,7 @@ HEADS = "retmask_interp/data/heads/smollm2-135m-instruct.json"
 GGUF = "/root/stage/SmolLM2-135M-Instruct.Q4_1.gguf"
 LR = 5e-6  # PLAN.md section 2: one lr for every condition, not tuned again
 SELF_OFFSET = 1000
-OLD_STATE = "docs/experiments/smollm2_retmask/run_state.tar.gz"
+OLD_STATE = "studies/smollm2_retmask/run_state.tar.gz"
 HARM_SETS = ("retrieval", "d0", "d1", "d2", "d3", "d4", "out", "top4", "top34")
 
 

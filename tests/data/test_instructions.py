@@ -11,7 +11,6 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import script_module
 
 from retmask_interp.data import _instruction_words as W
 from retmask_interp.data import instructions as I
@@ -268,16 +267,3 @@ def test_records_feed_pairs_load_prompts(prompts):
     pairs = pytest.importorskip("retmask_interp.pairs")
     loaded = pairs.load_prompts([p.to_record() for p in prompts[:20]])
     assert [(q.text, q.id) for q in loaded] == [(p.text, p.id) for p in prompts[:20]]
-
-
-def test_documented_make_up_is_current():
-    """The tables in the module docstring and in docs/experiments are what the script writes now."""
-    with script_module(REPO / "scripts/instruction_prompts.py", "instruction_prompts_script") as script:
-        block = script.make_up(DEFAULT)
-        for path in script.DOCS:
-            if not path.exists():
-                pytest.skip(f"{path} is absent")
-            text = path.read_text(encoding="utf-8")
-            assert f"{script.START}\n{block}\n{script.END}" in text, (
-                f"{path} is stale: run scripts/instruction_prompts.py --write-docs"
-            )

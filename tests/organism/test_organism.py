@@ -273,34 +273,3 @@ def test_load_organism(name):
     from retmask_interp.core.models import load_model
 
     assert load_model(f"organism:{name}").name == rm.name  # the CLI's --model organism:NAME
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", organism.ORGANISMS)
-def test_organism_retrieval_heads_matter(name):
-    """Held-out needles are retrieved, and masking the retrieval heads recorded in the model card's verification
-    file (train_logs/<name>_verify_gpu.json) removes retrieval, on a grid of its own."""
-    if name not in organism.available_organisms():
-        pytest.skip(f"weights of {name!r} are not in this checkout")
-    import json
-    from pathlib import Path
-
-    record = Path(organism.__file__).parent / "train_logs" / f"{name}_verify_gpu.json"
-    heads = [tuple(h) for h in json.loads(record.read_text())["retrieval_heads"]]
-    assert len(heads) >= 3
-    from retmask_interp.data.niah import build_grid, load_haystack
-    from retmask_interp.data.synthetic import make_needles
-    from retmask_interp.measure.outcomes import niah_outcomes
-
-    rm = organism.load_organism(name)
-    needles = make_needles(2, seed=99, split="eval")
-    hay = load_haystack("synthetic:5", num_words=2000)
-    samples = build_grid(rm.tokenizer, hay, needles, [300, 900], [0, 50, 100], "chat", repeat_haystack=True)
-
-    def acc(heads):
-        rows = niah_outcomes(rm, samples, heads, max_new_tokens=24, batch_size=6)
-        return sum(r["success"] for r in rows) / len(rows)
-
-    plain = acc([])
-    assert plain >= 0.8  # 0.99-1.0 on the model card's 120-prompt grid
-    assert acc(heads) <= plain - 0.5

@@ -176,7 +176,7 @@ def test_figures_show_the_numbers(tmp_path, results_a):
 
 
 def _experiment_json(gains: dict, ci: dict, gini_: dict) -> dict:
-    """The shape of docs/experiment_results.json (scripts/retmask_experiment.py)."""
+    """The shape of studies/organism_retmask/experiment_results.json (studies/organism_retmask/retmask_experiment.py)."""
     return {
         "organisms": {
             name: {
@@ -261,7 +261,7 @@ def test_cli_figures(tmp_path, capsys):
         "--organisms",
         "--results",
         str(tmp_path / "no"),
-        "--real-study",  # alone: no real-model studies (by default docs/real_models/* are re-drawn)
+        "--real-study",  # alone: no real-model studies (by default studies/real_models/* are re-drawn)
     ]
     (tmp_path / "no").mkdir()  # a directory without results files
     assert main(nothing + ["--formats", "html"]) == 1  # no input at all: an error, not an empty folder

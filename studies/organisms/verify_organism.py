@@ -1,7 +1,7 @@
 """Measure an organism's acceptance numbers with the package's own pipeline (niah -> detect -> masking).
 
-    python scripts/verify_organism.py --organism concentrated --out retmask_interp/organism/train_logs/concentrated_verify.json
-    python scripts/verify_organism.py --model runs/some_checkpoint --out /tmp/verify.json
+    python studies/organisms/verify_organism.py --organism concentrated --out studies/organisms/train_logs/concentrated_verify.json
+    python studies/organisms/verify_organism.py --model runs/some_checkpoint --out /tmp/verify.json
 
 Held-out grid: eval-split needles (``make_needles(N, seed, split="eval")``: words, names and codes never seen in
 training) in an eval-split synthetic haystack, chat template, lengths inside the trained 2048 tokens, Wu depths.
@@ -66,7 +66,7 @@ def main(argv=None) -> int:
         batch_size=args.batch_size,
     )
     result = organism_check(rm, cfg)
-    result["command"] = "python scripts/verify_organism.py " + " ".join(
+    result["command"] = "python studies/organisms/verify_organism.py " + " ".join(
         sys.argv[1:] if argv is None else argv
     )
     result["wall_s"] = round(time.time() - t0, 1)

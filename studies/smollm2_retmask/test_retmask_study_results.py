@@ -1,4 +1,4 @@
-"""The RetMask run on SmolLM2 committed in docs/experiments/smollm2_retmask/ (issue 13): the score CSV holds every
+"""The RetMask run on SmolLM2 committed in studies/smollm2_retmask/ (issue 13): the score CSV holds every
 condition, seed, task and length the protocol asks for, its tables recompute from it, and the README's table is
 those tables."""
 
@@ -14,7 +14,7 @@ from retmask_interp.retmask.report import check_scores, read_scores, study_table
 from retmask_interp.workflows.studies.retmask import LONG_TASKS
 
 REPO = Path(__file__).resolve().parents[2]
-RUN = REPO / "docs/experiments/smollm2_retmask"
+RUN = REPO / "studies/smollm2_retmask"
 LENGTHS = {2048, 4096, 7000}
 
 

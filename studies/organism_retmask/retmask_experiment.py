@@ -14,9 +14,9 @@ For each organism (``concentrated``, ``distributed``):
    with the untrained one (``evaluation.compare``: paired deltas with bootstrap CIs).
 
 Every stage writes into ``--out/<organism>/`` and is skipped when its output exists, so an interrupted run resumes.
-The summary goes to ``--results`` (schema: ``docs/experiment.md``). Example (about 2 minutes on one H200; hours on 2 CPU cores)::
+The summary goes to ``--results`` (schema: ``studies/organism_retmask/README.md``). Example (about 2 minutes on one H200; hours on 2 CPU cores)::
 
-    python scripts/retmask_experiment.py --out runs/experiment --results docs/experiment_results.json
+    python studies/organism_retmask/retmask_experiment.py --out runs/experiment --results studies/organism_retmask/experiment_results.json
 """
 
 from __future__ import annotations
@@ -41,7 +41,9 @@ CONDITIONS = ("none", "random", "retmask")
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="runs/experiment", help="working directory (resumable)")
-    p.add_argument("--results", default="docs/experiment_results.json", help="summary JSON to write")
+    p.add_argument(
+        "--results", default="studies/organism_retmask/experiment_results.json", help="summary JSON to write"
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing --results file")
     p.add_argument("--organisms", nargs="+", default=["concentrated", "distributed"])
     p.add_argument("--device", default="auto")
@@ -323,7 +325,7 @@ def main(argv=None) -> None:
     results_path = Path(args.results)
     refuse_overwrite(results_path, args.overwrite, "experiment results")
     result: dict[str, Any] = {
-        "description": "RetMask DPO vs random-head DPO vs no training on the embedded organisms; see docs/experiment.md",
+        "description": "RetMask DPO vs random-head DPO vs no training on the embedded organisms; see studies/organism_retmask/README.md",
         "settings": {k: v for k, v in vars(args).items() if k not in ("overwrite", "results")},
         "organisms": {},
     }

@@ -1,8 +1,8 @@
 """Build the general instruction prompt set (``retmask_interp.data.instructions``) and print or save its make-up.
 
-    python scripts/instruction_prompts.py                       # the make-up table of the default set
-    python scripts/instruction_prompts.py --out prompts.jsonl   # also write the prompts (one JSON object a line)
-    python scripts/instruction_prompts.py --write-docs          # refresh the tables in the docstring and the docs
+    python studies/instruction_prompts/instruction_prompts.py                       # the make-up table of the default set
+    python studies/instruction_prompts/instruction_prompts.py --out prompts.jsonl   # also write the prompts (one JSON object a line)
+    python studies/instruction_prompts/instruction_prompts.py --write-docs          # refresh the tables in the docstring and the docs
 
 JSONL records: ``{"id", "kind", "split", "template", "prompt"}`` (``pairs.load_prompts`` reads ``prompt`` and ``id``).
 """
@@ -24,8 +24,8 @@ from retmask_interp.data.instructions import (
     summary_markdown,
 )
 
-REPO = Path(__file__).resolve().parents[1]
-DOCS = (REPO / "docs/experiments/instruction_prompts.md", Path(instructions.__file__))
+REPO = Path(__file__).resolve().parents[2]
+DOCS = (REPO / "studies/instruction_prompts/README.md", Path(instructions.__file__))
 START, END = "<!-- instruction-summary:start -->", "<!-- instruction-summary:end -->"
 
 

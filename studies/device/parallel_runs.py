@@ -21,7 +21,7 @@ from retmask_interp.workflows.studies.retmask import run_name
 
 STUDY = [
     sys.executable,
-    "scripts/smollm2_retmask.py",
+    "studies/smollm2_retmask/smollm2_retmask.py",
     "--heads",
     "retmask_interp/data/heads/smollm2-135m-instruct.json",
     "--conditions",

@@ -1,4 +1,4 @@
-"""The real-model results committed in docs/real_models/ (GPU runs of scripts/real_model_study.py): the shipped head
+"""The real-model results committed in studies/real_models/ (GPU runs of studies/real_models/real_model_study.py): the shipped head
 lists are the studies' primary lists, the tables recompute from the per-sample files, and `retmask figures`
 re-draws them without running a model."""
 
@@ -17,8 +17,8 @@ from retmask_interp.workflows.real_models import load_study_results
 
 REPO = Path(__file__).resolve().parents[2]
 STUDIES = {
-    "smollm2-135m-instruct": REPO / "docs/real_models/smollm2",
-    "gemma-3-270m": REPO / "docs/real_models/gemma3",
+    "smollm2-135m-instruct": REPO / "studies/real_models/smollm2",
+    "gemma-3-270m": REPO / "studies/real_models/gemma3",
 }
 
 
@@ -41,11 +41,11 @@ def test_unknown_head_list_name_lists_the_shipped_ones():
         load_head_scores("no-such-model")
 
 
-@pytest.mark.parametrize("folder", ["docs/real_models/smollm2", "docs/real_models/gemma3"])
+@pytest.mark.parametrize("folder", ["studies/real_models/smollm2", "studies/real_models/gemma3"])
 def test_masking_summary_recomputes_from_the_per_sample_outcomes(folder):
     """Every study's masking table (zero, uniform and mean modes) recomputes from its per-sample outcomes, and in
     every mode masking the retrieval heads ends retrieval where as many random heads leave part of it (the numbers
-    docs/real_models.md reports)."""
+    studies/real_models/README.md reports)."""
     d = REPO / folder
     outcomes = pd.read_csv(d / "masking_outcomes.csv.gz")
     assert outcomes.groupby(["mode", "condition"]).size().eq(48).all()
@@ -105,7 +105,7 @@ def test_figures_redraw_the_real_model_studies(tmp_path):
 @pytest.mark.parametrize("name", sorted(STUDIES))
 def test_topk_curve_recomputes_from_the_per_sample_outcomes(name):
     """The top-k table recomputes from its per-sample outcomes, and the top-1 retrieval head costs more than any
-    single random head (the curves docs/real_models.md reports)."""
+    single random head (the curves studies/real_models/README.md reports)."""
     from retmask_interp.measure.outcomes import curve_from_outcomes
 
     d = STUDIES[name]
@@ -176,7 +176,7 @@ def test_two_studies_of_one_model_are_refused_not_overwritten(tmp_path):
 def test_single_head_effects_table_gives_its_stated_correlation(name, n_heads):
     """The single-head masking table (every head of both models) recomputes the score-effect rank correlation that
     the study states, and the retrieval head whose masking costs most costs far more than a typical other head
-    (on SmolLM2 the largest single effect is a non-copying head's, 16.0: docs/real_models.md)."""
+    (on SmolLM2 the largest single effect is a non-copying head's, 16.0: studies/real_models/README.md)."""
     from retmask_interp.measure.stats import spearman
 
     d = STUDIES[name]

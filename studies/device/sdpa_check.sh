@@ -4,7 +4,7 @@
 # the last one): the GGUF is assembled and checked by go.sh, converted once with 5.24 (the HF directory both
 # versions then load), and each version writes $OUT/sdpa_<version>.json.
 set -uo pipefail
-SMOL=0 bash scripts/device/go.sh 120 || exit $?
+SMOL=0 bash studies/device/go.sh 120 || exit $?
 G=/root/stage/gemma-3-270m-q4_k_m.gguf
 export RETMASK_CACHE=/root/cache PYTHONUNBUFFERED=1
 D=$(PYTHONPATH=$PWD:/root/site python3 -c "from retmask_interp.core.real_models import real_model_dir; print(real_model_dir('$G'))" | tail -1)

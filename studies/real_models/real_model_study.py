@@ -5,15 +5,15 @@ A thin command line over ``retmask_interp.workflows.real_models`` (the stages, t
 documented there). Examples::
 
     # SmolLM2 on a GPU: Wu's grid 1K-8K, essay + synthetic haystacks, chat style, bf16 and fp32 detection
-    python3 scripts/real_model_study.py --model smollm2-135m-instruct \
+    python3 studies/real_models/real_model_study.py --model smollm2-135m-instruct \
         --haystack /work/shared/data/niah/PaulGrahamEssays --haystack synthetic:0 --out runs/smollm2
 
     # the same pipeline on 2 CPU cores in about 10 minutes (a few short lengths, 3 depths, 2 needles)
-    python3 scripts/real_model_study.py --model smollm2-135m-instruct --grid small \
+    python3 studies/real_models/real_model_study.py --model smollm2-135m-instruct --grid small \
         --haystack /work/shared/data/niah/PaulGrahamEssays --haystack synthetic:0 --out runs/smollm2-small
 
     # Gemma-3 (base model: qa and continuation styles), a small CPU grid beyond its 512-token sliding window
-    python3 scripts/real_model_study.py --model gemma-3-270m --grid small --min-length 1000 --max-length 2000 \
+    python3 studies/real_models/real_model_study.py --model gemma-3-270m --grid small --min-length 1000 --max-length 2000 \
         --haystack /work/shared/data/niah/PaulGrahamEssays --haystack synthetic:0 --out runs/gemma3-small
 
 A re-run into the same directory resumes (finished stages are skipped); changed parameters are refused unless

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # A work call on the GPU machine: copies the chunks carried in this call to /root/stage, assembles and checks a GGUF
 # once all its chunks are there, then runs, side by side, (SMOL=1) the SmolLM2 RetMask final runs UNITS through
-# parallel_runs.py, K at a time, and (GEMMA=1) the Gemma-3 real-model study resumed from docs/real_models/gemma3;
+# parallel_runs.py, K at a time, and (GEMMA=1) the Gemma-3 real-model study resumed from studies/real_models/gemma3;
 # (GEMMA_PAR=1) the study's masking, top-k and attention stages as three processes (GEMMA_STAGES), and
 # (SMOLSTUDY=1) SmolLM2's real-model study into /root/smol (SMOLSTUDY=after: in the masking process's place once
 # Gemma-3's masking stage ends); all stop in time for the results to come back:
 # $OUT/run.tar.gz (the RetMask run, no weights), $OUT/gemma.tar.gz, $OUT/smol.tar.gz, $OUT/logs/. Argument: the
 # seconds this call may use (<= 560 under the 600 s limit).
-#   K=2 UNITS=random:0,retmask:1 bash scripts/device/go.sh 540         # carry: the last chunk(s) if any
-#   SMOL=0 GEMMA_PAR=1 SMOLSTUDY=1 bash scripts/device/go.sh 540
+#   K=2 UNITS=random:0,retmask:1 bash studies/device/go.sh 540         # carry: the last chunk(s) if any
+#   SMOL=0 GEMMA_PAR=1 SMOLSTUDY=1 bash studies/device/go.sh 540
 set -uo pipefail
 T=${1:-540}
 t0=$(date +%s)
@@ -42,10 +42,10 @@ GP=""
 PIDS=()
 study() {  # one real_model_study.py process: its log name, then its arguments; cut in time, exit status logged
     local log=$1; shift
-    timeout $(( $(left) - 25 )) python3 scripts/real_model_study.py "$@" >> "$OUT/logs/$log.log" 2>&1
+    timeout $(( $(left) - 25 )) python3 studies/real_models/real_model_study.py "$@" >> "$OUT/logs/$log.log" 2>&1
     echo "$log exit $?" >> "$OUT/logs/$log.log"
 }
-gemma() {  # one process of the Gemma-3 study (resumed from docs/real_models/gemma3) on the stages given
+gemma() {  # one process of the Gemma-3 study (resumed from studies/real_models/gemma3) on the stages given
     local log=$1; shift
     study "$log" --model $G --model-name gemma-3-270m \
         --out /root/gemma --haystack /root/stage/PaulGrahamEssays --haystack synthetic:0 \
@@ -53,11 +53,11 @@ gemma() {  # one process of the Gemma-3 study (resumed from docs/real_models/gem
 }
 if [ "${GEMMA:-0}" = 1 ] || [ "${GEMMA_PAR:-0}" = 1 ]; then
     convert $G > "$OUT/logs/gemma_convert.log" 2>&1
-    [ -d /root/gemma ] || cp -r docs/real_models/gemma3 /root/gemma
+    [ -d /root/gemma ] || cp -r studies/real_models/gemma3 /root/gemma
 fi
 smolstudy() {  # SmolLM2's study (balanced masking subset, three prompt styles, every head's single-head effect),
-    # resumed from docs/real_models/smollm2 (or /root/smol if the machine still holds it)
-    [ -d /root/smol ] || cp -r docs/real_models/smollm2 /root/smol
+    # resumed from studies/real_models/smollm2 (or /root/smol if the machine still holds it)
+    [ -d /root/smol ] || cp -r studies/real_models/smollm2 /root/smol
     convert $S > "$OUT/logs/smol_convert.log" 2>&1
     study smol --model $S --model-name smollm2-135m-instruct --out /root/smol \
         --haystack /root/stage/PaulGrahamEssays --haystack synthetic:0 --style chat --style qa --style continuation
@@ -85,7 +85,7 @@ if [ "${SMOLSTUDY:-0}" = 1 ]; then
 fi
 if [ "${SMOL:-1}" = 1 ]; then
     convert $S
-    python3 scripts/device/parallel_runs.py --seconds $(( $(left) - 25 )) --units "${UNITS:-}" --parallel "${K:-2}" \
+    python3 studies/device/parallel_runs.py --seconds $(( $(left) - 25 )) --units "${UNITS:-}" --parallel "${K:-2}" \
         2>&1 | tee "$OUT/parallel_runs.log"
 fi
 if [ -n "$GP" ]; then wait "$GP"; tail -5 "$OUT/logs/gemma.log"; fi

@@ -5,10 +5,9 @@
 #   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /root/site \
 #       .whl/*.whl [.whl-train/*.whl] && export PYTHONPATH=$PWD:/root/site
 # The pins are the versions the project is tested with here (transformers 5.24: the GGUF conversion of 5.17-5.22
-# builds a broken Gemma-3 tokenizer, docs/real_models.md).
+# builds a broken Gemma-3 tokenizer, studies/real_models/README.md).
 set -euo pipefail
-cd "$(dirname "$0")/.."
-for d in /.whl/ /.whl-train/ /.stage/; do grep -qx "$d" .git/info/exclude 2>/dev/null || echo "$d" >> .git/info/exclude; done
+cd "$(dirname "$0")/../.."
 D=(python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp
    --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform any)
 mkdir -p .whl .whl-train

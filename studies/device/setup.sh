@@ -14,7 +14,7 @@ if [ -d .whl-train ]; then mods="trl, datasets, $mods"; fi
 PYTHONPATH=$PWD:/root/site python3 -c "import $mods, transformers; print('ok', transformers.__version__)"
 mkdir -p /root/run /root/stage /root/cache
 if [ -d .stage/essays/PaulGrahamEssays ]; then cp -r .stage/essays/PaulGrahamEssays /root/stage/; fi
-state=docs/experiments/smollm2_retmask/run_state.tar.gz
+state=studies/smollm2_retmask/run_state.tar.gz
 if [ -f .stage/exp/run.tar.gz ]; then state=.stage/exp/run.tar.gz; fi
 tar -xzf "$state" -C /root/run && echo "run state: $state"
 nvidia-smi --query-gpu=name,memory.used --format=csv,noheader

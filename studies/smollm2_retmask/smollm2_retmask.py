@@ -1,11 +1,11 @@
 """RetMask on SmolLM2-135M-Instruct (issue 13), from the prompt set to the report, as one resumable command.
 
-    python scripts/smollm2_retmask.py --heads retmask_interp/data/heads/smollm2-135m-instruct.json \\
-        --out runs/smollm2_retmask --report-dir docs/experiments/smollm2_retmask --device cuda
+    python studies/smollm2_retmask/smollm2_retmask.py --heads retmask_interp/data/heads/smollm2-135m-instruct.json \\
+        --out runs/smollm2_retmask --report-dir studies/smollm2_retmask --device cuda
 
 ``--preset tiny`` is the CPU proof (16 prompts, 32 new tokens, one lr, 2 seeds, lengths 512/1024, 3 examples per
 cell); ``--preset full`` (default) is the issue's protocol. Any option given overrides the preset. Stages and
-their files: ``retmask_interp/workflows/studies/retmask/``; GPU staging: docs/experiments/smollm2_retmask/RUNBOOK.md.
+their files: ``retmask_interp/workflows/studies/retmask/``; GPU staging: studies/smollm2_retmask/RUNBOOK.md.
 A finished stage is skipped; a stage whose settings changed is refused with the setting's name.
 """
 

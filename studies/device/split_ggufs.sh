@@ -5,7 +5,6 @@
 # Needs the model packages installed (scripts/setup.sh) and ../shared/data/niah.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-grep -qx "/.stage/" .git/info/exclude 2>/dev/null || echo "/.stage/" >> .git/info/exclude
 files() {
     python3 -c "from retmask_interp.core.real_models import get_spec, package_files
 print(' '.join(str(p) for p in package_files(get_spec('$1'))))"
