@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -12,8 +11,11 @@ from retmask_interp._cli.validate import (
     check_device,
     check_model_source,
     check_writable,
+    finite_float,
+    json_object,
     lock_outputs,
     nonnegative_int,
+    percent,
     positive_int,
     unit_interval,
 )
@@ -59,14 +61,14 @@ def add_grid_args(p: argparse.ArgumentParser, *, lengths=(0, 5000, 20), depths: 
     g.add_argument("--min-length", type=nonnegative_int, default=lengths[0])
     g.add_argument("--max-length", type=nonnegative_int, default=lengths[1])
     g.add_argument("--num-lengths", type=positive_int, default=lengths[2])
-    g.add_argument("--depths", type=float, nargs="+", default=None, help="needle depths in percent")
+    g.add_argument("--depths", type=percent, nargs="+", default=None, help="needle depths in percent")
     g.add_argument(
         "--num-depths", type=positive_int, default=depths, help="round(linspace(0, 100, N)) depths (Wu: 10)"
     )
     g.add_argument("--prompt-style", choices=["chat", "qa", "continuation"], default="chat")
     g.add_argument(
         "--chat-template-kwargs",
-        type=json.loads,
+        type=json_object,
         default=None,
         metavar="JSON",
         help="extra chat-template arguments, e.g. '{\"enable_thinking\": false}' for Qwen3",
@@ -152,10 +154,10 @@ def register(sub) -> None:
     )
     h.add_argument("file", type=Path)
     h.add_argument("--top", type=nonnegative_int, default=20, help="rows to print (at most every head)")
-    h.add_argument("--threshold", type=float, default=None, help="only heads with score >= this")
+    h.add_argument("--threshold", type=finite_float, default=None, help="only heads with score >= this")
     h.add_argument(
         "--group-size",
-        type=int,
+        type=positive_int,
         default=None,
         help="DuoAttention files: query heads per KV head (gates are expanded to query heads)",
     )
@@ -166,7 +168,7 @@ def register(sub) -> None:
     d.add_argument("--model", default="organism", help="hub name, local path or 'organism'")
     d.add_argument("--device", default="auto")
     d.add_argument("--dtype", default="auto")
-    d.add_argument("--threshold", type=float, default=0.1, help="retrieval heads: score >= this")
+    d.add_argument("--threshold", type=finite_float, default=0.1, help="retrieval heads: score >= this")
     d.add_argument("--seeds", type=positive_int, default=5, help="random-head control seeds")
     d.add_argument(
         "--lengths", type=positive_int, nargs="+", default=None, help="NIAH lengths (default: model's)"

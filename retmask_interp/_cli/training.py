@@ -11,9 +11,15 @@ from retmask_interp._cli.detect import add_model_args, check_model_args, load_fr
 from retmask_interp._cli.validate import (
     check_writable,
     finite_float,
+    fraction,
     lock_outputs,
+    nonnegative_float,
     nonnegative_int,
+    positive_float,
     positive_int,
+    seed_int,
+    steps_int,
+    top_p,
 )
 
 log = logging.getLogger(__name__)
@@ -41,37 +47,43 @@ def _prompt_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prompt-column", default="prompt", help="field of the prompt in --prompts (prompt)")
     p.add_argument("--limit", type=positive_int, default=None, help="use the first N prompts only")
     g = p.add_argument_group("sampling (both sides alike)")
-    g.add_argument("--temperature", type=float, default=0.6, help="0 = greedy (0.6, paper)")
-    g.add_argument("--top-p", type=float, default=1.0, help="(1.0, paper)")
+    g.add_argument("--temperature", type=nonnegative_float, default=0.6, help="0 = greedy (0.6, paper)")
+    g.add_argument("--top-p", type=top_p, default=1.0, help="(1.0, paper)")
     g.add_argument("--max-new-tokens", type=positive_int, default=2048, help="(2048, paper)")
     g.add_argument("--batch-size", type=positive_int, default=8, help="prompts per generation batch (8)")
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--seed", type=seed_int, default=0)
     g.add_argument("--format", default="auto", choices=["auto", "conversational", "plain"])
 
 
 def _train_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("DPO (defaults: the RetMask paper)")
-    g.add_argument("--lr", type=float, default=None, help="learning rate (5e-7; LoRA: 5e-5)")
-    g.add_argument("--beta", type=float, default=0.1)
-    g.add_argument("--epochs", type=float, default=2.0)
-    g.add_argument("--effective-batch-size", type=int, default=512, help="per-device x accumulation x GPUs")
-    g.add_argument("--per-device-batch-size", type=int, default=4)
-    g.add_argument("--max-length", type=int, default=2560, help="prompt + response tokens")
-    g.add_argument("--max-steps", type=int, default=-1, help="stop after N optimizer steps (smoke tests)")
-    g.add_argument("--warmup-ratio", type=float, default=0.1)
-    g.add_argument("--weight-decay", type=float, default=0.1)
+    g.add_argument("--lr", type=positive_float, default=None, help="learning rate (5e-7; LoRA: 5e-5)")
+    g.add_argument("--beta", type=positive_float, default=0.1)
+    g.add_argument("--epochs", type=positive_float, default=2.0)
+    g.add_argument(
+        "--effective-batch-size", type=positive_int, default=512, help="per-device x accumulation x GPUs"
+    )
+    g.add_argument("--per-device-batch-size", type=positive_int, default=4)
+    g.add_argument("--max-length", type=positive_int, default=2560, help="prompt + response tokens")
+    g.add_argument(
+        "--max-steps", type=steps_int, default=-1, help="stop after N optimizer steps (smoke tests)"
+    )
+    g.add_argument("--warmup-ratio", type=fraction, default=0.1)
+    g.add_argument("--weight-decay", type=nonnegative_float, default=0.1)
     g.add_argument(
         "--reference", choices=["copy", "precompute"], default="copy", help="full fine-tuning only"
     )
     g.add_argument("--lora", action="store_true", help="train a LoRA adapter (merged into the saved model)")
-    g.add_argument("--lora-r", type=int, default=16)
-    g.add_argument("--lora-alpha", type=int, default=32)
+    g.add_argument("--lora-r", type=positive_int, default=16)
+    g.add_argument("--lora-alpha", type=positive_int, default=32)
     g.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None, help="(auto: on a GPU)")
     g.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=None)
-    g.add_argument("--save-steps", type=int, default=None, help="checkpoint every N steps (for --resume)")
+    g.add_argument(
+        "--save-steps", type=positive_int, default=None, help="checkpoint every N steps (for --resume)"
+    )
     g.add_argument("--resume", action="store_true", help="continue from the last checkpoint in OUT")
     g.add_argument("--deepspeed", default=None, metavar="JSON", help="DeepSpeed config")
-    g.add_argument("--train-seed", type=int, default=0)
+    g.add_argument("--train-seed", type=seed_int, default=0)
     g.add_argument(
         "--logging-steps", type=positive_int, default=10, help="log loss and rewards every N optimizer steps"
     )
@@ -206,7 +218,7 @@ def register(sub) -> None:
         help="length of the perplexity texts (0: --lengths)",
     )
     p.add_argument("--n-per-cell", type=positive_int, default=20, help="examples per task and length")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--batch-size", type=positive_int, default=4)
     _head_args(p, required=False)
     p.add_argument("--overwrite", action="store_true")

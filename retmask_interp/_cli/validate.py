@@ -1,7 +1,8 @@
 """Checks of command-line arguments that run before any model is loaded or anything is computed.
 
-argparse ``type=`` functions (``positive_int`` ...) turn a bad number into the usual one-line usage error; the
-``check_*`` functions raise ``InputError`` (printed by ``retmask`` as one line, exit status 2).
+argparse ``type=`` functions (``positive_int`` ...) turn a bad number into the usual one-line usage error; they are
+the ranges of ``core.ranges``, which the API's config dataclasses check too (every numeric option must use one:
+``tests/cli/test_bad_inputs.py`` walks the parsers); the ``check_*`` functions raise ``InputError`` (printed by ``retmask`` as one line, exit status 2).
 
 Model names: ``organism[:NAME]``, an existing local directory, or a Hugging Face hub name. A name that is not a
 local directory and looks like a path (starts with ``/``, ``.``, ``~`` or has more than one ``/``) is refused at
@@ -13,18 +14,28 @@ retrying for a minute and printing the hub's traceback.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import socket
 from pathlib import Path
 
+from retmask_interp.core import ranges
 from retmask_interp.core.io import InputError, check_writable
 
 __all__ = [
     "positive_int",
     "nonnegative_int",
+    "seed_int",
+    "steps_int",
     "finite_float",
+    "nonnegative_float",
+    "positive_float",
     "unit_interval",
+    "fraction",
+    "top_p",
+    "percent",
+    "json_object",
     "check_device",
     "check_model_source",
     "check_writable",
@@ -33,39 +44,28 @@ __all__ = [
 ]
 
 
-def _int_at_least(minimum: int, text: str) -> int:
+# argparse types: one per ``core.ranges.Range`` (the config dataclasses check the same ranges)
+positive_int = ranges.POSITIVE_INT.arg
+nonnegative_int = ranges.NONNEGATIVE_INT.arg
+seed_int = ranges.SEED.arg
+steps_int = ranges.STEPS.arg  # >= 1, or -1 for no limit
+finite_float = ranges.FINITE.arg
+nonnegative_float = ranges.NONNEGATIVE.arg
+positive_float = ranges.POSITIVE.arg
+unit_interval = ranges.UNIT_INTERVAL.arg  # [0, 1): ROUGE thresholds (a sample counts when recall > threshold)
+fraction = ranges.FRACTION.arg  # [0, 1]
+top_p = ranges.TOP_P.arg  # (0, 1]
+percent = ranges.PERCENT.arg  # [0, 100]
+
+
+def json_object(text: str) -> dict:
+    """A JSON object given on the command line (``--chat-template-kwargs '{"enable_thinking": false}'``)."""
     try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < minimum:
-        raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
-    return value
-
-
-def positive_int(text: str) -> int:
-    return _int_at_least(1, text)
-
-
-def nonnegative_int(text: str) -> int:
-    return _int_at_least(0, text)
-
-
-def finite_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
-    return value
-
-
-def unit_interval(text: str) -> float:
-    """A number in [0, 1) (ROUGE thresholds: a sample counts when recall > threshold)."""
-    value = finite_float(text)
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1) (0 disables the filter), got {value}")
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"{text!r} is not valid JSON ({err.msg})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"must be a JSON object like '{{\"key\": value}}', got {text}")
     return value
 
 

@@ -30,6 +30,7 @@ import torch
 from retmask_interp.core.decode import decode_steps, left_pad
 from retmask_interp.core.io import InputError, append_jsonl, read_jsonl, refuse_overwrite, settings_diff
 from retmask_interp.core.models import as_model
+from retmask_interp.core.ranges import POSITIVE_INT, UNIT_INTERVAL, check_fields, ranged
 from retmask_interp.core.static_decode import decode_static, resolve_backend, traced_forward
 from retmask_interp.heads.scores import HeadScores, head_key, parse_head_key
 from retmask_interp.measure.stats import niah_success
@@ -161,9 +162,10 @@ def copy_paste_scores(
 class DetectConfig:
     """Settings of a detection run (those that change the numbers are recorded in the head file)."""
 
-    max_new_tokens: int = 50
-    rouge_threshold: float = 0.5  # a sample counts if ROUGE-1 recall > threshold; 0 disables the filter
-    batch_size: int = 1
+    max_new_tokens: int = ranged(POSITIVE_INT, 50, cli="--max-new-tokens")
+    # a sample counts if ROUGE-1 recall > threshold (so 1 or more counts nothing); 0 disables the filter
+    rouge_threshold: float = ranged(UNIT_INTERVAL, 0.5, cli="--rouge-threshold")
+    batch_size: int = ranged(POSITIVE_INT, 1, cli="--batch-size")
     mask_heads: list[Head] = field(default_factory=list)
     mask_mode: str = "zero"
     stop: str = (
@@ -173,17 +175,7 @@ class DetectConfig:
     backend: str = "auto"  # decode loop (see copy_paste_scores_batch); every backend gives the same numbers
 
     def __post_init__(self) -> None:
-        if isinstance(self.max_new_tokens, bool) or int(self.max_new_tokens) < 1:
-            raise InputError(
-                f"max_new_tokens must be >= 1, got {self.max_new_tokens} (CLI: --max-new-tokens)"
-            )
-        if not (0 <= float(self.rouge_threshold) < 1):
-            raise InputError(
-                f"rouge_threshold must be in [0, 1), got {self.rouge_threshold}: a sample counts when ROUGE-1 "
-                "recall > threshold, so 1 or more counts nothing; 0 disables the filter (CLI: --rouge-threshold)"
-            )
-        if int(self.batch_size) < 1:
-            raise InputError(f"batch_size must be >= 1, got {self.batch_size} (CLI: --batch-size)")
+        check_fields(self)
 
     def settings(self) -> dict[str, Any]:
         """The settings that change a sample's result (recorded with every sample, compared on resume)."""

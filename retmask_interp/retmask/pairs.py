@@ -55,6 +55,7 @@ from retmask_interp.core.io import (
     refuse_overwrite,
     settings_diff,
 )
+from retmask_interp.core.ranges import NONNEGATIVE, POSITIVE_INT, SEED, TOP_P, check_fields, ranged
 
 __all__ = [
     "PairsConfig",
@@ -82,15 +83,20 @@ DROP_REASONS = ("empty_chosen", "empty_rejected", "empty_both", "identical")
 class PairsConfig:
     """Sampling settings, identical for both sides of every pair."""
 
-    temperature: float = 0.6  # paper; 0 = greedy
-    top_p: float = 1.0  # paper
-    max_new_tokens: int = 2048  # paper's cap
-    batch_size: int = 8  # prompts per generate call (left-padded)
-    seed: int = 0  # run seed; a batch samples with sample_seed(seed, i), i = the index of its first prompt, both sides
+    temperature: float = ranged(NONNEGATIVE, 0.6, cli="--temperature")  # paper; 0 = greedy
+    top_p: float = ranged(TOP_P, 1.0, cli="--top-p")  # paper
+    max_new_tokens: int = ranged(POSITIVE_INT, 2048, cli="--max-new-tokens")  # paper's cap
+    batch_size: int = ranged(POSITIVE_INT, 8, cli="--batch-size")  # prompts per generate call (left-padded)
+    seed: int = ranged(
+        SEED, 0, cli="--seed"
+    )  # run seed; a batch samples with sample_seed(seed, i), i = the index of its first prompt, both sides
     mode: str = "zero"  # masking mode passed to retmask_interp.interventions.masking.generate
     format: str = (
         "auto"  # "conversational" iff the tokenizer has a chat template; or "conversational", "plain"
     )
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,17 @@ from typing import Any
 import torch
 
 from retmask_interp.core.io import InputError, atomic_write_json, read_jsonl, refuse_overwrite
+from retmask_interp.core.ranges import (
+    FRACTION,
+    NONNEGATIVE,
+    POSITIVE,
+    POSITIVE_INT,
+    SEED,
+    STEPS,
+    Range,
+    check_fields,
+    ranged,
+)
 
 __all__ = ["DPOSettings", "load_pairs_dataset", "train_dpo", "SUMMARY_NAME"]
 
@@ -59,31 +70,40 @@ SUMMARY_NAME = "training_summary.json"
 class DPOSettings:
     """DPO settings; defaults are the RetMask paper's (Ma & Okazaki 2026) where it states them."""
 
-    beta: float = 0.1  # TRL default, used by the paper
-    learning_rate: float = 5e-7  # paper (full fine-tuning); LoRA usually needs 1e-5 .. 1e-4
+    beta: float = ranged(POSITIVE, 0.1, cli="--beta")  # TRL default, used by the paper
+    # paper (full fine-tuning); LoRA usually needs 1e-5 .. 1e-4
+    learning_rate: float = ranged(POSITIVE, 5e-7, cli="--lr")
     lr_scheduler_type: str = "cosine"  # paper
-    warmup_ratio: float = 0.1  # paper: fraction of all optimizer steps
-    weight_decay: float = 0.1  # paper
-    num_train_epochs: float = 2.0  # paper
-    effective_batch_size: int = 512  # paper: per_device_batch_size x gradient accumulation x processes
-    per_device_batch_size: int = 4
-    max_length: int | None = 2560  # prompt + response tokens; the paper's responses are at most 2048 tokens
+    warmup_ratio: float = ranged(
+        FRACTION, 0.1, cli="--warmup-ratio"
+    )  # paper: fraction of all optimizer steps
+    weight_decay: float = ranged(NONNEGATIVE, 0.1, cli="--weight-decay")  # paper
+    num_train_epochs: float = ranged(POSITIVE, 2.0, cli="--epochs")  # paper
+    # paper: per_device_batch_size x gradient accumulation x processes
+    effective_batch_size: int = ranged(POSITIVE_INT, 512, cli="--effective-batch-size")
+    per_device_batch_size: int = ranged(POSITIVE_INT, 4, cli="--per-device-batch-size")
+    # prompt + response tokens; the paper's responses are at most 2048 tokens; None: TRL's default
+    max_length: int | None = ranged(POSITIVE_INT, 2560, cli="--max-length", optional=True)
     bf16: bool | None = None  # None: bf16 autocast when a CUDA GPU with bf16 is present, else float32
     gradient_checkpointing: bool | None = None  # None: on for a GPU, off on the CPU
     reference: str = (
         "copy"  # full fine-tuning: "copy" (frozen deep copy) or "precompute" (log-probs up front)
     )
     lora: bool = False  # train a LoRA adapter (peft) instead of all weights
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.0
+    lora_r: int = ranged(POSITIVE_INT, 16, cli="--lora-r")
+    lora_alpha: int = ranged(POSITIVE_INT, 32, cli="--lora-alpha")
+    lora_dropout: float = ranged(Range(low=0, high=1, high_open=True), 0.0)
     lora_target_modules: str | list[str] = "all-linear"
-    seed: int = 0
-    max_steps: int = -1  # > 0 overrides the epochs (smoke tests)
-    logging_steps: int = 10
-    save_steps: int | None = None  # write a Trainer checkpoint every N steps (to resume a long run)
+    seed: int = ranged(SEED, 0, cli="--train-seed")
+    max_steps: int = ranged(STEPS, -1, cli="--max-steps")  # > 0 overrides the epochs (smoke tests)
+    logging_steps: int = ranged(POSITIVE_INT, 10, cli="--logging-steps")
+    # write a Trainer checkpoint every N steps (to resume a long run)
+    save_steps: int | None = ranged(POSITIVE_INT, None, cli="--save-steps")
     deepspeed: str | None = None  # a DeepSpeed JSON config (or pass one through `accelerate launch`)
     extra: dict[str, Any] = field(default_factory=dict)  # any other trl.DPOConfig field, passed as is
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

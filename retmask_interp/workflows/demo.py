@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from retmask_interp.core.io import atomic_write_json, atomic_write_text, refuse_overwrite
+from retmask_interp.core.ranges import FINITE, POSITIVE_INT, check_fields, ranged
 
 __all__ = ["DemoConfig", "MaskingRun", "detect_and_mask", "run_demo"]
 
@@ -26,13 +27,14 @@ class DemoConfig:
     model: str = "organism"
     device: str = "auto"
     dtype: str = "auto"
-    threshold: float = 0.1
-    seeds: int = 5
-    lengths: list[int] | None = None  # organism: 4 lengths to 1600; real: 500, 1000
-    num_depths: int | None = None  # default 5 (organism), 3 (real models)
-    num_needles: int = 3
-    max_new_tokens: int = 24
-    batch_size: int = 16  # the grid has 15 samples per length: one batch per length, no padding
+    threshold: float = ranged(FINITE, 0.1, cli="--threshold")
+    seeds: int = ranged(POSITIVE_INT, 5, cli="--seeds")  # random-head controls
+    # organism: 4 lengths to 1600; real: 500, 1000
+    lengths: list[int] | None = ranged(POSITIVE_INT, None, cli="--lengths")
+    num_depths: int | None = ranged(POSITIVE_INT, None, cli="--num-depths")  # default 5 (organism), 3 (real)
+    num_needles: int = ranged(POSITIVE_INT, 3)
+    max_new_tokens: int = ranged(POSITIVE_INT, 24)
+    batch_size: int = ranged(POSITIVE_INT, 16)  # the grid has 15 samples per length: one batch per length
     mask_mode: str = "zero"
     overwrite: bool = False
     progress: bool = True
@@ -40,12 +42,9 @@ class DemoConfig:
     def __post_init__(self) -> None:
         from retmask_interp.core.io import InputError
 
-        if self.seeds < 1:
-            raise InputError(f"seeds must be >= 1 (random-head controls), got {self.seeds} (CLI: --seeds)")
-        if self.lengths is not None and (not self.lengths or min(self.lengths) < 1):
-            raise InputError(f"lengths must be positive token counts, got {self.lengths} (CLI: --lengths)")
-        if self.num_depths is not None and self.num_depths < 1:
-            raise InputError(f"num_depths must be >= 1, got {self.num_depths} (CLI: --num-depths)")
+        check_fields(self)
+        if self.lengths is not None and not self.lengths:
+            raise InputError("lengths must name at least one token count (CLI: --lengths)")
 
 
 @dataclass

@@ -309,3 +309,113 @@ def test_figures_real_study_that_is_not_one(tmp_path, capsys):
     assert main(["figures", "--out", str(tmp_path / "f"), "--organisms", "--real-study", str(tmp_path)]) == 2
     err = _err(capsys)
     assert "--real-study" in err and "real_model_study.py" in err
+
+
+# -- every numeric option of every command has a range (issue 28) -----------------------------------------------
+def _commands(parser=None, prefix=()):
+    """(command words, parser) of every (sub)command of ``retmask``, walking nested subcommands."""
+    import argparse
+
+    from retmask_interp.cli import build_parser
+
+    parser = parser or build_parser()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield (*prefix, name), sub
+                yield from _commands(sub, (*prefix, name))
+
+
+def _numeric_options():
+    for words, sub in _commands():
+        for action in sub._actions:
+            default = action.default
+            numeric = action.type in (int, float) or (
+                isinstance(default, (int, float)) and not isinstance(default, bool)
+            )
+            if numeric or getattr(action.type, "range", None) is not None:
+                yield words, action
+
+
+def test_every_numeric_option_has_a_range():
+    """No option parses numbers with plain int/float: each uses a ``core.ranges`` type, so a new option cannot
+    escape the range checks (and the cases below are generated from the parsers)."""
+    options = list(_numeric_options())
+    assert len(options) > 40 and {w[0] for w, _ in options} >= {
+        "detect",
+        "pairs",
+        "train",
+        "evaluate",
+        "demo",
+    }
+    bare = [f"{' '.join(w)} {a.option_strings or a.dest}" for w, a in options if not hasattr(a.type, "range")]
+    assert not bare, f"numeric options without a range type (use _cli.validate's types): {bare}"
+
+
+def _bad_values(rng) -> list[str]:
+    bad = ["nan", "inf", "-inf", "x"]
+    if rng.low is not None:
+        below = rng.low if rng.low_open else rng.low - 1
+        if below not in rng.also:
+            bad.append(str(int(below)) if rng.integer else str(below))
+    if rng.high is not None:
+        above = rng.high if rng.high_open else rng.high + 1
+        bad.append(str(int(above)) if rng.integer else str(above))
+    if rng.integer:
+        bad.append("1.5")
+    return bad
+
+
+def _option_cases():
+    for words, action in _numeric_options():
+        opt = action.option_strings[-1] if action.option_strings else None
+        for bad in _bad_values(action.type.range):
+            yield pytest.param(words, opt, bad, id=f"{' '.join(words)} {opt or action.dest}={bad}")
+
+
+@pytest.mark.parametrize("words, opt, bad", list(_option_cases()))
+def test_every_numeric_option_refuses_out_of_range(words, opt, bad, capsys):
+    argv = [*words, f"{opt}={bad}"] if opt else [*words, bad]
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert ("must be" in err or "is not an" in err or "is not a number" in err) and (opt or "") in err, err
+
+
+def test_issue_28_ranges(capsys, tmp_path):
+    """The out-of-range values of issue 28, each refused while parsing; the API's configs refuse the same."""
+    from retmask_interp.measure.detect import DetectConfig
+    from retmask_interp.retmask.pairs import PairsConfig
+    from retmask_interp.retmask.training import DPOSettings
+    from retmask_interp.workflows.demo import DemoConfig
+
+    pairs = ["pairs", "organism", "--heads", "h.json", "--top-k", "2", "--builtin-prompts", "2", "--out", "p"]
+    for argv, message in [
+        ([*pairs, "--top-p", "1.5"], "argument --top-p: must be in (0, 1]"),
+        ([*pairs, "--top-p", "0"], "argument --top-p: must be in (0, 1]"),
+        (["demo", "--threshold", "nan"], "argument --threshold: must be a finite number, got nan"),
+        (["train", "m", "--pairs", "p", "--out", "o", "--epochs", "0"], "argument --epochs: must be > 0"),
+        (["train", "m", "--pairs", "p", "--out", "o", "--per-device-batch-size", "0"], "must be >= 1, got 0"),
+        (["train", "m", "--pairs", "p", "--out", "o", "--max-length", "0"], "must be >= 1, got 0"),
+        (["heads", "h.json", "--group-size", "0"], "argument --group-size: must be >= 1, got 0"),
+        (["detect", "--out", "h.json", "--chat-template-kwargs", "[1, 2]"], "must be a JSON object"),
+        (["detect", "--out", "h.json", "--depths", "150"], "argument --depths: must be in [0, 100]"),
+    ]:
+        with pytest.raises(SystemExit):
+            main(argv)
+        assert message in _err(capsys)
+    for make, message in [
+        (lambda: PairsConfig(top_p=1.5), r"top_p must be in \(0, 1\]"),
+        (lambda: PairsConfig(top_p=0.0), r"top_p must be in \(0, 1\]"),
+        (lambda: PairsConfig(temperature=-1.0), "temperature must be >= 0"),
+        (lambda: DemoConfig(threshold=float("nan")), "threshold must be a finite number"),
+        (lambda: DPOSettings(num_train_epochs=0), "num_train_epochs must be > 0"),
+        (lambda: DPOSettings(per_device_batch_size=0), "per_device_batch_size must be >= 1"),
+        (lambda: DPOSettings(max_length=0), "max_length must be >= 1"),
+        (lambda: DPOSettings(max_steps=0), "max_steps must be >= 1 or -1"),
+        (lambda: DetectConfig(max_new_tokens=0), "max_new_tokens must be >= 1"),
+    ]:
+        with pytest.raises(InputError, match=message):
+            make()
+    DPOSettings(max_length=None, max_steps=-1)  # optional / "no limit" values stay valid

@@ -1,0 +1,51 @@
+"""``core.ranges``: one rule per range, the same in a config dataclass and on the command line."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, fields
+
+import numpy as np
+import pytest
+
+from retmask_interp.core.io import InputError
+from retmask_interp.core.ranges import POSITIVE_INT, STEPS, TOP_P, check_fields, field_range, ranged
+
+
+@dataclass
+class _Config:
+    n: int = ranged(POSITIVE_INT, 1, cli="--n")
+    p: float = ranged(TOP_P, 1.0)
+    steps: int = ranged(STEPS, -1)
+    cap: int | None = ranged(POSITIVE_INT, None)
+    sizes: list[int] = ranged(POSITIVE_INT, default_factory=lambda: [1, 2])
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+
+def test_dataclass_and_argparse_share_the_rule():
+    assert field_range(fields(_Config)[0]) is POSITIVE_INT
+    _Config(n=np.int64(3), p=np.float32(0.5), cap=None, steps=7)  # numpy numbers are numbers
+    for kwargs, message in [
+        ({"n": 0}, r"n must be >= 1, got 0 \(CLI: --n\)"),
+        ({"n": True}, "n must be an integer, got True"),
+        ({"n": 1.5}, "n must be an integer, got 1.5"),
+        ({"n": "3"}, "n must be an integer, got '3'"),
+        ({"p": float("nan")}, "p must be a finite number, got nan"),
+        ({"p": 0.0}, r"p must be in \(0, 1\]"),
+        ({"steps": 0}, "steps must be >= 1 or -1"),
+        ({"cap": 0}, "cap must be >= 1"),
+        ({"sizes": [1, 0]}, "every value of sizes must be >= 1, got 0"),
+        ({"n": 10**400}, "too large"),
+    ]:
+        with pytest.raises(InputError, match=message):
+            _Config(**kwargs)
+    parse = TOP_P.arg
+    assert parse("1") == 1.0 and parse.range is TOP_P
+    for text in ("0", "1.5", "nan", "inf", "x"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse(text)
+    assert STEPS.arg("-1") == -1
+    with pytest.raises(argparse.ArgumentTypeError, match="is not an integer"):
+        POSITIVE_INT.arg("1e9")
