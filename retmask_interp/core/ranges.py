@@ -3,12 +3,13 @@
 A ``Range`` says what values a number may take (integer or float, finite, bounds, open or closed). It checks a
 value in three places, all with the same rule and message:
 
-- a config dataclass field: ``beta: float = ranged(POSITIVE, 0.1)`` and ``check_fields(self)`` in
-  ``__post_init__`` raise ``InputError`` (``"beta must be > 0, got 0"``); ``None`` passes when it is the field's
-  default (an optional setting);
+- a config dataclass field: ``beta: float = option(0.1, "DPO beta", range=POSITIVE)`` (``core.options``) and
+  ``check_fields(self)`` in ``__post_init__`` raise ``InputError`` (``"beta must be > 0, got 0 (CLI: --beta)"``);
+  ``None`` passes for an optional field (default None);
 - an argparse option: ``type=POSITIVE.arg`` (``_cli.validate`` names them ``positive_int`` ...) turns a bad value
   into the usual usage error (``argument --beta: must be > 0, got 0``);
-- a parser generated from a dataclass: ``field_range(f)`` is the field's ``Range`` (or None), ``f.metadata["range"]``.
+- a parser generated from a dataclass: ``field_range(f)`` is the field's ``Range`` (or None), ``f.metadata["range"]``,
+  and ``.arg`` its argparse type.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from retmask_interp.core.io import InputError
 
 __all__ = [
     "Range",
-    "ranged",
     "field_range",
     "check_fields",
     "POSITIVE_INT",
@@ -140,31 +140,14 @@ PERCENT = Range(low=0, high=100)
 GATE = Range(low=0, high=1, note="DuoAttention gates are in [0, 1]")
 
 
-def ranged(
-    range_: Range,
-    default: Any = dataclasses.MISSING,
-    *,
-    cli: str | None = None,
-    optional: bool | None = None,
-    **kwargs: Any,
-) -> Any:
-    """A dataclass field whose values must lie in ``range_`` (checked by ``check_fields``); ``cli``: the option
-    that sets it, named in the message; ``optional``: None is allowed too (default: when the default is None)."""
-    optional = default is None if optional is None else optional
-    metadata = {**kwargs.pop("metadata", {}), "range": range_, "optional": optional}
-    if cli:
-        metadata["cli"] = cli
-    return dataclasses.field(default=default, metadata=metadata, **kwargs)
-
-
 def field_range(f: dataclasses.Field) -> Range | None:
-    """The ``Range`` of a dataclass field made with ``ranged`` (None for other fields)."""
+    """The ``Range`` of a dataclass field made with ``core.options.option`` (None for other fields)."""
     return f.metadata.get("range")
 
 
 def check_fields(obj: Any) -> None:
-    """Check every ``ranged`` field of the dataclass instance ``obj`` (lists: every element); ``InputError``
-    naming the first bad one. ``None`` passes for an optional field (``ranged(..., optional=True)``)."""
+    """Check every field of the dataclass instance ``obj`` that has a range (``option(..., range=...)``; lists:
+    every element); ``InputError`` naming the first bad one. ``None`` passes for an optional field."""
     for f in dataclasses.fields(obj):
         rng = field_range(f)
         if rng is None:
@@ -172,7 +155,9 @@ def check_fields(obj: Any) -> None:
         value = getattr(obj, f.name)
         if value is None and f.metadata.get("optional"):
             continue
-        cli = f.metadata.get("cli")
+        cli = (
+            f.metadata.get("flag") or "--" + f.name.replace("_", "-") if f.metadata.get("cli", True) else None
+        )
         if isinstance(value, (list, tuple)):
             for v in value:
                 rng.check(v, f"every value of {f.name}", cli)

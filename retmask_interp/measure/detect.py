@@ -30,7 +30,8 @@ import torch
 from retmask_interp.core.decode import decode_steps, left_pad
 from retmask_interp.core.io import InputError, append_jsonl, read_jsonl, refuse_overwrite, settings_diff
 from retmask_interp.core.models import as_model
-from retmask_interp.core.ranges import POSITIVE_INT, UNIT_INTERVAL, check_fields, ranged
+from retmask_interp.core.options import option
+from retmask_interp.core.ranges import POSITIVE_INT, UNIT_INTERVAL, check_fields
 from retmask_interp.core.static_decode import decode_static, resolve_backend, traced_forward
 from retmask_interp.heads.scores import HeadScores, head_key, parse_head_key
 from retmask_interp.measure.stats import niah_success
@@ -162,10 +163,10 @@ def copy_paste_scores(
 class DetectConfig:
     """Settings of a detection run (those that change the numbers are recorded in the head file)."""
 
-    max_new_tokens: int = ranged(POSITIVE_INT, 50, cli="--max-new-tokens")
+    max_new_tokens: int = option(50, range=POSITIVE_INT)
     # a sample counts if ROUGE-1 recall > threshold (so 1 or more counts nothing); 0 disables the filter
-    rouge_threshold: float = ranged(UNIT_INTERVAL, 0.5, cli="--rouge-threshold")
-    batch_size: int = ranged(POSITIVE_INT, 1, cli="--batch-size")
+    rouge_threshold: float = option(0.5, range=UNIT_INTERVAL)
+    batch_size: int = option(1, range=POSITIVE_INT)
     mask_heads: list[Head] = field(default_factory=list)
     mask_mode: str = "zero"
     stop: str = (

@@ -55,7 +55,8 @@ from retmask_interp.core.io import (
     refuse_overwrite,
     settings_diff,
 )
-from retmask_interp.core.ranges import NONNEGATIVE, POSITIVE_INT, SEED, TOP_P, check_fields, ranged
+from retmask_interp.core.options import option
+from retmask_interp.core.ranges import NONNEGATIVE, POSITIVE_INT, SEED, TOP_P, check_fields
 
 __all__ = [
     "PairsConfig",
@@ -83,12 +84,12 @@ DROP_REASONS = ("empty_chosen", "empty_rejected", "empty_both", "identical")
 class PairsConfig:
     """Sampling settings, identical for both sides of every pair."""
 
-    temperature: float = ranged(NONNEGATIVE, 0.6, cli="--temperature")  # paper; 0 = greedy
-    top_p: float = ranged(TOP_P, 1.0, cli="--top-p")  # paper
-    max_new_tokens: int = ranged(POSITIVE_INT, 2048, cli="--max-new-tokens")  # paper's cap
-    batch_size: int = ranged(POSITIVE_INT, 8, cli="--batch-size")  # prompts per generate call (left-padded)
-    seed: int = ranged(
-        SEED, 0, cli="--seed"
+    temperature: float = option(0.6, range=NONNEGATIVE)  # paper; 0 = greedy
+    top_p: float = option(1.0, range=TOP_P)  # paper
+    max_new_tokens: int = option(2048, range=POSITIVE_INT)  # paper's cap
+    batch_size: int = option(8, range=POSITIVE_INT)  # prompts per generate call (left-padded)
+    seed: int = option(
+        0, range=SEED
     )  # run seed; a batch samples with sample_seed(seed, i), i = the index of its first prompt, both sides
     mode: str = "zero"  # masking mode passed to retmask_interp.interventions.masking.generate
     format: str = (

@@ -47,6 +47,7 @@ from typing import Any
 import torch
 
 from retmask_interp.core.io import InputError, atomic_write_json, read_jsonl, refuse_overwrite
+from retmask_interp.core.options import option
 from retmask_interp.core.ranges import (
     FRACTION,
     NONNEGATIVE,
@@ -56,7 +57,6 @@ from retmask_interp.core.ranges import (
     STEPS,
     Range,
     check_fields,
-    ranged,
 )
 
 __all__ = ["DPOSettings", "load_pairs_dataset", "train_dpo", "SUMMARY_NAME"]
@@ -70,35 +70,33 @@ SUMMARY_NAME = "training_summary.json"
 class DPOSettings:
     """DPO settings; defaults are the RetMask paper's (Ma & Okazaki 2026) where it states them."""
 
-    beta: float = ranged(POSITIVE, 0.1, cli="--beta")  # TRL default, used by the paper
+    beta: float = option(0.1, range=POSITIVE)  # TRL default, used by the paper
     # paper (full fine-tuning); LoRA usually needs 1e-5 .. 1e-4
-    learning_rate: float = ranged(POSITIVE, 5e-7, cli="--lr")
+    learning_rate: float = option(5e-7, range=POSITIVE, flag="--lr")
     lr_scheduler_type: str = "cosine"  # paper
-    warmup_ratio: float = ranged(
-        FRACTION, 0.1, cli="--warmup-ratio"
-    )  # paper: fraction of all optimizer steps
-    weight_decay: float = ranged(NONNEGATIVE, 0.1, cli="--weight-decay")  # paper
-    num_train_epochs: float = ranged(POSITIVE, 2.0, cli="--epochs")  # paper
+    warmup_ratio: float = option(0.1, range=FRACTION)  # paper: fraction of all optimizer steps
+    weight_decay: float = option(0.1, range=NONNEGATIVE)  # paper
+    num_train_epochs: float = option(2.0, range=POSITIVE, flag="--epochs")  # paper
     # paper: per_device_batch_size x gradient accumulation x processes
-    effective_batch_size: int = ranged(POSITIVE_INT, 512, cli="--effective-batch-size")
-    per_device_batch_size: int = ranged(POSITIVE_INT, 4, cli="--per-device-batch-size")
+    effective_batch_size: int = option(512, range=POSITIVE_INT)
+    per_device_batch_size: int = option(4, range=POSITIVE_INT)
     # prompt + response tokens; the paper's responses are at most 2048 tokens; None: TRL's default
-    max_length: int | None = ranged(POSITIVE_INT, 2560, cli="--max-length", optional=True)
+    max_length: int | None = option(2560, range=POSITIVE_INT, optional=True)
     bf16: bool | None = None  # None: bf16 autocast when a CUDA GPU with bf16 is present, else float32
     gradient_checkpointing: bool | None = None  # None: on for a GPU, off on the CPU
     reference: str = (
         "copy"  # full fine-tuning: "copy" (frozen deep copy) or "precompute" (log-probs up front)
     )
     lora: bool = False  # train a LoRA adapter (peft) instead of all weights
-    lora_r: int = ranged(POSITIVE_INT, 16, cli="--lora-r")
-    lora_alpha: int = ranged(POSITIVE_INT, 32, cli="--lora-alpha")
-    lora_dropout: float = ranged(Range(low=0, high=1, high_open=True), 0.0)
+    lora_r: int = option(16, range=POSITIVE_INT)
+    lora_alpha: int = option(32, range=POSITIVE_INT)
+    lora_dropout: float = option(0.0, range=Range(low=0, high=1, high_open=True))
     lora_target_modules: str | list[str] = "all-linear"
-    seed: int = ranged(SEED, 0, cli="--train-seed")
-    max_steps: int = ranged(STEPS, -1, cli="--max-steps")  # > 0 overrides the epochs (smoke tests)
-    logging_steps: int = ranged(POSITIVE_INT, 10, cli="--logging-steps")
+    seed: int = option(0, range=SEED, flag="--train-seed")
+    max_steps: int = option(-1, range=STEPS)  # > 0 overrides the epochs (smoke tests)
+    logging_steps: int = option(10, range=POSITIVE_INT)
     # write a Trainer checkpoint every N steps (to resume a long run)
-    save_steps: int | None = ranged(POSITIVE_INT, None, cli="--save-steps")
+    save_steps: int | None = option(None, range=POSITIVE_INT)
     deepspeed: str | None = None  # a DeepSpeed JSON config (or pass one through `accelerate launch`)
     extra: dict[str, Any] = field(default_factory=dict)  # any other trl.DPOConfig field, passed as is
 

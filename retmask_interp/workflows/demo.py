@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from retmask_interp.core.io import atomic_write_json, atomic_write_text, refuse_overwrite
-from retmask_interp.core.ranges import FINITE, POSITIVE_INT, check_fields, ranged
+from retmask_interp.core.options import option
+from retmask_interp.core.ranges import FINITE, POSITIVE_INT, check_fields
 
 __all__ = ["DemoConfig", "MaskingRun", "detect_and_mask", "run_demo"]
 
@@ -27,14 +28,16 @@ class DemoConfig:
     model: str = "organism"
     device: str = "auto"
     dtype: str = "auto"
-    threshold: float = ranged(FINITE, 0.1, cli="--threshold")
-    seeds: int = ranged(POSITIVE_INT, 5, cli="--seeds")  # random-head controls
+    threshold: float = option(0.1, range=FINITE)
+    seeds: int = option(5, range=POSITIVE_INT)  # random-head controls
     # organism: 4 lengths to 1600; real: 500, 1000
-    lengths: list[int] | None = ranged(POSITIVE_INT, None, cli="--lengths")
-    num_depths: int | None = ranged(POSITIVE_INT, None, cli="--num-depths")  # default 5 (organism), 3 (real)
-    num_needles: int = ranged(POSITIVE_INT, 3)
-    max_new_tokens: int = ranged(POSITIVE_INT, 24)
-    batch_size: int = ranged(POSITIVE_INT, 16)  # the grid has 15 samples per length: one batch per length
+    lengths: list[int] | None = option(None, range=POSITIVE_INT)
+    num_depths: int | None = option(None, range=POSITIVE_INT)  # default 5 (organism), 3 (real)
+    num_needles: int = option(3, range=POSITIVE_INT)
+    max_new_tokens: int = option(24, range=POSITIVE_INT)
+    batch_size: int = option(
+        16, range=POSITIVE_INT
+    )  # the grid has 15 samples per length: one batch per length
     mask_mode: str = "zero"
     overwrite: bool = False
     progress: bool = True

@@ -9,16 +9,17 @@ import numpy as np
 import pytest
 
 from retmask_interp.core.io import InputError
-from retmask_interp.core.ranges import POSITIVE_INT, STEPS, TOP_P, check_fields, field_range, ranged
+from retmask_interp.core.options import option
+from retmask_interp.core.ranges import POSITIVE_INT, STEPS, TOP_P, check_fields, field_range
 
 
 @dataclass
 class _Config:
-    n: int = ranged(POSITIVE_INT, 1, cli="--n")
-    p: float = ranged(TOP_P, 1.0)
-    steps: int = ranged(STEPS, -1)
-    cap: int | None = ranged(POSITIVE_INT, None)
-    sizes: list[int] = ranged(POSITIVE_INT, default_factory=lambda: [1, 2])
+    n: int = option(1, range=POSITIVE_INT)
+    p: float = option(1.0, range=TOP_P)
+    steps: int = option(-1, range=STEPS)
+    cap: int | None = option(None, range=POSITIVE_INT)
+    sizes: list[int] = option(range=POSITIVE_INT, factory=lambda: [1, 2])
 
     def __post_init__(self) -> None:
         check_fields(self)
