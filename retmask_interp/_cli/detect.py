@@ -150,9 +150,15 @@ def register(sub) -> None:
     p.set_defaults(func=run_detect)
 
     h = sub.add_parser(
-        "heads", help="print the top heads of a head list (ours, Wu's, DuoAttention, CSV, YAML)"
+        "heads",
+        help="print the top heads of a head list (ours, Wu's, DuoAttention, CSV, YAML), or convert it (--export)",
+        description="Print the top heads of a head list in any supported format, or convert it to another "
+        "tool's format with --export PATH (the format from the suffix: .json ours, .tsv DuoAttention, .yaml QRHead, "
+        ".csv; --format wu for Wu et al.'s JSON).",
     )
-    h.add_argument("file", type=Path)
+    h.add_argument(
+        "file", type=Path, help="a head-list file, or the name of a shipped one (smollm2-135m-instruct)"
+    )
     h.add_argument("--top", type=nonnegative_int, default=20, help="rows to print (at most every head)")
     h.add_argument("--threshold", type=finite_float, default=None, help="only heads with score >= this")
     h.add_argument(
@@ -161,6 +167,26 @@ def register(sub) -> None:
         default=None,
         help="DuoAttention files: query heads per KV head (gates are expanded to query heads)",
     )
+    h.add_argument(
+        "--num-layers", type=positive_int, default=None, help="the model's layers (files without a shape)"
+    )
+    h.add_argument("--num-heads", type=positive_int, default=None, help="the model's query heads per layer")
+    h.add_argument(
+        "--export", type=Path, default=None, metavar="PATH", help="write the list to PATH (see above)"
+    )
+    h.add_argument(
+        "--format",
+        choices=["retmask", "wu", "duo", "qrhead", "csv"],
+        default=None,
+        help="the --export format when the suffix does not say it (wu: Wu et al.'s JSON)",
+    )
+    h.add_argument(
+        "--num-kv-heads", type=positive_int, default=None, help="--export to DuoAttention: KV heads per layer"
+    )
+    h.add_argument(
+        "--top-k", type=positive_int, default=None, help="--export to QRHead: the k best heads only"
+    )
+    h.add_argument("--overwrite", action="store_true", help="replace an existing --export file")
     h.set_defaults(func=run_heads)
 
     d = sub.add_parser("demo", help="the end-to-end demo on the embedded organism (or --model)")
@@ -235,7 +261,7 @@ def run_detect(args) -> int:
         rm, samples, config, samples_path=samples_path, progress=not args.no_progress and rank == 0,
         params=params, shard=(rank, world), barrier=barrier, inputs=inputs,
     )  # fmt: skip
-    if hs is None:  # another rank writes the merged head list
+    if rank != 0:  # rank 0 writes the merged head list
         return 0
     save_head_scores(hs, args.out, overwrite=args.overwrite, format=args.format)
     rule = (
@@ -264,7 +290,16 @@ def format_head_table(hs, top: int = 20, threshold: float | None = None) -> str:
 
 
 def run_heads(args) -> int:
-    hs = load_any(args.file, **({"group_size": args.group_size} if args.group_size else {}))
+    hs = load_any(args.file, group_size=args.group_size, num_layers=args.num_layers, num_heads=args.num_heads)
+    if args.export is not None:
+        from retmask_interp.heads.formats import export_head_list
+
+        path = export_head_list(
+            hs, args.export, format=args.format, overwrite=args.overwrite, num_kv_heads=args.num_kv_heads,
+            top_k=args.top_k,
+        )  # fmt: skip
+        print(f"wrote {path} ({hs.num_layers} layers x {hs.num_heads} heads of {hs.model or args.file.name})")
+        return 0
     n = hs.num_layers * hs.num_heads
     if args.top > n:
         raise ValueError(f"--top {args.top} is more than the {n} heads in {args.file}; use --top {n} or less")

@@ -7,8 +7,9 @@ Import (all return ``HeadScores``; ``load_any_head_list`` picks the reader by ex
 - ``.yaml`` / ``.yml``: QRHead configs and other YAML head lists (``load_yaml_heads``, shapes listed there);
 - ``.csv``: a header with ``layer``, ``head`` and optionally ``score`` (``load_csv_heads``).
 
-Export: ``export_head_list`` (our JSON, Wu JSON, CSV), ``head_dataframe`` (pandas); ``kv_head_scores`` reduces
-query-head scores to KV heads.
+Export: ``export_head_list`` (the format from the suffix or ``format=``: our JSON, Wu JSON, DuoAttention TSV,
+QRHead YAML, CSV; an unknown suffix is refused), ``head_dataframe`` (pandas); ``kv_head_scores`` reduces query-head
+scores to KV heads (DuoAttention's files are per KV head: a KV head gets the largest score of its query heads).
 
 ``tl_mask_hooks`` / ``tl_bridge`` / ``tl_run_masked`` zero heads in a TransformerLens ``TransformerBridge``
 (TransformerLens >= 4); ``export_masked`` writes the RetMask *ablated* model as a Hugging Face checkpoint.
@@ -33,6 +34,7 @@ from retmask_interp.heads.scores import (
     Head,
     HeadScores,
     check_geometry,
+    head_key,
     load_head_scores,
     parse_head_key,
     save_head_scores,
@@ -44,6 +46,8 @@ __all__ = [
     "load_yaml_heads",
     "load_csv_heads",
     "export_head_list",
+    "format_for",
+    "FORMATS",
     "head_dataframe",
     "kv_head_scores",
     "check_head_list_matches",
@@ -280,11 +284,16 @@ def _from_entries(
     nl, nh = check_geometry(nl, nh, source)
     if any(h[0] >= nl or h[1] >= nh for h in heads):
         raise InputError(f"{source}: heads fall outside {nl} layers x {nh} heads; is it for another model?")
-    if not (num_layers or geo):
-        log.info(
-            "%s: geometry not given; assuming %d layers x %d heads from the listed heads", source, nl, nh
-        )
+    if not ((num_layers and num_heads) or geo):
+        # the largest listed head is only a lower bound of the model's shape: metrics over all heads depend on it
+        log.warning(
+            "%s lists heads without the model's shape: assuming %d layers x %d heads from the largest listed head; "
+            "give the shape (num_layers= / num_heads= or model=; CLI: --num-layers / --num-heads or --model)",
+            source, nl, nh,
+        )  # fmt: skip
     hs = HeadScores(scores, int(nl), int(nh), model=model, method=source_format, source=source)
+    if (num_layers and num_heads) or geo:
+        hs.geometry = {"num_layers": int(nl), "num_heads": int(nh)}
     hs.extra["provenance"] = {"source_format": source_format, "file": source, "scores": how, "n_listed": n}
     return hs
 
@@ -411,42 +420,77 @@ def _json_geometry(path: Path) -> dict | None:
     return None
 
 
-def load_any_head_list(path: str | Path, **kwargs) -> HeadScores:
-    """Read a head list in any supported format (module docstring). Keyword arguments go to the reader that
-    accepts them (``num_layers``, ``num_heads``, ``geometry``, ``group_size``, ``unscored``); the others are
-    ignored, so one set of options serves a mix of files. A shipped head list's name (``shipped_head_lists``)
-    stands for its file."""
+def _reader_for(path: Path, format: str | None) -> Callable[..., HeadScores]:
+    if format is not None:
+        readers: dict[str, Callable[..., HeadScores]] = {
+            "retmask": _load_json,
+            "wu": _load_json,
+            "duo": load_duo_attention,
+            "qrhead": load_yaml_heads,
+            "yaml": load_yaml_heads,
+            "csv": load_csv_heads,
+        }
+        if format not in readers:
+            raise InputError(f"unknown head-list format {format!r}; use one of {', '.join(FORMATS)}")
+        return readers[format]
+    suffix = path.suffix.lower()
+    if path.is_dir() or suffix == ".tsv":
+        return load_duo_attention
+    if suffix in (".yaml", ".yml"):
+        return load_yaml_heads
+    if suffix == ".csv":
+        return load_csv_heads
+    if suffix == ".json":
+        return _load_json
+    with path.open("rb") as fh:
+        head = fh.read(4096).decode("utf-8", errors="replace").lstrip()
+    if head.startswith("{"):
+        return _load_json
+    if head[:6].lower().startswith(("layer,", "layer ")):
+        return load_csv_heads
+    raise InputError(
+        f"{path}: unknown head-list format; use .json (ours / Wu et al.), .tsv (DuoAttention), "
+        ".yaml (QRHead) or .csv (layer,head,score), or name it with format=... (CLI: --format)"
+    )
+
+
+def load_any_head_list(path: str | Path, *, format: str | None = None, model=None, **kwargs) -> HeadScores:
+    """Read a head list in any supported format (module docstring; ``format=`` overrides the suffix).
+
+    Keyword arguments go to the reader that accepts them (``num_layers``, ``num_heads``, ``geometry``,
+    ``group_size``, ``unscored``); the others are ignored, so one set of options serves a mix of files. ``model``
+    (a ``RetModel``, HF model or config) gives the shape as ``geometry`` does. Where a shape is given, a file that
+    does not fit it is refused: heads outside it, or a recorded geometry that differs. A shipped head list's name
+    (``shipped_head_lists``) stands for its file."""
     from retmask_interp.heads.scores import head_list_path
 
     path = head_list_path(path)
-    suffix = path.suffix.lower()
-    reader: Callable[..., HeadScores]
-    if path.is_dir() or suffix == ".tsv":
-        reader = load_duo_attention
-    elif suffix in (".yaml", ".yml"):
-        reader = load_yaml_heads
-    elif suffix == ".csv":
-        reader = load_csv_heads
-    elif suffix == ".json":
-        reader = _load_json
-    else:
-        with path.open("rb") as fh:
-            head = fh.read(4096).decode("utf-8", errors="replace").lstrip()
-        if head.startswith("{"):
-            reader = _load_json
-        elif head[:6].lower().startswith(("layer,", "layer ")):
-            reader = load_csv_heads
-        else:
-            raise InputError(
-                f"{path}: unknown head-list format; use .json (ours / Wu et al.), .tsv (DuoAttention), "
-                ".yaml (QRHead) or .csv (layer,head,score)"
-            )
-    accepted = set(inspect.signature(reader).parameters)
+    reader = _reader_for(path, format)
     known = {"num_layers", "num_heads", "geometry", "group_size", "unscored"}
     unknown = set(kwargs) - known
     if unknown:
         raise TypeError(f"load_any_head_list got unknown options {sorted(unknown)}; known: {sorted(known)}")
-    return reader(path, **{k: v for k, v in kwargs.items() if k in accepted and v is not None})
+    if model is not None:
+        if kwargs.get("geometry") is not None:
+            raise TypeError("give the shape as model= or geometry=, not both")
+        kwargs["geometry"] = model
+    accepted = set(inspect.signature(reader).parameters)
+    hs = reader(path, **{k: v for k, v in kwargs.items() if k in accepted and v is not None})
+    geo = _geometry_dict(kwargs.get("geometry"))
+    want = (
+        kwargs.get("num_layers") or geo.get("num_layers"),
+        kwargs.get("num_heads") or geo.get("num_heads"),
+    )
+    recorded = (hs.geometry.get("num_layers"), hs.geometry.get("num_heads")) if hs.geometry else (None, None)
+    checks = [("is for", (hs.num_layers, hs.num_heads)), ("records", recorded)]
+    for verb, shape in checks:
+        for name, given, have in zip(("layers", "heads per layer"), want, shape):
+            if given is not None and have is not None and int(given) != int(have):
+                raise InputError(
+                    f"{path} {verb} {have} {name} but the model (or --num-layers / --num-heads) has {given}: "
+                    "it is the head list of another model"
+                )
+    return hs
 
 
 # -- export ----------------------------------------------------------------------------------------------
@@ -458,22 +502,108 @@ def head_dataframe(hs: HeadScores):
     return df
 
 
-def export_head_list(
-    hs: HeadScores, path: str | Path, *, format: str | None = None, overwrite: bool = False
-) -> Path:
-    """Write a head list as ``"retmask"`` (our JSON, with provenance), ``"wu"`` (Wu et al.'s JSON) or ``"csv"``
-    (``layer,head,score,rank``, every head, ranked; no provenance). ``format`` defaults from the extension
-    (``.csv`` -> csv, otherwise our JSON)."""
-    path = Path(path)
-    format = format or ("csv" if path.suffix.lower() == ".csv" else "retmask")
-    if format in ("retmask", "wu"):
-        return save_head_scores(hs, path, overwrite=overwrite, format=format)
-    if format != "csv":
-        raise InputError(f"unknown export format {format!r}; use 'retmask', 'wu' or 'csv'")
-    refuse_overwrite(path, overwrite, "head list")
+# format name -> the suffixes that select it (``"wu"`` is chosen by name: its files are .json as ours)
+FORMATS: dict[str, tuple[str, ...]] = {
+    "retmask": (".json",),
+    "wu": (),
+    "duo": (".tsv",),
+    "qrhead": (".yaml", ".yml"),
+    "csv": (".csv",),
+}
+
+
+def format_for(path: str | Path, format: str | None = None) -> str:
+    """The export format of ``path``: ``format`` if given, else from the suffix; an unknown one is refused."""
+    if format is not None:
+        if format not in FORMATS:
+            raise InputError(f"unknown head-list format {format!r}; use one of {', '.join(FORMATS)}")
+        return format
+    suffix = Path(path).suffix.lower()
+    for name, suffixes in FORMATS.items():
+        if suffix in suffixes:
+            return name
+    raise InputError(
+        f"{path}: cannot tell the head-list format from the suffix {suffix or '(none)'!r}; use .json (ours), "
+        ".tsv (DuoAttention), .yaml (QRHead) or .csv, or give format= (CLI: --format) one of "
+        f"{', '.join(FORMATS)}"
+    )
+
+
+def _kv_group_size(hs: HeadScores, num_kv_heads: int | None) -> int:
+    kv = num_kv_heads or hs.geometry.get("num_kv_heads")
+    if not kv:
+        raise InputError(
+            f"DuoAttention files hold one value per KV head, and the head list of {hs.model or 'this model'} does "
+            "not record how many KV heads it has: give num_kv_heads=... (CLI: --num-kv-heads; 8 for "
+            "Llama-3-8B, 1 query head per KV head without grouped-query attention)"
+        )
+    if hs.num_heads % int(kv):
+        raise InputError(f"{kv} KV heads do not divide the {hs.num_heads} query heads per layer")
+    return hs.num_heads // int(kv)
+
+
+def duo_attention_text(hs: HeadScores, num_kv_heads: int | None = None) -> str:
+    """DuoAttention's ``full_attention_heads.tsv``: one row per layer, one tab-separated value per KV head. A KV
+    head's value is the LARGEST score of the query heads that share it (``kv_head_scores(..., "max")``): a KV head
+    is kept at full attention when any of its query heads retrieves."""
+    kv = kv_head_scores(hs, _kv_group_size(hs, num_kv_heads), "max").matrix()
+    return "".join("\t".join(repr(float(v)) for v in row) + "\n" for row in kv)
+
+
+def qrhead_text(hs: HeadScores, top_k: int | None = None) -> str:
+    """QRHead's head list: a YAML config with ``model_name_or_path`` and ``attn_head_set``, the heads as
+    ``"layer-head"`` separated by commas, best first. QRHead lists carry no scores: the heads with a score above 0
+    are written (or the ``top_k`` best); reading it back ranks them in this order (``load_yaml_heads``)."""
+    import yaml
+
+    heads = hs.top_k(top_k) if top_k is not None else [(la, h) for la, h, s in hs.ranked() if s > 0]
+    if not heads:
+        raise InputError(
+            f"no head of {hs.model or 'the head list'} has a score above 0, so the QRHead list would be empty; "
+            "give top_k=... (CLI: --top-k)"
+        )
+    doc = {"model_name_or_path": hs.model or "", "attn_head_set": ",".join(head_key(*h) for h in heads)}
+    return yaml.safe_dump(doc, sort_keys=False, width=10**6)
+
+
+def csv_text(hs: HeadScores) -> str:
+    """``layer,head,score,rank``: every head, ranked (rank 1 = best); no provenance."""
     lines = ["layer,head,score,rank"]
     lines += [f"{layer},{head},{score!r},{i + 1}" for i, (layer, head, score) in enumerate(hs.ranked())]
-    return atomic_write_text(path, "\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
+
+
+def export_head_list(
+    hs: HeadScores,
+    path: str | Path,
+    *,
+    format: str | None = None,
+    overwrite: bool = False,
+    num_kv_heads: int | None = None,
+    top_k: int | None = None,
+) -> Path:
+    """Write a head list for another tool; the format comes from ``path``'s suffix or ``format``:
+
+    - ``"retmask"`` (``.json``): our JSON, with provenance (``heads.scores``);
+    - ``"wu"``: Wu et al.'s JSON ``{"layer-head": [per-sample scores]}``, what HeadKV and DeCoRe read;
+    - ``"duo"`` (``.tsv``): DuoAttention's ``full_attention_heads.tsv``, layers x KV heads, each KV head the largest
+      score of its query heads (``num_kv_heads`` from the list's geometry, or given);
+    - ``"qrhead"`` (``.yaml``): QRHead's ``attn_head_set``, the heads above 0 (or ``top_k``) best first;
+    - ``"csv"`` (``.csv``): ``layer,head,score,rank``, every head.
+
+    An unknown suffix is refused (nothing is written); an existing file needs ``overwrite=True``."""
+    path = Path(path)
+    fmt = format_for(path, format)
+    if fmt in ("retmask", "wu"):
+        return save_head_scores(hs, path, overwrite=overwrite, format=fmt)
+    refuse_overwrite(path, overwrite, "head list")
+    if fmt == "duo":
+        text = duo_attention_text(hs, num_kv_heads)
+    elif fmt == "qrhead":
+        text = qrhead_text(hs, top_k)
+    else:
+        text = csv_text(hs)
+    return atomic_write_text(path, text)
 
 
 def kv_head_scores(hs: HeadScores, group_size: int, reduce: str = "max") -> HeadScores:

@@ -286,3 +286,105 @@ def test_cli_export_masked_real_checkpoint(stories_path, tmp_path):
     export_head_list(HeadScores.from_matrix(np.ones((32, 32))), wrong)
     assert main(["-q", "export-masked", str(stories_path), "--heads", str(wrong), "--top-k", "1",
                  "--out", str(tmp_path / "w"), "--device", "cpu"]) == 2  # fmt: skip
+
+
+# -- every format both ways --------------------------------------------------------------------------------
+def _scored(num_layers=4, num_heads=6, num_kv_heads=2, seed=1) -> HeadScores:
+    rng = np.random.default_rng(seed)
+    m = rng.random((num_layers, num_heads)) * (rng.random((num_layers, num_heads)) > 0.4)  # some exact zeros
+    hs = HeadScores.from_matrix(m, model="toy/model")
+    hs.geometry = {"num_layers": num_layers, "num_heads": num_heads, "num_kv_heads": num_kv_heads}
+    hs.per_sample = {h: [s, s] for h, s in hs.scores.items()}
+    return hs
+
+
+@pytest.mark.parametrize(
+    "name, fmt", [("h.json", None), ("wu.json", "wu"), ("h.csv", None), ("h.tsv", None), ("h.yaml", None)]
+)
+def test_every_format_round_trips(tmp_path, name, fmt):
+    hs = _scored()
+    path = hs.save(tmp_path / name, format=fmt)
+    back = load_any_head_list(path, num_layers=4, num_heads=6, group_size=3)
+    assert (back.num_layers, back.num_heads) == (4, 6)
+    if path.suffix == ".tsv":  # per KV head: each query head carries the largest score of its group
+        want = np.repeat(hs.matrix().reshape(4, 2, 3).max(-1), 3, axis=1)
+        np.testing.assert_array_equal(back.matrix(), want)
+        assert path.read_text().splitlines()[0].count("\t") == 1  # 2 KV heads a row
+    elif path.suffix == ".yaml":  # QRHead: the ranked heads above 0, no scores
+        listed = [(layer, head) for layer, head, s in hs.ranked() if s > 0]
+        assert back.top_k(len(listed)) == listed
+        assert {h for h, s in back.scores.items() if s > 0} == set(listed)
+    else:  # scores kept to the last bit
+        np.testing.assert_array_equal(back.matrix(), hs.matrix())
+        assert back.ranked() == hs.ranked()
+    again = load_any_head_list(path, num_layers=4, num_heads=6, group_size=3)  # reading twice is stable
+    np.testing.assert_array_equal(again.matrix(), back.matrix())
+
+
+def test_duo_attention_writer_needs_kv_heads_and_reads_back_exactly(tmp_path):
+    hs = _scored()
+    hs.geometry = {}
+    with pytest.raises(ValueError, match="KV heads.*num_kv_heads"):
+        export_head_list(hs, tmp_path / "full_attention_heads.tsv")
+    assert not (tmp_path / "full_attention_heads.tsv").exists()
+    export_head_list(hs, tmp_path / "full_attention_heads.tsv", num_kv_heads=6)  # no grouping: exact
+    back = load_duo_attention(tmp_path / "full_attention_heads.tsv", group_size=1)
+    np.testing.assert_array_equal(back.matrix(), hs.matrix())
+
+
+def test_unknown_suffix_is_refused_and_nothing_written(tmp_path):
+    hs = _scored()
+    for name in ("heads.txt", "heads", "heads.npy"):
+        with pytest.raises(ValueError, match="cannot tell the head-list format"):
+            hs.save(tmp_path / name)
+        assert not (tmp_path / name).exists()
+    with pytest.raises(ValueError, match="unknown head-list format 'duoattention'"):
+        hs.save(tmp_path / "h.json", format="duoattention")
+    hs.save(tmp_path / "heads.txt", format="csv")  # a name for the format works with any suffix
+    assert load_any_head_list(tmp_path / "heads.txt").ranked() == hs.ranked()
+
+
+def test_save_twice_needs_overwrite(tmp_path):
+    hs = _scored()
+    for name in ("h.json", "h.csv", "h.tsv", "h.yaml"):
+        hs.save(tmp_path / name)
+        with pytest.raises(FileExistsError):
+            hs.save(tmp_path / name)
+        hs.save(tmp_path / name, overwrite=True)
+
+
+def test_readers_refuse_a_file_that_does_not_fit_the_model(tmp_path, caplog):
+    hs = _scored()
+    rm = as_model(make_tiny_model("llama"))  # 2 layers x 4 heads (2 KV heads)
+    for name in ("h.json", "h.csv", "h.yaml"):
+        path = hs.save(tmp_path / name)
+        with pytest.raises(ValueError, match="another model|outside"):
+            load_any_head_list(path, model=rm)
+    with pytest.raises(ValueError, match="layers"):
+        load_any_head_list(hs.save(tmp_path / "h.tsv"), model=rm)
+    # a QRHead list without a shape: read, with a warning that names the options
+    (tmp_path / "qr.yaml").write_text('model_name_or_path: x\nattn_head_set: "1-2,0-3"\n')
+    with caplog.at_level(logging.WARNING):
+        small = load_any_head_list(tmp_path / "qr.yaml")
+    assert (small.num_layers, small.num_heads) == (2, 4) and "--num-layers" in caplog.text
+    fitted = load_any_head_list(tmp_path / "qr.yaml", num_layers=30, num_heads=9)
+    assert (fitted.num_layers, fitted.num_heads) == (30, 9) and fitted.top_k(2) == [(1, 2), (0, 3)]
+    with pytest.raises(ValueError, match="outside"):
+        load_any_head_list(tmp_path / "qr.yaml", num_layers=1, num_heads=9)
+
+
+def test_cli_heads_export_converts(tmp_path, capsys):
+    hs = _scored()
+    src = hs.save(tmp_path / "heads.json")
+    assert main(["heads", str(src), "--export", str(tmp_path / "heads.csv")]) == 0
+    assert load_any_head_list(tmp_path / "heads.csv").ranked() == hs.ranked()
+    assert main(["heads", str(src), "--export", str(tmp_path / "full_attention_heads.tsv")]) == 0
+    assert main(["heads", str(src), "--export", str(tmp_path / "wu.json"), "--format", "wu"]) == 0
+    assert set(json.loads((tmp_path / "wu.json").read_text())) == {
+        f"{la}-{h}" for la in range(4) for h in range(6)
+    }
+    assert "wrote" in capsys.readouterr().out
+    assert main(["heads", str(src), "--export", str(tmp_path / "heads.txt")]) == 2  # unknown suffix
+    assert "cannot tell the head-list format" in capsys.readouterr().err
+    assert not (tmp_path / "heads.txt").exists()
+    assert main(["heads", str(tmp_path / "heads.csv"), "--num-layers", "4", "--num-heads", "6"]) == 0
