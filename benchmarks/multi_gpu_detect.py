@@ -325,7 +325,7 @@ def _run(args, rank: int, world: int, device: torch.device, barrier) -> dict:
     )  # fmt: skip
     if world == 1:
         record()
-    if hs is None:  # another rank merges
+    if rank != 0:  # rank 0 writes the merged list
         barrier()  # wait for rank 0's files before the process group goes
         return {}
     wall_s = time.perf_counter() - t0

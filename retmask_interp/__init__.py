@@ -62,6 +62,7 @@ _API = {
     "load_head_scores": "retmask_interp.heads.scores:load_head_scores",
     "save_head_scores": "retmask_interp.heads.scores:save_head_scores",
     "shipped_head_lists": "retmask_interp.heads.scores:shipped_head_lists",
+    "load_heads": "retmask_interp.heads.formats:load_any_head_list",
     "load_any_head_list": "retmask_interp.heads.formats:load_any_head_list",
     "export_head_list": "retmask_interp.heads.formats:export_head_list",
     # interventions
@@ -83,7 +84,7 @@ _API = {
     # analysis
     "organization_metrics": "retmask_interp.analysis.metrics:organization_metrics",
     "metrics_table": "retmask_interp.analysis.metrics:metrics_table",
-    "head_heatmap": "retmask_interp.analysis.plots:head_heatmap",
+    "head_heatmap": "retmask_interp.heads.plots:head_heatmap",
     "save_figure": "retmask_interp.analysis.export:save_figure",
     # retmask
     "PairsConfig": "retmask_interp.retmask.pairs:PairsConfig",

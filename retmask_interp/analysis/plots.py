@@ -16,6 +16,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from retmask_interp.analysis.metrics import agreement
+from retmask_interp.heads.plots import HEAT_SCALE, head_heatmap, heat_traces, heatmap_height, top_annotations
 from retmask_interp.heads.scores import HeadScores, score_matrix
 
 ScoresLike = HeadScores | np.ndarray | Mapping | Sequence  # what score_matrix accepts
@@ -34,86 +35,11 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-HEAT_SCALE = "Viridis"
 SUCCESS_SCALE = "RdYlGn"
-_HEAD_HOVER = "layer %{y}, head %{x}<br>score %{z:.3f}<extra>%{fullData.name}</extra>"
 
 
 def _name(hs, default: str = "") -> str:
     return getattr(hs, "model", "") or default
-
-
-def _heat_traces(m: np.ndarray, name: str, threshold: float | None, coloraxis: str | None):
-    heat = go.Heatmap(
-        z=m,
-        x=list(range(m.shape[1])),
-        y=list(range(m.shape[0])),
-        name=name,
-        hovertemplate=_HEAD_HOVER,
-        coloraxis=coloraxis,
-    )
-    if coloraxis is None:
-        heat.update(colorscale=HEAT_SCALE, zmin=0.0, colorbar={"title": "score"})
-    traces = [heat]
-    if threshold is not None:
-        layers, heads = np.nonzero(m >= threshold)
-        traces.append(
-            go.Scatter(
-                x=heads.tolist(),
-                y=layers.tolist(),
-                mode="markers",
-                marker={"symbol": "square-open", "size": 9, "color": "red", "line": {"width": 1.5}},
-                name=f"{name} score >= {threshold:g}".strip(),
-                customdata=m[layers, heads],
-                hovertemplate="layer %{y}, head %{x}<br>score %{customdata:.3f}<extra>above threshold</extra>",
-                showlegend=False,
-            )
-        )
-    return traces
-
-
-def _top_annotations(m: np.ndarray, n: int) -> list[dict]:
-    """Rank labels (1 = best) of the ``n`` highest-scoring heads (ties: lower layer, then head)."""
-    flat = m.ravel()
-    order = np.lexsort((np.arange(flat.size), -flat))[: max(n, 0)]
-    out = []
-    for rank, idx in enumerate(order, start=1):
-        layer, head = divmod(int(idx), m.shape[1])
-        if flat[idx] <= 0:
-            break
-        out.append(
-            {
-                "x": head,
-                "y": layer,
-                "text": str(rank),
-                "showarrow": False,
-                "font": {"color": "white", "size": 9},
-            }
-        )
-    return out
-
-
-def head_heatmap(
-    head_scores, *, threshold: float | None = 0.1, annotate_top: int = 10, title: str | None = None
-):
-    """Layer x head heatmap of retrieval scores.
-
-    Trace 0 is the heatmap (``z`` = the ``[layers, heads]`` score matrix, negatives clipped to 0); trace 1 (when
-    ``threshold`` is given) marks with open squares the heads scoring at or above ``threshold``; the
-    ``annotate_top`` best heads carry their rank (1 = best) as annotations.
-    """
-    m = score_matrix(head_scores)
-    name = _name(head_scores)
-    fig = go.Figure(_heat_traces(m, name, threshold, None))
-    for ann in _top_annotations(m, annotate_top):
-        fig.add_annotation(**ann)
-    fig.update_layout(
-        title=title or (f"Retrieval scores: {name}" if name else "Retrieval scores"),
-        xaxis_title="head",
-        yaxis_title="layer",
-        template="plotly_white",
-    )
-    return fig
 
 
 def heatmaps_side_by_side(
@@ -139,9 +65,9 @@ def heatmaps_side_by_side(
     )
     for i, (name, m) in enumerate(mats.items()):
         row, col = divmod(i, cols)
-        for trace in _heat_traces(m, name, threshold, "coloraxis"):
+        for trace in heat_traces(m, name, threshold, "coloraxis"):
             fig.add_trace(trace, row=row + 1, col=col + 1)
-        for ann in _top_annotations(m, annotate_top):
+        for ann in top_annotations(m, annotate_top, top):
             fig.add_annotation(**ann, row=row + 1, col=col + 1)
         fig.update_xaxes(title_text="head", row=row + 1, col=col + 1)
         if col == 0:
@@ -151,7 +77,7 @@ def heatmaps_side_by_side(
         title=title or "Retrieval scores per head",
         template="plotly_white",
         width=max(500, 380 * cols + 120),
-        height=420 * rows + 60,
+        height=max(heatmap_height(max(m.shape[0] for m in mats.values())), 420) * rows + 60,
     )
     return fig
 

@@ -23,6 +23,7 @@ from retmask_interp.core.architectures import (
     arch_for,
     attention_settings,
 )
+from retmask_interp.core.notation import as_heads, head_key
 
 if TYPE_CHECKING:
     from transformers import PretrainedConfig
@@ -163,17 +164,38 @@ class RetModel:
         return getattr(self.attention_envoy(layer), self.spec.out_proj)
 
     def check_heads(self, heads) -> list[tuple[int, int]]:
-        """Validate ``(layer, query_head)`` pairs against the geometry; returns them as a sorted list."""
-        out = sorted({(int(layer), int(head)) for layer, head in heads})
+        """Validate heads, given as ``(layer, query_head)`` pairs or ``"layer-head"`` keys (``core.notation``),
+        against the geometry; returns them as a sorted list of pairs."""
+        out = sorted(set(as_heads(heads)))
         g = self.geometry
         bad = [(layer, h) for layer, h in out if not (0 <= layer < g.num_layers and 0 <= h < g.num_heads)]
         if bad:
+            names = ", ".join(head_key(*h) for h in bad[:5])
             raise ValueError(
-                f"heads {bad[:5]}{'...' if len(bad) > 5 else ''} are out of range for {self.name} "
+                f"heads {names}{'...' if len(bad) > 5 else ''} are out of range for {self.name} "
                 f"({g.num_layers} layers x {g.num_heads} query heads, 0-indexed). Was the head list made for "
                 "another model? Check its `model` field."
             )
         return out
+
+    def generate(self, prompt: Any, max_new_tokens: int = 50, *, stop: str = "eos", **kwargs: Any):
+        """Text in, text out: the model's continuation of ``prompt`` as a string.
+
+        ``prompt`` is a string, chat messages (``[{"role": "user", "content": ...}]``, through the chat template),
+        a NIAH sample, or one prompt of token ids (a flat list of ints or a 1-D tensor); a list of prompts (or a
+        ``[batch, seq]`` tensor) gives a list of strings (``core.generation.prompt_ids``). Greedy unless
+        ``do_sample=True`` (``temperature``, ``top_p``, ``top_k``, ``seed``); ``stop="newline"`` also stops at a
+        line break. For token ids out use ``interventions.masking.generate``."""
+        from retmask_interp.core.generation import generate_text
+
+        return generate_text(self, prompt, max_new_tokens=max_new_tokens, stop=stop, **kwargs)
+
+    def __repr__(self) -> str:
+        g = self.geometry
+        return (
+            f"RetModel({self.name!r}, {getattr(self.config, 'model_type', '?')}, {g.num_layers} layers x {g.num_heads} heads "
+            f"({g.num_kv_heads} KV), {self.device})"
+        )
 
     def stop_token_ids(self, stop: str = "newline") -> list[int]:
         """Token ids that end a greedy answer: the EOS ids, and with ``stop="newline"`` (Wu et al.'s decoding, the

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from retmask_interp.core.io import InputError, atomic_write_json, refuse_overwrite
+from retmask_interp.core.notation import Head, head_key, parse_head_key
 
 __all__ = [
     "HeadScores",
@@ -47,12 +48,6 @@ SCHEMA_VERSION = 1
 # A head list read from a file may name at most this many heads (layers x heads per layer): real models have
 # ~16k (128 x 128); a file claiming more (e.g. the key "3000-3000") is refused instead of allocating its matrix.
 MAX_HEADS = 1_000_000
-
-Head = tuple[int, int]
-
-
-def head_key(layer: int, head: int) -> str:
-    return f"{int(layer)}-{int(head)}"
 
 
 def by_layer(heads: Iterable[Head]) -> dict[int, list[int]]:
@@ -88,27 +83,14 @@ def _check_inside(heads: Iterable[Head], nl: int, nh: int, source: str) -> None:
         )
 
 
-def parse_head_key(key: str, *, source: str = "head file") -> Head:
-    try:
-        layer, head = str(key).split("-")
-        if not (layer.strip().isdigit() and head.strip().isdigit()) or len(layer) + len(head) > 12:
-            raise ValueError(key)
-        out = int(layer), int(head)
-    except ValueError:
-        raise InputError(
-            f"{source}: key {key!r} is not of the form '<layer>-<head>' (0-indexed integers, e.g. '16-1')"
-        ) from None
-    if out[0] < 0 or out[1] < 0:
-        raise InputError(f"{source}: key {key!r} has a negative index")
-    return out
-
-
-@dataclass
+@dataclass(repr=False)
 class HeadScores:
     """Mean retrieval score of every head of one model, with provenance.
 
     ``scores`` maps ``(layer, head)`` to the mean score; heads missing from a file count as 0.
-    ``per_sample`` (optional) keeps each head's score on every counted sample.
+    ``per_sample`` (optional) keeps each head's score on every counted sample. ``top(k)`` gives the best heads,
+    ``heatmap()`` draws them, ``save(path)`` writes any supported format (``heads.formats``); in a notebook the
+    object shows as a short summary (model, counted samples, top heads).
     """
 
     scores: dict[Head, float]
@@ -175,6 +157,10 @@ class HeadScores:
         self._check_k(k)
         return [(layer, head) for layer, head, _ in self.ranked()[:k]]
 
+    def top(self, k: int = 10) -> list[Head]:
+        """The ``k`` best heads as ``(layer, head)`` pairs, best first (``top_k``)."""
+        return self.top_k(k)
+
     def above(self, threshold: float) -> list[Head]:
         """Heads with mean score >= ``threshold``, ranked."""
         return [(layer, head) for layer, head, s in self.ranked() if s >= threshold]
@@ -212,6 +198,47 @@ class HeadScores:
         ]
         return pd.DataFrame(rows)
 
+    # -- display -----------------------------------------------------------------------------------
+    def _summary(self, top: int = 5) -> tuple[str, str, list[tuple[str, float]]]:
+        name = self.model or (Path(self.source).name if self.source else "unnamed")
+        if self.num_counted is not None and self.num_samples is not None:
+            samples = f"{self.num_counted}/{self.num_samples} samples counted"
+        elif self.num_counted is not None:
+            samples = f"{self.num_counted} samples counted"
+        else:
+            samples = "samples not recorded"
+        best = [(head_key(layer, head), s) for layer, head, s in self.ranked()[:top]]
+        return name, samples, best
+
+    def __repr__(self) -> str:
+        name, samples, best = self._summary()
+        heads = ", ".join(f"{k} {s:.2f}" for k, s in best)
+        return (
+            f"HeadScores({name!r}, {self.num_layers} layers x {self.num_heads} heads, {self.method}, {samples}; "
+            f"top: {heads})"
+        )
+
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        name, samples, best = self._summary(top=10)
+        rows = "".join(
+            f"<tr><td>{i}</td><td><code>{k}</code></td><td>{s:.3f}</td></tr>"
+            for i, (k, s) in enumerate(best, 1)
+        )
+        return (
+            f"<div><b>HeadScores</b> {escape(name)}: {self.num_layers} layers x {self.num_heads} heads, "
+            f"{escape(self.method)}, {escape(samples)}; {len(self.above(0.1))} heads &ge; 0.1"
+            "<table><thead><tr><th>rank</th><th>head</th><th>score</th></tr></thead>"
+            f"<tbody>{rows}</tbody></table></div>"
+        )
+
+    def heatmap(self, *, threshold: float | None = 0.1, annotate_top: int = 10, title: str | None = None):
+        """Layer x head heatmap of the scores, a plotly figure (``heads.plots.head_heatmap``)."""
+        from retmask_interp.heads.plots import head_heatmap
+
+        return head_heatmap(self, threshold=threshold, annotate_top=annotate_top, title=title)
+
     # -- serialisation -----------------------------------------------------------------------------
     def to_json_dict(self) -> dict[str, Any]:
         from retmask_interp import __version__
@@ -239,8 +266,13 @@ class HeadScores:
             return {head_key(*h): list(v) for h, v in sorted(self.per_sample.items())}
         return {head_key(*h): [s] for h, s in sorted(self.scores.items())}
 
-    def save(self, path: str | Path, *, overwrite: bool = False, format: str = "retmask") -> Path:
-        return save_head_scores(self, path, overwrite=overwrite, format=format)
+    def save(self, path: str | Path, *, format: str | None = None, overwrite: bool = False) -> Path:
+        """Write the head list to ``path`` in the format of its suffix, or ``format=`` (``heads.formats.FORMATS``:
+        ``"retmask"`` our JSON with provenance, ``"wu"``, ``"duo"``, ``"qrhead"``, ``"csv"``); an unknown suffix is
+        refused, an existing file needs ``overwrite=True``."""
+        from retmask_interp.heads.formats import export_head_list
+
+        return export_head_list(self, path, format=format, overwrite=overwrite)
 
 
 def save_head_scores(

@@ -31,9 +31,9 @@ from typing import Any
 import torch
 
 from retmask_interp.core.architectures import query_features
-from retmask_interp.core.decode import decode_in_one_trace, decode_steps, left_pad
+from retmask_interp.core.generation import generate_ids, generate_text, prompt_ids
 from retmask_interp.core.models import RetModel, as_model, get_submodule
-from retmask_interp.core.static_decode import decode_static, envoy_forward, plain_forward, resolve_backend
+from retmask_interp.core.notation import head_key
 from retmask_interp.heads.scores import by_layer
 
 __all__ = [
@@ -245,32 +245,9 @@ def masked_logits(
     return logits
 
 
-def _sampler(do_sample: bool, temperature: float, top_p: float, top_k: int, generator):
-    if not do_sample:
-        return lambda logits: logits.argmax(dim=-1)
-    if temperature <= 0:
-        raise ValueError("temperature must be > 0 when sampling (use do_sample=False for greedy)")
-
-    def sample(logits: torch.Tensor) -> torch.Tensor:
-        logits = logits.float() / temperature
-        if top_k and top_k > 0:
-            kth = torch.topk(logits, min(top_k, logits.shape[-1]), dim=-1).values[..., -1:]
-            logits = logits.masked_fill(logits < kth, float("-inf"))
-        if top_p < 1.0:
-            sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
-            probs = sorted_logits.softmax(-1)
-            drop = probs.cumsum(-1) - probs > top_p  # keep the smallest prefix with mass >= top_p
-            sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
-            logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
-        probs = logits.softmax(-1)
-        return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
-
-    return sample
-
-
 def generate(
     model,
-    input_ids: torch.Tensor | Sequence[torch.Tensor | Sequence[int]],
+    input_ids: torch.Tensor | Sequence[int] | Sequence[torch.Tensor | Sequence[int]],
     heads: Iterable[Head] = (),
     mode: str = "zero",
     *,
@@ -287,76 +264,62 @@ def generate(
     per_step_traces: bool = False,
     backend: str = "auto",
 ) -> torch.Tensor:
-    """Generate with ``heads`` masked at every step (prefill included); returns ``[batch, width + new]`` like
-    ``model.generate``: left-padded prompts followed by the new tokens, padded with ``pad_token_id`` after EOS.
+    """Token ids in, token ids out: generate with ``heads`` masked at every step (prefill included); returns
+    ``[batch, width + new]`` like ``model.generate``: left-padded prompts followed by the new tokens, padded with
+    ``pad_token_id`` after EOS. (Text in, text out: ``model.generate(prompt)`` / ``masked(model, heads).generate``.)
 
-    ``input_ids`` may be a ``[batch, seq]`` tensor (with ``attention_mask`` for left padding) or a list of 1-D
-    prompts of different lengths. ``seed`` seeds sampling (a ``torch.Generator`` on the model's device), so two calls
-    with the same seed draw the same random numbers: the masked and unmasked sides of a RetMask pair differ only by
-    the masking. (The same seed gives the same draws on the same kind of device.)
+    ``input_ids``: a flat list of ints or a 1-D tensor is ONE prompt; several are a ``[batch, seq]`` tensor (with
+    ``attention_mask`` for left padding) or a list of 1-D prompts of different lengths. A string is refused (it is
+    not token ids). ``heads``: ``(layer, head)`` pairs or ``"layer-head"`` keys. ``seed`` seeds sampling (a
+    ``torch.Generator`` on the model's device), so two calls with the same seed draw the same random numbers: the
+    masked and unmasked sides of a RetMask pair differ only by the masking. (The same seed gives the same draws on
+    the same kind of device.)
 
     With heads to mask, the whole decode loop runs inside one nnsight trace and the heads are masked on every forward
-    (``MaskPlan.sites``); with none, it runs plain forwards. Both run the same loop and sampler (``_decode``).
-    ``per_step_traces=True`` takes the reference path instead: one nnsight trace per step, the query zeroed at the
-    attention call (``.source``) and head outputs zeroed by index (``MaskPlan.apply_query`` / ``apply_output``), as
-    detection's loop does. It is slower (nnsight sets up every step, and ``.source`` permanently instruments the
-    attention forwards) and kept to check and time the one-trace path against; the tokens are the same.
+    (``MaskPlan.sites``); with none, it runs plain forwards. Both run the same loop and sampler
+    (``core.generation.generate_ids``). ``per_step_traces=True`` takes the reference path instead: one nnsight trace
+    per step, the query zeroed at the attention call (``.source``) and head outputs zeroed by index
+    (``MaskPlan.apply_query`` / ``apply_output``), as detection's loop does. It is slower (nnsight sets up every
+    step, and ``.source`` permanently instruments the attention forwards) and kept to check and time the one-trace
+    path against; the tokens are the same.
 
     ``backend``: ``"eager"`` (the paths above), ``"static"`` (a static cache, one site-envoy trace per forward; on a
     GPU the step is captured once as a CUDA graph, masking included, and replayed) or ``"auto"`` (static on a GPU
     when the model allows it, see ``core.static_decode``). ``per_step_traces`` always takes the eager reference.
     """
     rm = as_model(model)
-    if isinstance(input_ids, torch.Tensor) and input_ids.dim() == 2:
-        if attention_mask is None:
-            prompts = list(input_ids)
-        else:
-            prompts = [row[m.bool()] for row, m in zip(input_ids, attention_mask)]
+    if isinstance(input_ids, torch.Tensor) and input_ids.dim() == 2 and attention_mask is not None:
+        prompts = [row[m.bool()] for row, m in zip(input_ids, attention_mask)]
     else:
-        prompts = [torch.as_tensor(p) for p in input_ids]
-    if eos_token_id is None:
-        eos_ids = rm.eos_token_ids()
-    else:
-        eos_ids = [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id)
-    if pad_token_id is None:
-        pad_token_id = getattr(rm.tokenizer, "pad_token_id", None)
-        if pad_token_id is None:
-            pad_token_id = eos_ids[0] if eos_ids else 0
-    batch = left_pad(prompts, max_new_tokens, rm.device, pad_id=pad_token_id)
+        prompts, _ = prompt_ids(rm, input_ids, text=False)
     plan = MaskPlan.build(rm, heads, mode, mean_values)
-    generator = None
-    if seed is not None:
-        generator = torch.Generator(device=rm.device).manual_seed(seed)
-    choose = _sampler(do_sample, temperature, top_p, top_k, generator)
-    eos = torch.tensor(eos_ids, dtype=torch.long, device=rm.device)
-    static, graphs = (False, False) if per_step_traces else resolve_backend(backend, rm, batch.ids.shape[1])
-    if static:  # static cache; on a GPU the step (with the site edits) replays as a CUDA graph
-        if plan.is_empty:
-            forward = plain_forward(rm)
-        else:
-            root = site_envoy(rm, plan.site_name(rm)[0])
-            sites = plan.sites(rm, root)
-            forward = envoy_forward(rm, root, lambda: plan.apply_sites(sites))
-        steps = decode_static(
-            rm, batch, max_new_tokens, choose, eos=eos, forward=forward, graphs=graphs, generator=generator
-        )
-    elif plan.is_empty or per_step_traces:  # plain forwards (no nnsight), or the reference path
-        steps = 0
-        for step, _, _, _ in decode_steps(rm, batch, max_new_tokens, choose, eos=eos, mask_plan=plan):
-            steps = step + 1
-    else:  # one trace for the whole generation, the heads masked on every forward
+    edit = None
+    if not plan.is_empty and not per_step_traces:
         root = site_envoy(rm, plan.site_name(rm)[0])
         sites = plan.sites(rm, root)
-        steps = decode_in_one_trace(
-            rm, batch, max_new_tokens, choose, eos=eos, envoy=root, intervene=lambda: plan.apply_sites(sites)
-        )
-    return batch.ids[:, : batch.width + steps]
+        edit = (root, lambda: plan.apply_sites(sites))
+    return generate_ids(
+        rm,
+        prompts,
+        max_new_tokens=max_new_tokens,
+        do_sample=do_sample,
+        temperature=temperature,
+        top_p=top_p,
+        top_k=top_k,
+        seed=seed,
+        eos_token_id=eos_token_id,
+        pad_token_id=pad_token_id,
+        edit=edit,
+        reference_plan=plan if per_step_traces else None,
+        backend=backend,
+    )
 
 
 class MaskedModel:
-    """A model with a fixed set of heads masked: ``.logits(ids)``, ``.generate(ids, ...)``."""
+    """A model with a fixed set of heads masked: ``.generate(prompt)`` (text in, text out, as
+    ``RetModel.generate``), ``.generate_ids(ids)`` (tokens) and ``.logits(ids)``. The model itself is unchanged."""
 
-    def __init__(self, model, heads: Iterable[Head], mode: str = "zero", mean_values=None):
+    def __init__(self, model, heads: Iterable[Head | str], mode: str = "zero", mean_values=None):
         self.rm = as_model(model)
         self.heads = self.rm.check_heads(heads)
         self.mode = mode
@@ -373,16 +336,25 @@ class MaskedModel:
             mean_values=self.mean_values,
         )
 
-    def generate(self, input_ids, **kwargs) -> torch.Tensor:
+    def generate(self, prompt, max_new_tokens: int = 50, *, stop: str = "eos", **kwargs) -> str | list[str]:
+        """The masked model's continuation of ``prompt`` as text (the prompt forms of ``RetModel.generate``)."""
+        return generate_text(
+            self.rm, prompt, max_new_tokens=max_new_tokens, stop=stop, generate=self.generate_ids, **kwargs
+        )
+
+    def generate_ids(self, input_ids, **kwargs) -> torch.Tensor:
+        """Token ids in, token ids out, with the heads masked (``masking.generate``)."""
         return generate(self.rm, input_ids, self.heads, self.mode, mean_values=self.mean_values, **kwargs)
 
     def __repr__(self) -> str:
-        return f"MaskedModel({self.rm.name!r}, {len(self.heads)} heads, mode={self.mode!r})"
+        keys = ", ".join(head_key(*h) for h in self.heads[:8]) + (", ..." if len(self.heads) > 8 else "")
+        return f"MaskedModel({self.rm.name!r}, {len(self.heads)} heads [{keys}], mode={self.mode!r})"
 
 
 @contextlib.contextmanager
-def masked(model, heads: Iterable[Head], mode: str = "zero", mean_values=None) -> Iterator[MaskedModel]:
-    """``with masked(model, heads) as m: m.generate(ids)`` — the model itself is never modified."""
+def masked(model, heads: Iterable[Head | str], mode: str = "zero", mean_values=None) -> Iterator[MaskedModel]:
+    """``with masked(model, heads) as m: m.generate("text")`` — heads as ``(layer, head)`` or ``"layer-head"``;
+    the model itself is never modified."""
     yield MaskedModel(model, heads, mode, mean_values)
 
 

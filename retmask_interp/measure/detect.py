@@ -493,8 +493,12 @@ def detect_heads(
     shard: tuple[int, int] | None = None,
     barrier=None,
     inputs: dict[str, Any] | None = None,
-) -> HeadScores | None:
-    """Retrieval scores of every head over NIAH ``samples`` (see ``retmask_interp.niah``).
+) -> HeadScores:
+    """Retrieval scores of every head over NIAH ``samples`` (``data.niah.niah_grid``), as ``HeadScores``.
+
+    A head's score is its mean over the samples the model answered (``DetectConfig.rouge_threshold``); when it
+    answered none, every score would be 0, and an ``InputError`` says so, with the model's first answers and what
+    to change, instead of returning a list that means nothing.
 
     With ``samples_path`` every finished sample is appended to that JSONL file as soon as it is scored, and a
     re-run with the same file resumes: samples already there are not scored (or written) again. Every sample
@@ -503,8 +507,8 @@ def detect_heads(
     different prompt for the same sample id is refused, naming what changed, rather than mixed.
 
     ``shard=(rank, world_size)`` scores only ``samples[rank::world_size]``, into ``shard_path(samples_path, rank,
-    world_size)``; after ``barrier()`` (e.g. ``torch.distributed.barrier``) rank 0 merges every rank's file into
-    one head list and returns it, the other ranks return ``None``. Each shard resumes on its own.
+    world_size)``; after ``barrier()`` (e.g. ``torch.distributed.barrier``) every rank merges every rank's file into
+    one head list and returns it (the CLI writes it from rank 0). Each shard resumes on its own.
     """
     config = config or DetectConfig()
     rm = as_model(model)
@@ -535,8 +539,6 @@ def detect_heads(
     if world > 1:
         if barrier is not None:
             barrier()
-        if rank != 0:
-            return None
         assert samples_path is not None  # checked at the top for world > 1
         done = {}
         for r in range(world):
@@ -547,6 +549,12 @@ def detect_heads(
                 f"{len(missing)} samples are missing from the shard files (first: {missing[0]})"
             )
     results = [done[i] for i in ids]
+    if not results:
+        raise InputError(
+            "no NIAH samples to score: the grid is empty (give lengths above the needles' minimum)"
+        )
+    if not any(r.counted for r in results):
+        raise_no_counted(results, config)
     g = rm.geometry
     run_params = {
         "max_new_tokens": config.max_new_tokens,
@@ -566,6 +574,18 @@ def detect_heads(
         geometry=g.as_dict(),
         method="wu2024-copy-paste",
         params=run_params,
+    )
+
+
+def raise_no_counted(results: Sequence[SampleResult], config: DetectConfig) -> None:
+    """The error for a run in which no sample counted: what the model answered, and what to change."""
+    answers = [repr(r.generated_text[:60]) for r in results[:3]]
+    raise InputError(
+        f"no NIAH sample counted: the model answered none of the {len(results)} samples (ROUGE-1 recall of the "
+        f"needle's answer > {config.rouge_threshold}), so every head's retrieval score would be 0. Its first "
+        f"answers: {', '.join(answers)}. Change: a prompt style the model follows (style='qa' or 'continuation' "
+        "for a base model, 'chat' for an instruct model), shorter lengths within what it can read, more "
+        "max_new_tokens, or rouge_threshold=0 to count every sample"
     )
 
 

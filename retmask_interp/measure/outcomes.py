@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 import torch
 
+from retmask_interp.core.generation import new_texts
 from retmask_interp.core.io import KeyedCheckpoint, read_jsonl
 from retmask_interp.core.models import as_model
 from retmask_interp.heads.scores import Head, ranked_heads
@@ -76,9 +77,8 @@ def greedy_texts(
             eos_token_id=sorted(eos),
         )
         width = max(len(x) for x in items)  # generate returns the left-padded prompts, then the new tokens
-        for row, i in zip(ids[:, width:].tolist(), batch):
-            cut = next((j for j, t in enumerate(row) if t in eos), len(row))
-            out[i] = rm.tokenizer.decode(row[:cut], skip_special_tokens=True).strip()
+        for text, i in zip(new_texts(rm, ids, width, sorted(eos)), batch):
+            out[i] = text
     return [t if t is not None else "" for t in out]
 
 

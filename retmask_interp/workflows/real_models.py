@@ -400,8 +400,6 @@ def stage_detection(rm, cfg: StudyConfig, out: Path, haystack: str, style: str, 
         progress=cfg.progress,
         params=params,
     )
-    if hs is None:  # only a rank > 0 of a sharded run returns None, and the study does not shard
-        raise RuntimeError("detection returned no head scores")
     if cfg.model_name:
         hs.model = cfg.model_name
     save_head_scores(hs, heads_path, overwrite=True)

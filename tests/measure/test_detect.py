@@ -11,6 +11,7 @@ from conftest import NiahSample as _Sample
 from conftest import WordTokenizer as _Tok
 from reference_impl import eager_copy, naive_copy_paste_scores
 
+from retmask_interp.core.io import InputError
 from retmask_interp.measure.detect import (
     DetectConfig,
     copy_paste_scores,
@@ -142,9 +143,11 @@ def test_success_filter_drops_failed_samples():
     samples = [
         _Sample(f"s{i}", _prompt(6, 30, i).tolist(), (2, 20), {"real_needle": "zzz"}) for i in range(2)
     ]
-    hs = detect_heads(rm, samples, DetectConfig(max_new_tokens=4), progress=False)
-    assert hs.num_counted == 0 and hs.num_samples == 2
-    assert all(v == 0 for v in hs.scores.values())
+    # no sample answered: a clear error naming why and what to change, never a list of zeros (or None)
+    with pytest.raises(InputError, match=r"no NIAH sample counted.*none of the 2 samples.*rouge_threshold=0"):
+        detect_heads(rm, samples, DetectConfig(max_new_tokens=4), progress=False)
+    hs = detect_heads(rm, samples, DetectConfig(max_new_tokens=4, rouge_threshold=0), progress=False)
+    assert hs.num_counted == 2 and hs.num_samples == 2
 
 
 @pytest.mark.parametrize("family", ["gemma2", "gemma3_text", "mistral"])

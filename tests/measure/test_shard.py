@@ -54,10 +54,7 @@ def _worker(rank, world, init_file, samples_path, out_path):
         rm, samples, cfg = _setup()
         hs = detect_heads(rm, samples, cfg, samples_path=samples_path, progress=False, shard=(rank, world),
                           barrier=dist.barrier)  # fmt: skip
-        if rank == 0:
-            hs.save(out_path)
-        else:
-            assert hs is None
+        hs.save(out_path if rank == 0 else out_path + f".rank{rank}.json")  # every rank gets the merged list
     finally:
         dist.destroy_process_group()
 
@@ -72,6 +69,7 @@ def test_two_gloo_ranks_equal_one_process(tmp_path):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     mp.spawn(_worker, args=(2, str(tmp_path / "init"), str(samples_path), str(out)), nprocs=2, join=True)
     merged = load_head_scores(out)
+    assert load_head_scores(str(out) + ".rank1.json").scores == merged.scores
     rm, samples, cfg = _setup()
     single = detect_heads(rm, samples, cfg, progress=False)
     assert merged.num_samples == single.num_samples == 7

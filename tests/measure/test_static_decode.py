@@ -85,12 +85,12 @@ def spy(monkeypatch):
     monkeypatch.setattr(static_decode._StaticLayer, "update", update)
     monkeypatch.setattr(_decode, "decode_steps", steps)
     monkeypatch.setattr(static_decode, "_capture", capture)
-    # detect / masking imported decode_steps by name: patch those references too
-    import retmask_interp.interventions.masking as masking_mod
+    # detect / generation imported decode_steps by name: patch those references too
+    import retmask_interp.core.generation as generation_mod
     import retmask_interp.measure.detect as detect_mod
 
     monkeypatch.setattr(detect_mod, "decode_steps", steps)
-    monkeypatch.setattr(masking_mod, "decode_steps", steps)
+    monkeypatch.setattr(generation_mod, "decode_steps", steps)
     return seen
 
 
