@@ -7,7 +7,7 @@ Two organisms ship with the package (see ``MODEL_CARD.md`` next to this file):
 
 ``load_organism(name)`` returns a :class:`~retmask_interp.core.models.RetModel`; ``organism_path(name)`` the weight
 directory (loadable with ``AutoModelForCausalLM`` / ``AutoTokenizer.from_pretrained``). The training code is
-``scripts/train_organism.py`` with ``configs/<name>.json``.
+``organism.train`` (command line: ``scripts/train_organism.py``) with ``configs/<name>.json``.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ __all__ = [
     "CHAT_TEMPLATE",
     "SPECIAL_TOKENS",
     "ModelSpec",
+    "tiny_model_spec",
     "TrainSpec",
     "OrganismConfig",
     "tokenizer_corpus",
@@ -61,6 +62,19 @@ class ModelSpec:
     max_position_embeddings: int = 4096
     rope_theta: float = 10000.0
     tie_word_embeddings: bool = True
+
+
+def tiny_model_spec() -> ModelSpec:
+    """The tiny organism (2 layers, 4 query heads over 2 KV heads, head size 16) of the tests and of ``--tiny``
+    training (a CPU smoke test): one definition for both."""
+    return ModelSpec(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+    )
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """An organism's acceptance numbers, measured with the package's own pipeline (niah -> detect -> outcomes).
 
 Used by ``studies/organisms/verify_organism.py`` (the numbers of the model card) and at the end of
-``scripts/train_organism.py``. Held-out grid: eval-split needles (``make_needles(N, seed, split="eval")``: words,
+training (``training_check``, given to ``organism.train.main``). Held-out grid: eval-split needles (``make_needles(N, seed, split="eval")``: words,
 names and codes never seen in training) in an eval-split synthetic haystack, chat template, Wu depths. Reports NIAH
 success (``stats.niah_success``: ROUGE-1 recall > 0.5), every head's retrieval score, NIAH success with the
 retrieval heads (score >= threshold) masked in ``zero`` mode, and with as many random non-retrieval heads masked
@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CheckConfig", "organism_check"]
+__all__ = ["CheckConfig", "organism_check", "training_check"]
 
 
 @dataclass(frozen=True)
@@ -91,3 +91,9 @@ def organism_check(rm, config: CheckConfig | None = None) -> dict[str, Any]:
         "scores": hs.matrix().round(4).tolist(),
         "failures": [r["generated"] for r in run.normal if not r["success"]][:10],
     }
+
+
+def training_check(rm, lengths, depths: int, needles: int) -> dict[str, Any]:
+    """The end-of-training check of ``organism.train.main`` (which cannot import this layer): ``organism_check``
+    on ``lengths`` x ``depths`` Wu depths x ``needles`` held-out needles."""
+    return organism_check(rm, CheckConfig(lengths=tuple(lengths), depths=depths, needles=needles))

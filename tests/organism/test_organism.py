@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +12,8 @@ import torch
 from retmask_interp import organism
 from retmask_interp.data.tasks import make_example
 from retmask_interp.organism import build, data
+from retmask_interp.organism import train as tr
+from retmask_interp.workflows.organism_check import training_check
 
 REPO = Path(__file__).resolve().parents[2]
 TOKENIZER_DIR = REPO / "retmask_interp" / "organism" / "tokenizer"
@@ -28,14 +29,7 @@ def tok():
     return AutoTokenizer.from_pretrained(str(TOKENIZER_DIR))
 
 
-TINY = build.ModelSpec(
-    hidden_size=64,
-    intermediate_size=128,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    max_position_embeddings=512,
-)
+TINY = build.tiny_model_spec()
 
 
 def test_tokenizer_template_and_ids(tok):
@@ -174,11 +168,6 @@ def test_token_pieces_cache_follows_the_vocabulary():
 
 
 def test_head_dropout_hook(tok):
-    sys.path.insert(0, str(REPO / "scripts"))
-    try:
-        import train_organism as tr
-    finally:
-        sys.path.pop(0)
     model = build.build_model(TINY, tok).train()
     hd = tr.HeadDropout(model, 0.5, [[1, 2]], torch.Generator().manual_seed(0))
     hd.sample(64, "cpu")
@@ -200,11 +189,6 @@ def test_head_dropout_hook(tok):
 
 
 def test_train_script_tiny(tmp_path):
-    sys.path.insert(0, str(REPO / "scripts"))
-    try:
-        import train_organism as tr
-    finally:
-        sys.path.pop(0)
     out = tmp_path / "o"
     argv = ["--config", str(CONFIGS / "concentrated.json"), "--out", str(out), "--tiny", "--workers", "0"]
     assert tr.main(argv + ["--no-check"]) == 0
@@ -227,18 +211,9 @@ def test_train_script_tiny(tmp_path):
 
 @pytest.mark.slow
 def test_train_script_tiny_with_check(tmp_path):
-    sys.path.insert(0, str(REPO / "scripts"))
-    try:
-        import train_organism as tr
-    finally:
-        sys.path.pop(0)
     out = tmp_path / "o"
-    assert (
-        tr.main(
-            ["--config", str(CONFIGS / "distributed.json"), "--out", str(out), "--tiny", "--workers", "1"]
-        )
-        == 0
-    )
+    argv = ["--config", str(CONFIGS / "distributed.json"), "--out", str(out), "--tiny", "--workers", "1"]
+    assert tr.main(argv, check=training_check) == 0
     check = json.loads((out / "train_log.json").read_text())["check"]
     assert "error" not in check, check
     n = check["num_samples"]
