@@ -17,6 +17,7 @@ Both run the very same loop, sampler and cache, so they produce the same tokens.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import warnings
@@ -35,6 +36,8 @@ __all__ = [
     "attention_calls",
     "decode_in_one_trace",
     "decode_steps",
+    "extension_of",
+    "last_logits",
     "left_pad",
     "top1_keys",
 ]
@@ -168,11 +171,13 @@ def traced_step(
     total_len: int,
     mask_plan=None,
     readout: bool = False,
+    keep: int = 1,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """One forward of ``ids`` through nnsight.
 
-    Returns the last position's logits ``[batch, vocab]`` and, with ``readout``, the top-1 key of every head as an
-    absolute position ``[layers, batch, heads]``. ``mask_plan`` masks heads in the same trace.
+    Returns the last position's logits ``[batch, vocab]`` (with ``keep > 1`` the last ``keep`` positions', ``[batch,
+    keep, vocab]``) and, with ``readout``, the top-1 key of every head as an absolute position ``[layers, batch,
+    heads]``. ``mask_plan`` masks heads in the same trace.
     """
     cache_name, keep_name = _forward_names(rm.model)
     kwargs: dict[str, Any] = {cache_name: cache, "use_cache": True}
@@ -180,11 +185,11 @@ def traced_step(
         kwargs["attention_mask"] = attention_mask
         kwargs["position_ids"] = position_ids
     if keep_name:
-        kwargs[keep_name] = 1
+        kwargs[keep_name] = keep
     plan = mask_plan if mask_plan is not None and not mask_plan.is_empty else None
     if plan is None and not readout:  # nothing to intervene on: a plain forward, without nnsight's hooks
         with torch.no_grad():
-            return rm.model(ids, **kwargs).logits[:, -1, :], None
+            return last_logits(rm.model(ids, **kwargs).logits, keep), None
     tops: list[torch.Tensor] = []
     top_all = None
     with torch.no_grad(), rm.lm.trace(ids, **kwargs):
@@ -193,8 +198,35 @@ def traced_step(
             tops.append(top + (total_len - call.keys.shape[2]))  # keys cover the last k_len positions
         if readout:
             top_all = torch.stack(tops).save()  # type: ignore[attr-defined]  # nnsight adds .save
-        logits = rm.lm.output.logits[:, -1, :].save()
+        logits = last_logits(rm.lm.output.logits, keep).save()  # type: ignore[attr-defined]  # nnsight adds .save
     return logits, top_all
+
+
+def last_logits(logits: torch.Tensor, keep: int = 1) -> torch.Tensor:
+    """The last position's logits ``[batch, vocab]``, or with ``keep > 1`` the last ``keep`` positions' ``[batch,
+    keep, vocab]`` (of a forward that may have formed more)."""
+    return logits[:, -1, :] if keep == 1 else logits[:, -keep:, :]
+
+
+# on_prefill(forward, cache, logits): called once the prompt is prefilled, with a forward like the loop's (its
+# intervention included; ``keep`` positions of logits), the prefilled cache (which it may extend: it is put back as
+# it was afterwards) and the prefill's last-position logits. Masked scoring reads the teacher-forced answer there.
+OnPrefill = Callable[[Callable[..., tuple[torch.Tensor, Any]], Any, torch.Tensor], None]
+
+
+@contextlib.contextmanager
+def extension_of(cache) -> Iterator[Any]:
+    """``cache`` (a ``DynamicCache`` after the prefill), which the block may extend with more positions; afterwards
+    every layer is put back as it was. Hugging Face's dynamic layers (full and sliding) replace their tensors on
+    update (``torch.cat``, then a slice) and never write into them, so keeping each layer's attributes restores it
+    exactly, without copying the keys and values."""
+    saved = [dict(vars(layer)) for layer in cache.layers]
+    try:
+        yield cache
+    finally:
+        for layer, state in zip(cache.layers, saved):
+            layer.__dict__.clear()
+            layer.__dict__.update(state)
 
 
 def decode_steps(
@@ -206,6 +238,7 @@ def decode_steps(
     eos: torch.Tensor,
     mask_plan=None,
     readout: bool = False,
+    on_prefill: OnPrefill | None = None,
 ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor | None, torch.Tensor]]:
     """Decode, yielding ``(step, token[b], tops[layers, b, heads] | None, active_before[b])`` for every step.
 
@@ -213,6 +246,7 @@ def decode_steps(
     (that step is still yielded with ``active_before`` True); finished sequences keep being fed (their tokens are
     ignored). The loop ends when all have finished: that check is the only host sync per step (none when ``eos`` is
     empty). With a ``mask_plan`` or ``readout`` every step is one nnsight trace; without, plain forwards.
+    ``on_prefill`` (see ``OnPrefill``) is called after the prefill with the same kind of forward (without readout).
     """
     from transformers import DynamicCache
 
@@ -226,6 +260,13 @@ def decode_steps(
     for step in range(max_new_tokens):
         mask = batch.mask[:, :cur] if padded else None
         logits, tops = traced_step(rm, ids, mask, positions, cache, cur, mask_plan, readout)
+        if step == 0 and on_prefill is not None:
+
+            def forward(ids_, mask_, positions_, cache_, total_, keep=1):
+                return traced_step(rm, ids_, mask_, positions_, cache_, total_, mask_plan, False, keep)
+
+            with extension_of(cache):
+                on_prefill(forward, cache, logits)
         token = choose(logits)
         if track_eos:
             was_active = active.clone()
@@ -257,6 +298,7 @@ def decode_in_one_trace(
     eos: torch.Tensor,
     intervene: Callable[[], None],
     envoy=None,
+    on_prefill: OnPrefill | None = None,
 ) -> int:
     """Decode like ``decode_steps`` (plain forwards), inside a single nnsight trace that calls ``intervene()`` once per
     forward (prefill and every step) through ``tracer.iter``; returns the number of steps run.
@@ -265,13 +307,13 @@ def decode_in_one_trace(
     model) in execution order, as a trace body would (e.g. ``MaskPlan.apply_sites``). The loop, its sampler and its
     cache are those of ``decode_steps``, so the tokens are the ones a per-step trace with the same intervention
     gives; only nnsight's setup is paid once instead of once per step. Written into ``batch.ids`` like
-    ``decode_steps``.
+    ``decode_steps``. ``on_prefill``'s forwards are forwards of the traced run too (``intervene`` applies to them).
     """
     steps = 0
 
     def run(_ids: torch.Tensor) -> None:
         nonlocal steps
-        for step, *_ in decode_steps(rm, batch, max_new_tokens, choose, eos=eos):
+        for step, *_ in decode_steps(rm, batch, max_new_tokens, choose, eos=eos, on_prefill=on_prefill):
             steps = step + 1
 
     # A generation that stops early (every sequence hit EOS) leaves the loop below waiting for a forward that never
@@ -279,6 +321,6 @@ def decode_in_one_trace(
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=_CUT_SHORT)
         with torch.no_grad(), (envoy if envoy is not None else rm.lm).trace(batch.ids, fn=run) as tracer:
-            for _ in tracer.iter[:max_new_tokens]:
+            for _ in tracer.iter[: max_new_tokens + (on_prefill is not None)]:
                 intervene()
     return steps

@@ -16,6 +16,7 @@ trace with an edit applied on every forward. ``generate_text`` is text in, text 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -139,6 +140,7 @@ def generate_ids(
     edit: tuple[Any, Callable[[], None]] | None = None,
     reference_plan=None,
     backend: str = "auto",
+    on_prefill: Callable[..., None] | None = None,
 ) -> torch.Tensor:
     """Decode ``prompts`` (1-D token tensors); returns ``[batch, width + new]``: the left-padded prompts, then the
     new tokens, padded with ``pad_token_id`` after EOS (as ``model.generate``).
@@ -147,7 +149,9 @@ def generate_ids(
     forward, prefill included (``interventions.masking`` passes its mask sites). ``reference_plan`` takes the slow
     reference path instead (one nnsight trace per step, the plan applied there: ``core.decode.decode_steps``).
     ``backend``: ``"eager"``, ``"static"`` (static cache; a CUDA graph on a GPU) or ``"auto"``
-    (``core.static_decode.resolve_backend``).
+    (``core.static_decode.resolve_backend``). ``on_prefill(batch, forward, cache, logits)``: called once the prompts
+    are prefilled, with the left-padded ``Batch`` and what ``core.decode.OnPrefill`` receives (masked scoring reads
+    the teacher-forced answer there, sharing the generation's prefill).
     """
     if max_new_tokens < 0:
         raise InputError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
@@ -168,21 +172,23 @@ def generate_ids(
     choose = sampler(do_sample, temperature, top_p, top_k, generator)
     eos = torch.tensor(eos_ids, dtype=torch.long, device=rm.device)
     reference = reference_plan is not None
+    hook = None if on_prefill is None else functools.partial(on_prefill, batch)
     static, graphs = (False, False) if reference else resolve_backend(backend, rm, batch.ids.shape[1])
     if static:  # static cache; on a GPU the step (with the edit) replays as a CUDA graph
         forward = plain_forward(rm) if edit is None else envoy_forward(rm, edit[0], edit[1])
         steps = decode_static(
-            rm, batch, max_new_tokens, choose, eos=eos, forward=forward, graphs=graphs, generator=generator
-        )
+            rm, batch, max_new_tokens, choose, eos=eos, forward=forward, graphs=graphs, generator=generator,
+            on_prefill=hook,
+        )  # fmt: skip
     elif edit is None or reference:  # plain forwards (no nnsight), or the reference path
         steps = 0
         for step, _, _, _ in decode_steps(
-            rm, batch, max_new_tokens, choose, eos=eos, mask_plan=reference_plan
+            rm, batch, max_new_tokens, choose, eos=eos, mask_plan=reference_plan, on_prefill=hook
         ):
             steps = step + 1
     else:  # one trace for the whole generation, the edit applied on every forward
         steps = decode_in_one_trace(
-            rm, batch, max_new_tokens, choose, eos=eos, envoy=edit[0], intervene=edit[1]
+            rm, batch, max_new_tokens, choose, eos=eos, envoy=edit[0], intervene=edit[1], on_prefill=hook
         )
     return batch.ids[:, : batch.width + steps]
 

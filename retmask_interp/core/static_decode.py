@@ -57,7 +57,7 @@ from typing import Any
 
 import torch
 
-from retmask_interp.core.decode import Batch, _forward_names, traced_step
+from retmask_interp.core.decode import Batch, OnPrefill, _forward_names, last_logits, traced_step
 from retmask_interp.core.models import RetModel
 
 __all__ = [
@@ -81,29 +81,30 @@ ATTENTION_ENV = "RETMASK_DECODE_ATTENTION"  # "split" (default) or "model": the 
 SPLIT_CHUNK = 256  # positions per chunk of split_decode_attention (the static cache is padded to a multiple)
 _SPLIT_NAME = "retmask_split_decode"
 
-# forward(ids, attention_mask | None, position_ids | None, cache, total_len) -> (last logits [b, vocab], tops | None)
-Forward = Callable[[torch.Tensor, Any, Any, Any, int], tuple[torch.Tensor, Any]]
+# forward(ids, attention_mask | None, position_ids | None, cache, total_len, keep=1) -> (last logits [b, vocab], tops |
+# None); with keep > 1 the last keep positions' logits [b, keep, vocab]
+Forward = Callable[..., tuple[torch.Tensor, Any]]
 
 
 # --------------------------------------------------------------------------------------------- forwards
-def _model_kwargs(rm: RetModel, attention_mask, position_ids, cache) -> dict[str, Any]:
+def _model_kwargs(rm: RetModel, attention_mask, position_ids, cache, keep: int = 1) -> dict[str, Any]:
     cache_name, keep_name = _forward_names(rm.model)
     kwargs: dict[str, Any] = {cache_name: cache, "use_cache": True}
     if attention_mask is not None:
         kwargs["attention_mask"] = attention_mask
         kwargs["position_ids"] = position_ids
     if keep_name:
-        kwargs[keep_name] = 1
+        kwargs[keep_name] = keep
     return kwargs
 
 
 def plain_forward(rm: RetModel) -> Forward:
     """A forward without intervention (no nnsight)."""
 
-    def forward(ids, attention_mask, position_ids, cache, total_len):
+    def forward(ids, attention_mask, position_ids, cache, total_len, keep=1):
         with torch.no_grad():
-            out = rm.model(ids, **_model_kwargs(rm, attention_mask, position_ids, cache))
-        return out.logits[:, -1, :], None
+            out = rm.model(ids, **_model_kwargs(rm, attention_mask, position_ids, cache, keep))
+        return last_logits(out.logits, keep), None
 
     return forward
 
@@ -112,8 +113,8 @@ def traced_forward(rm: RetModel, mask_plan=None, readout: bool = False) -> Forwa
     """One nnsight trace of the whole model per forward: ``core.decode.traced_step`` (detection's readout, and masking
     through the attention call)."""
 
-    def forward(ids, attention_mask, position_ids, cache, total_len):
-        return traced_step(rm, ids, attention_mask, position_ids, cache, total_len, mask_plan, readout)
+    def forward(ids, attention_mask, position_ids, cache, total_len, keep=1):
+        return traced_step(rm, ids, attention_mask, position_ids, cache, total_len, mask_plan, readout, keep)
 
     return forward
 
@@ -122,12 +123,12 @@ def envoy_forward(rm: RetModel, envoy, intervene: Callable[[], None]) -> Forward
     """One forward inside a trace of ``envoy`` (any nnsight envoy over modules of the model, e.g.
     ``interventions.masking.site_envoy``), calling ``intervene()`` in the trace body, as ``decode_in_one_trace`` does per forward."""
 
-    def forward(ids, attention_mask, position_ids, cache, total_len):
-        kwargs = _model_kwargs(rm, attention_mask, position_ids, cache)
+    def forward(ids, attention_mask, position_ids, cache, total_len, keep=1):
+        kwargs = _model_kwargs(rm, attention_mask, position_ids, cache, keep)
         out: list[torch.Tensor] = []
 
         def run(x: torch.Tensor) -> None:
-            out.append(rm.model(x, **kwargs).logits[:, -1, :])
+            out.append(last_logits(rm.model(x, **kwargs).logits, keep))
 
         with torch.no_grad(), envoy.trace(ids, fn=run):
             intervene()
@@ -369,6 +370,7 @@ def decode_static(
     on_step: Callable[[torch.Tensor, Any, torch.Tensor], None] | None = None,
     graphs: bool = False,
     generator: torch.Generator | None = None,
+    on_prefill: OnPrefill | None = None,
 ) -> int:
     """Decode like ``core.decode.decode_steps`` through ``forward`` (with its intervention), against a static cache from
     the second step on; returns the number of steps run (as the eager loop would). Written into ``batch.ids`` and
@@ -378,7 +380,8 @@ def decode_static(
     besides the logits) and must only issue device work (no reads to the host): with ``graphs`` on a CUDA device it
     is captured with the step. ``generator``: the random generator ``choose`` samples with, registered with the
     graph so that replays draw fresh numbers. The loop reads the device only to stop early at EOS (once per step,
-    and only when ``eos`` is not empty).
+    and only when ``eos`` is not empty). ``on_prefill`` (``core.decode.OnPrefill``) is called once the prompt is
+    prefilled, with ``forward`` and the prefill's dynamic cache, after that cache is copied into the static one.
     """
     from transformers import DynamicCache
 
@@ -426,11 +429,15 @@ def decode_static(
     )
     token = emit(logits, tops)
     if max_new_tokens == 1 or finished():
+        if on_prefill is not None:
+            on_prefill(forward, dynamic, logits)
         return steps_run()
 
     split = decode_attention() == "split"
     cache_len = -(-total // SPLIT_CHUNK) * SPLIT_CHUNK if split else total  # positions past total stay masked
     cache = _static_cache(dynamic, cache_len, write_pos, width)
+    if on_prefill is not None:  # the dynamic cache is copied: it may be extended as it is
+        on_prefill(forward, dynamic, logits)
     del dynamic, logits, tops
     cols.add_(1)
     tok = token.clone()

@@ -25,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -45,6 +45,7 @@ __all__ = [
     "masked",
     "masked_logits",
     "mean_head_outputs",
+    "score_and_generate",
     "site_envoy",
 ]
 
@@ -55,40 +56,59 @@ Head = tuple[int, int]
 @dataclass
 class MaskSite:
     """One in-place edit per forward: ``envoy``'s input (or output) features where ``mask`` is True become 0, or
-    ``fill`` (mode ``mean``)."""
+    ``fill`` (mode ``mean``). ``mask`` is ``[rows, features]``: one row shared by the whole batch, or one per batch
+    row (a per-row plan); the edited tensor is ``[batch, ..., features]``."""
 
     layer: int
     envoy: Any
     output: bool
-    mask: torch.Tensor  # bool [features]
+    mask: torch.Tensor  # bool [rows, features]
     fill: torch.Tensor | None = None  # [features], mode "mean"
 
     def apply(self) -> None:
         x = self.envoy.output if self.output else self.envoy.input
+        mask = self.mask.view(self.mask.shape[0], *([1] * (x.dim() - 2)), self.mask.shape[1])
         if self.fill is None:
-            x.masked_fill_(self.mask, 0)
+            x.masked_fill_(mask, 0)
         else:
-            x.copy_(torch.where(self.mask, self.fill.to(x.dtype), x))
+            x.copy_(torch.where(mask, self.fill.to(x.dtype), x))
 
 
 @dataclass
 class MaskPlan:
-    """Which heads to mask in which layer, and how. Build with ``MaskPlan.build``."""
+    """Which heads to mask, per batch row, and how. Build with ``MaskPlan.build`` (one head set for every row of a
+    batch) or ``MaskPlan.for_rows`` (a head set per row: a sweep packs conditions x samples into one batch).
+
+    ``heads_mask`` is ``[rows, layers, heads]`` (True = masked) on the model's device; ``rows`` is 1 (shared by the
+    whole batch) or the batch size. Every edit is a masked fill with that mask broadcast over the batch, so a row is
+    masked exactly as it would be in a batch of its own (``tests/interventions/test_row_masks.py``)."""
 
     mode: str
-    by_layer: dict[int, torch.Tensor] = field(default_factory=dict)
+    heads_mask: torch.Tensor
+    layers: tuple[int, ...] = ()
     num_heads: int = 0
     head_dim: int = 0
     mean_values: torch.Tensor | None = None  # [layers, heads, head_dim] for mode "mean"
 
     @classmethod
     def build(cls, model, heads: Iterable[Head], mode: str = "zero", mean_values=None) -> MaskPlan:
+        """The same ``heads`` masked in every row of a batch."""
+        return cls.for_rows(model, [heads], mode, mean_values)
+
+    @classmethod
+    def for_rows(
+        cls, model, head_sets: Sequence[Iterable[Head]], mode: str = "zero", mean_values=None
+    ) -> MaskPlan:
+        """Row ``i`` of the batch masks ``head_sets[i]`` (``(layer, query_head)`` pairs; an empty set: the plain
+        model for that row)."""
         rm = as_model(model)
         if mode not in MODES:
             raise ValueError(f"unknown masking mode {mode!r}; use one of {', '.join(MODES)}")
-        heads = rm.check_heads(heads)
+        if not len(head_sets):
+            raise ValueError("a mask plan needs at least one row (one head set)")
+        sets = [rm.check_heads(hs) for hs in head_sets]
         g = rm.geometry
-        if mode == "mean" and heads:
+        if mode == "mean" and any(sets):
             if mean_values is None:
                 raise ValueError(
                     "mode 'mean' needs mean_values: compute them with mean_head_outputs(model, ids)"
@@ -98,34 +118,53 @@ class MaskPlan:
                     f"mean_values has shape {tuple(mean_values.shape)}, expected "
                     f"({g.num_layers}, {g.num_heads}, {g.head_dim})"
                 )
-        by_layer: dict[int, list[int]] = {}
-        for layer, head in heads:
-            by_layer.setdefault(layer, []).append(head)
+        mask = torch.zeros(
+            len(sets), g.num_layers, g.num_heads, dtype=torch.bool
+        )  # built on the host, moved once
+        for row, hs in enumerate(sets):
+            for layer, head in hs:
+                mask[row, layer, head] = True
         device = rm.device
         return cls(
             mode=mode,
-            by_layer={layer: torch.tensor(hs, device=device) for layer, hs in by_layer.items()},
+            heads_mask=mask.to(device),
+            layers=tuple(sorted({layer for hs in sets for layer, _ in hs})),
             num_heads=g.num_heads,
             head_dim=g.head_dim,
             mean_values=None if mean_values is None else mean_values.to(device),
         )
 
     @property
+    def rows(self) -> int:
+        return self.heads_mask.shape[0]
+
+    @property
     def is_empty(self) -> bool:
-        return not self.by_layer
+        return not self.layers
+
+    def check_batch(self, batch: int) -> None:
+        """Refuse a per-row plan whose rows are not the batch's."""
+        if self.rows not in (1, batch):
+            raise ValueError(f"the mask plan has {self.rows} rows (head sets) but the batch has {batch} rows")
 
     def touches_query(self, layer: int) -> bool:
-        return self.mode == "uniform" and layer in self.by_layer
+        return self.mode == "uniform" and layer in self.layers
 
     def touches_output(self, layer: int) -> bool:
-        return self.mode in ("zero", "mean") and layer in self.by_layer
+        return self.mode in ("zero", "mean") and layer in self.layers
+
+    def _row_mask(self, layer: int, dims: int, head_axis: int) -> torch.Tensor:
+        """``heads_mask[:, layer]`` shaped to broadcast over a ``dims``-dimensional tensor whose batch axis is 0 and
+        whose heads lie on ``head_axis`` (every other axis 1)."""
+        shape = [1] * dims
+        shape[0], shape[head_axis] = self.rows, self.num_heads
+        return self.heads_mask[:, layer].reshape(shape)
 
     def apply_query(self, layer: int, query: torch.Tensor) -> None:
         """In place on the attention call's query ``[batch, heads, q_len, head_dim]``."""
         if self.touches_query(layer):
-            # index_fill_ takes the 0 as a scalar argument; `query[:, idx] = 0` copies a host tensor to the device,
-            # which a CUDA graph capture refuses (static_decode captures the step with this edit inside)
-            query.index_fill_(1, self.by_layer[layer], 0)
+            # a masked fill with a device mask: no host-to-device copy, which a CUDA graph capture refuses
+            query.masked_fill_(self._row_mask(layer, query.dim(), 1), 0)
 
     def _means(self) -> torch.Tensor:
         """``mean_values``, which ``build`` requires for mode "mean"."""
@@ -134,15 +173,15 @@ class MaskPlan:
         return self.mean_values
 
     def apply_output(self, layer: int, head_outputs: torch.Tensor) -> None:
-        """In place on the output projection's input ``[..., heads * head_dim]``."""
+        """In place on the output projection's input ``[batch, ..., heads * head_dim]``."""
         if not self.touches_output(layer):
             return
-        idx = self.by_layer[layer]
         view = head_outputs.view(*head_outputs.shape[:-1], self.num_heads, self.head_dim)
+        mask = self._row_mask(layer, view.dim(), view.dim() - 2)
         if self.mode == "zero":
-            view.index_fill_(view.dim() - 2, idx, 0)  # no host-to-device copy (see apply_query)
+            view.masked_fill_(mask, 0)
         else:
-            view[..., idx, :] = self._means()[layer, idx].to(view.dtype)
+            view.copy_(torch.where(mask, self._means()[layer].to(view.dtype), view))
 
     def site_name(self, rm: RetModel) -> tuple[str, bool]:
         """The attention submodule this plan edits and whether it edits its output (else its input)."""
@@ -161,8 +200,8 @@ class MaskPlan:
         spec, d = rm.spec, self.head_dim
         name, output = self.site_name(rm)
         out: list[MaskSite] = []
-        for layer in sorted(self.by_layer):
-            heads = self.by_layer[layer].tolist()
+        host = self.heads_mask.cpu()
+        for layer in self.layers:
             module = get_submodule(rm.attention(layer), name)
             envoy = root[layer] if root is not None else get_submodule(rm.attention_envoy(layer), name)
             device = module.weight.device
@@ -170,20 +209,14 @@ class MaskPlan:
                 # output features: nn.Linear's out_features, GPT-2 Conv1D's nf, a norm's weight length
                 features = getattr(module, "out_features", None) or getattr(module, "nf", None)
                 features = int(features or module.weight.shape[0])
-                mask = torch.zeros(features, dtype=torch.bool)  # built on the host, moved once
-                for h in heads:
-                    mask[query_features(spec, h, d)] = True
+                mask = torch.zeros(self.rows, features, dtype=torch.bool)
+                for h in range(self.num_heads):
+                    mask[:, query_features(spec, h, d)] = host[:, layer, h, None]
                 out.append(MaskSite(layer, envoy, output, mask.to(device)))
                 continue
-            mask = torch.zeros(self.num_heads, d, dtype=torch.bool)
-            mask[heads] = True
-            fill = None
-            if self.mode == "mean":
-                means = self._means()
-                fill = torch.zeros(self.num_heads, d, dtype=means.dtype, device=device)
-                fill[heads] = means[layer, heads].to(device)
-                fill = fill.reshape(-1)
-            out.append(MaskSite(layer, envoy, output, mask.reshape(-1).to(device), fill))
+            mask = host[:, layer, :, None].expand(self.rows, self.num_heads, d).reshape(self.rows, -1)
+            fill = self._means()[layer].reshape(-1).to(device) if self.mode == "mean" else None
+            out.append(MaskSite(layer, envoy, output, mask.to(device), fill))
         return out
 
     @staticmethod
@@ -223,7 +256,7 @@ def site_envoy(model, name: str):
 def masked_logits(
     model,
     input_ids: torch.Tensor,
-    heads: Iterable[Head] = (),
+    heads: Iterable[Head] | MaskPlan = (),
     mode: str = "zero",
     *,
     attention_mask: torch.Tensor | None = None,
@@ -232,12 +265,14 @@ def masked_logits(
     """Logits ``[batch, seq, vocab]`` of a forward pass with ``heads`` (``(layer, query_head)`` pairs) masked.
 
     ``model`` is a Hugging Face causal LM or ``RetModel``; ``input_ids`` is ``[batch, seq]``; no heads = plain model.
+    ``heads`` may be a ``MaskPlan`` (``MaskPlan.for_rows``: each row of the batch with its own heads).
     """
     rm = as_model(model)
     input_ids = torch.as_tensor(input_ids)
     if input_ids.dim() != 2:
         raise ValueError(f"input_ids must be [batch, seq], got shape {tuple(input_ids.shape)}")
-    plan = MaskPlan.build(rm, heads, mode, mean_values)
+    plan = heads if isinstance(heads, MaskPlan) else MaskPlan.build(rm, heads, mode, mean_values)
+    plan.check_batch(input_ids.shape[0])
     kwargs = {} if attention_mask is None else {"attention_mask": attention_mask.to(rm.device)}
     with torch.no_grad(), rm.lm.trace(input_ids.to(rm.device), **kwargs):
         plan.apply_all(rm)
@@ -248,7 +283,7 @@ def masked_logits(
 def generate(
     model,
     input_ids: torch.Tensor | Sequence[int] | Sequence[torch.Tensor | Sequence[int]],
-    heads: Iterable[Head] = (),
+    heads: Iterable[Head] | MaskPlan = (),
     mode: str = "zero",
     *,
     attention_mask: torch.Tensor | None = None,
@@ -270,10 +305,11 @@ def generate(
 
     ``input_ids``: a flat list of ints or a 1-D tensor is ONE prompt; several are a ``[batch, seq]`` tensor (with
     ``attention_mask`` for left padding) or a list of 1-D prompts of different lengths. A string is refused (it is
-    not token ids). ``heads``: ``(layer, head)`` pairs or ``"layer-head"`` keys. ``seed`` seeds sampling (a
-    ``torch.Generator`` on the model's device), so two calls with the same seed draw the same random numbers: the
-    masked and unmasked sides of a RetMask pair differ only by the masking. (The same seed gives the same draws on
-    the same kind of device.)
+    not token ids). ``heads``: ``(layer, head)`` pairs or ``"layer-head"`` keys masked in every row, or a
+    ``MaskPlan`` (``MaskPlan.for_rows``: a head set per row, so that one batch runs many conditions; ``mode`` and
+    ``mean_values`` are then the plan's). ``seed`` seeds sampling (a ``torch.Generator`` on the model's device), so
+    two calls with the same seed draw the same random numbers: the masked and unmasked sides of a RetMask pair
+    differ only by the masking. (The same seed gives the same draws on the same kind of device.)
 
     With heads to mask, the whole decode loop runs inside one nnsight trace and the heads are masked on every forward
     (``MaskPlan.sites``); with none, it runs plain forwards. Both run the same loop and sampler
@@ -292,12 +328,7 @@ def generate(
         prompts = [row[m.bool()] for row, m in zip(input_ids, attention_mask)]
     else:
         prompts, _ = prompt_ids(rm, input_ids, text=False)
-    plan = MaskPlan.build(rm, heads, mode, mean_values)
-    edit = None
-    if not plan.is_empty and not per_step_traces:
-        root = site_envoy(rm, plan.site_name(rm)[0])
-        sites = plan.sites(rm, root)
-        edit = (root, lambda: plan.apply_sites(sites))
+    plan = heads if isinstance(heads, MaskPlan) else MaskPlan.build(rm, heads, mode, mean_values)
     return generate_ids(
         rm,
         prompts,
@@ -309,10 +340,98 @@ def generate(
         seed=seed,
         eos_token_id=eos_token_id,
         pad_token_id=pad_token_id,
-        edit=edit,
-        reference_plan=plan if per_step_traces else None,
         backend=backend,
+        **_plan_edit(rm, plan, len(prompts), per_step_traces),
     )
+
+
+def _plan_edit(rm: RetModel, plan: MaskPlan, rows: int, per_step_traces: bool) -> dict[str, Any]:
+    """``generate_ids``' ``edit`` / ``reference_plan`` for ``plan`` over a batch of ``rows`` prompts."""
+    plan.check_batch(rows)
+    if per_step_traces:
+        return {"reference_plan": plan}
+    if plan.is_empty:
+        return {}
+    root = site_envoy(rm, plan.site_name(rm)[0])
+    sites = plan.sites(rm, root)
+    return {"edit": (root, lambda: plan.apply_sites(sites))}
+
+
+def score_and_generate(
+    model,
+    prompts: Sequence[torch.Tensor | Sequence[int]],
+    answers: Sequence[Sequence[int]],
+    heads: Iterable[Head] | MaskPlan = (),
+    mode: str = "zero",
+    *,
+    max_new_tokens: int = 50,
+    eos_token_id: int | Sequence[int] | None = None,
+    pad_token_id: int | None = None,
+    mean_values: torch.Tensor | None = None,
+    per_step_traces: bool = False,
+    backend: str = "auto",
+) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
+    """Greedy generation (as ``generate``) and the teacher-forced score of ``answers[i]`` after ``prompts[i]``, from
+    one prefill: the prompt is prefilled once (heads masked); its last logits choose the first new token and score
+    the first answer token, and a forward of ``answers[i][:-1]`` over the prefilled cache scores the rest, before
+    the cache goes on to decode. Returns the ``generate`` tensor and per row ``{"token_logprobs": [n_i],
+    "correct": [n_i]}`` (natural log-probability of each answer token given the prompt and the answer before it;
+    whether it is the argmax), on the CPU.
+
+    Equal to ``generate`` plus ``measure.attention.teacher_forced`` up to the kernels' rounding (the score's
+    positions come from a cached forward instead of one forward over prompt and answer); measured in
+    ``tests/interventions/test_row_masks.py`` and ``docs/benchmarks.md``."""
+    rm = as_model(model)
+    if len(answers) != len(prompts):
+        raise ValueError(f"{len(prompts)} prompts but {len(answers)} answers: one answer per prompt")
+    if any(len(a) == 0 for a in answers):
+        raise ValueError("an answer with no tokens: every answer needs at least one token")
+    if max_new_tokens < 1:
+        raise ValueError(
+            f"max_new_tokens must be >= 1 (the score shares the generation's prefill), got {max_new_tokens}"
+        )
+    plan = heads if isinstance(heads, MaskPlan) else MaskPlan.build(rm, heads, mode, mean_values)
+    forced: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def on_prefill(batch, forward, cache, logits: torch.Tensor) -> None:
+        forced.append(_forced_scores(forward, cache, logits, batch, answers))
+
+    ids = generate_ids(
+        rm, [torch.as_tensor(p) for p in prompts], max_new_tokens=max_new_tokens, eos_token_id=eos_token_id,
+        pad_token_id=pad_token_id, backend=backend, on_prefill=on_prefill,
+        **_plan_edit(rm, plan, len(prompts), per_step_traces),
+    )  # fmt: skip
+    tok_lp, correct = (t.cpu() for t in forced[0])
+    scores = [
+        {"token_logprobs": tok_lp[i, : len(a)], "correct": correct[i, : len(a)]}
+        for i, a in enumerate(answers)
+    ]
+    return ids, scores
+
+
+def _forced_scores(forward, cache, last: torch.Tensor, batch, answers) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[rows, n_max]`` log-probabilities of the answer tokens and whether each is the argmax: the first from the
+    prefill's ``last`` logits, the others from one ``forward`` of the answers (right-padded; a padded position comes
+    after every real one of its row, so the causal mask keeps it out of them) over the prefilled ``cache``."""
+    b, dev, width = len(answers), last.device, batch.width
+    n_max = max(len(a) for a in answers)
+    targets = torch.zeros(b, n_max, dtype=torch.long)
+    for i, a in enumerate(answers):
+        targets[i, : len(a)] = torch.as_tensor(list(a), dtype=torch.long)
+    targets = targets.to(dev)
+    logits = last[:, None, :]
+    m = n_max - 1
+    if m > 0:
+        mask = positions = None
+        if batch.padded:
+            mask = torch.cat([batch.mask[:, :width], batch.mask.new_ones(b, m)], dim=1)
+            start = batch.mask[:, :width].sum(-1, keepdim=True)  # a row's position after its prompt
+            positions = start + torch.arange(m, device=dev)[None, :]
+        ext, _ = forward(targets[:, :m], mask, positions, cache, width + m, keep=m)
+        logits = torch.cat([logits, ext.reshape(b, m, -1)], dim=1)
+    lf = logits.float()
+    tok_lp = lf.gather(-1, targets[..., None])[..., 0] - lf.logsumexp(-1)
+    return tok_lp, lf.argmax(-1) == targets
 
 
 class MaskedModel:

@@ -30,7 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,7 @@ __all__ = [
     "compensation",
     "needle_attention",
     "single_head_effects",
+    "forced_sweep",
     "teacher_forced",
 ]
 
@@ -153,17 +154,23 @@ def _plan(rm: RetModel, heads, mode: str, mean_values):
 
 
 def _forced_batch(rm: RetModel, prompts, answers, spans, plan, readout: bool):
-    seqs = [list(p) + list(a[:-1]) for p, a in zip(prompts, answers)]
+    """One teacher-forced forward of prompts of equal length ``P`` followed by their answers (right-padded: a padded
+    position comes after every real one of its row, so the causal mask keeps it out of them). The answer queries
+    are positions ``P-1 .. P+n_max-2``; row ``i`` reads its first ``n_i``. ``plan`` may mask each row's own heads."""
+    if len({len(p) for p in prompts}) != 1:
+        raise ValueError("a teacher-forced batch takes prompts of one length")
     dev = rm.device
-    ids = torch.tensor(seqs, dtype=torch.long, device=dev)
-    b, width = ids.shape
+    b, width = len(prompts), len(prompts[0])
     n = torch.tensor([len(a) for a in answers], device=dev)
     n_max = int(n.max())
-    valid = torch.arange(n_max, device=dev)[None] >= (n_max - n)[:, None]
-    targets = torch.zeros(b, n_max, dtype=torch.long, device=dev)
+    targets = torch.zeros(b, n_max, dtype=torch.long)
     for i, a in enumerate(answers):
-        targets[i, n_max - len(a) :] = torch.tensor(a, device=dev)
-    qpos = torch.arange(width - n_max, width, device=dev)
+        targets[i, : len(a)] = torch.as_tensor(list(a), dtype=torch.long)
+    targets = targets.to(dev)
+    prompt = torch.tensor([list(p) for p in prompts], dtype=torch.long)
+    ids = torch.cat([prompt.to(dev), targets[:, : n_max - 1]], dim=1)
+    valid = torch.arange(n_max, device=dev)[None] < n[:, None]
+    qpos = torch.arange(width - 1, width - 1 + n_max, device=dev)
     span = torch.tensor([list(s) for s in spans], device=dev)
     _, keep = _forward_names(rm.model)
     kwargs: dict[str, Any] = {"use_cache": False} | ({keep: n_max} if keep else {})
@@ -181,12 +188,28 @@ def _forced_batch(rm: RetModel, prompts, answers, spans, plan, readout: bool):
     correct = logp.argmax(-1) == targets
     out = []
     for i, a in enumerate(answers):
-        sel = slice(n_max - len(a), n_max)
-        row = {"token_logprobs": tok_lp[i, sel].cpu(), "correct": correct[i, sel].cpu()}
+        row = {"token_logprobs": tok_lp[i, : len(a)].cpu(), "correct": correct[i, : len(a)].cpu()}
         if st is not None:
             row["heads"] = st[:, i].cpu()  # [layers, heads, 3]
         out.append(row)
     return out
+
+
+def answer_summary(lp: torch.Tensor, correct: torch.Tensor) -> dict[str, Any]:
+    """A sample's answer numbers from its answer tokens' log-probabilities and argmax hits (module docstring)."""
+    return {
+        "answer_logprob": float(lp.mean()),
+        "answer_logprob_sum": float(lp.sum()),
+        "answer_accuracy": float(correct.float().mean()),
+        "answer_tokens": len(lp),
+    }
+
+
+def check_spans(samples: Sequence[Any]) -> None:
+    for s in samples:
+        lo, hi = s.answer_span
+        if not 0 <= lo < hi <= len(s.input_ids):
+            raise ValueError(f"sample {s.sample_id!r}: answer span {s.answer_span} is outside its prompt")
 
 
 def samples_digest(samples: Sequence[Any]) -> str:
@@ -210,41 +233,65 @@ def teacher_forced(
     mode: str = "zero",
     answer: str = "text",
     readout: bool = False,
-    batch_size: int = 8,
+    batch_size: int | None = None,
     mean_values: torch.Tensor | None = None,
 ) -> list[dict[str, Any]]:
     """One teacher-forced forward per sample with ``heads`` masked; per sample (input order) a dict with
     ``answer_logprob``, ``answer_logprob_sum``, ``answer_accuracy``, ``answer_tokens`` and, with ``readout``,
-    ``heads``: a ``[layers, heads, 3]`` tensor of span mass / top-1-in-span / copy hit (see the module docstring)."""
+    ``heads``: a ``[layers, heads, 3]`` tensor of span mass / top-1-in-span / copy hit (see the module docstring).
+    ``batch_size``: samples per forward (``None``: from the free memory on a GPU, see ``measure.sweep``)."""
     rm = as_model(model)
-    plan = _plan(rm, heads, mode, mean_values)
+    (_, (results,)), *_ = forced_sweep(
+        rm, samples, [list(heads)], mode=mode, answer=answer, readout=readout, batch_size=batch_size,
+        mean_values=mean_values,
+    )  # fmt: skip
+    return results
+
+
+def forced_sweep(
+    model,
+    samples: Sequence[Any],
+    head_sets: Sequence[Iterable[Head]],
+    *,
+    mode: str = "zero",
+    answer: str = "text",
+    readout: bool = False,
+    batch_size: int | None = None,
+    mean_values: torch.Tensor | None = None,
+    progress: bool = False,
+) -> Iterator[tuple[list[int], list[list[dict[str, Any]]]]]:
+    """``teacher_forced`` of every head set over every sample, packed (``measure.sweep``: rows of any condition share
+    a forward, each masked by its own heads); yields ``(conditions, results)`` per wave of finished conditions, each
+    result a list over samples of ``teacher_forced``'s dicts."""
+    from retmask_interp.measure.sweep import row_plan, sweep
+
+    rm = as_model(model)
+    sets = [rm.check_heads(h) for h in head_sets]
+    for hs in sets:  # refuse a bad mode or missing mean values before any work
+        if hs:
+            _plan(rm, hs, mode, mean_values)
+            break
+    _plan(rm, [], mode, mean_values)
+    check_spans(samples)
     answers = [answer_tokens(s, rm.tokenizer, answer) for s in samples]
-    seqs_len = [len(s.input_ids) + len(a) - 1 for s, a in zip(samples, answers)]
-    results: list[dict[str, Any] | None] = [None] * len(samples)
-    for batch in _batches(seqs_len, batch_size):
-        items = [samples[i] for i in batch]
-        for s in items:
-            lo, hi = s.answer_span
-            if not 0 <= lo < hi <= len(s.input_ids):
-                raise ValueError(f"sample {s.sample_id!r}: answer span {s.answer_span} is outside its prompt")
-        rows = _forced_batch(
+
+    def run_batch(rows, heads):
+        out = _forced_batch(
             rm,
-            [s.input_ids for s in items],
-            [answers[i] for i in batch],
-            [s.answer_span for s in items],
-            plan,
+            [r.input_ids for r in rows],
+            [answers[r.sample] for r in rows],
+            [samples[r.sample].answer_span for r in rows],
+            row_plan(rm, heads, mode, mean_values),
             readout,
         )
-        for i, row in zip(batch, rows):
-            lp = row.pop("token_logprobs")
-            row.update(
-                answer_logprob=float(lp.mean()),
-                answer_logprob_sum=float(lp.sum()),
-                answer_accuracy=float(row.pop("correct").float().mean()),
-                answer_tokens=len(lp),
-            )
-            results[i] = row
-    return results  # type: ignore[return-value]
+        for row in out:
+            row.update(answer_summary(row.pop("token_logprobs"), row.pop("correct")))
+        return out
+
+    yield from sweep(
+        rm, samples, sets, run_batch, batch_size=batch_size, answer_tokens=max(map(len, answers)),
+        progress=progress,
+    )  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------- attention
@@ -255,7 +302,7 @@ def needle_attention(
     mask_heads: Iterable[Head] = (),
     mode: str = "zero",
     answer: str = "text",
-    batch_size: int = 8,
+    batch_size: int | None = None,
     mean_values: torch.Tensor | None = None,
     per_sample: bool = False,
 ) -> pd.DataFrame:
@@ -332,7 +379,7 @@ def single_head_effects(
     *,
     mode: str = "zero",
     answer: str = "text",
-    batch_size: int = 8,
+    batch_size: int | None = None,
     mean_values: torch.Tensor | None = None,
     n_resamples: int = 1000,
     seed: int = 0,
@@ -343,7 +390,9 @@ def single_head_effects(
     and ``rank`` (1 = best). ``heads``: ``None`` = every head, an int = the top-n by score, or a list.
     ``df.attrs["spearman"]`` is the rank correlation of score and effect over the heads tested (is the score causal?).
     ``checkpoint``: a JSONL file (``core.io.KeyedCheckpoint``) keeping every finished head's per-sample results, so
-    that an interrupted run resumes; a file made with other settings is refused.
+    that an interrupted run resumes; a file made with other settings is refused. The heads run packed
+    (``forced_sweep``: many heads' rows in one forward); ``batch_size``: rows per forward (``None``: from the free
+    memory on a GPU).
     """
     from retmask_interp.core.io import KeyedCheckpoint
     from retmask_interp.measure.stats import bootstrap_ci, spearman
@@ -371,20 +420,28 @@ def single_head_effects(
         },
     )
 
-    def forced(heads: list[Head]) -> tuple[np.ndarray, np.ndarray]:
-        """Per-sample answer log-probability and accuracy with ``heads`` masked (read back when checkpointed)."""
-        key = [list(h) for h in heads]
-        kept = done.get(key)
-        if kept is None:
-            res = teacher_forced(rm, samples, heads=heads, **kw)
-            kept = {k: [r[f"answer_{k}"] for r in res] for k in ("logprob", "accuracy")}
-            done.put(key, kept)
-        return np.array(kept["logprob"], dtype=float), np.array(kept["accuracy"], dtype=float)
+    units: list[list[Head]] = [[]] + [[h] for h in chosen]  # the unmasked baseline, then every head alone
+    kept: dict[int, dict[str, list[float]]] = {}
+    for i, hs in enumerate(units):
+        value = done.get([list(h) for h in hs])
+        if value is not None:
+            kept[i] = value
+    todo = [i for i in range(len(units)) if i not in kept]
+    if todo:  # all heads in packed batches (each row masks its own head), kept as each wave finishes
+        for conds, results in forced_sweep(rm, samples, [units[i] for i in todo], **kw):
+            for c, res in zip(conds, results):
+                i = todo[c]
+                kept[i] = {k: [r[f"answer_{k}"] for r in res] for k in ("logprob", "accuracy")}
+                done.put([list(h) for h in units[i]], kept[i])
 
-    base, base_acc = forced([])
+    def forced(i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per-sample answer log-probability and accuracy of unit ``i`` (0: unmasked; i: ``chosen[i - 1]``)."""
+        return np.array(kept[i]["logprob"], dtype=float), np.array(kept[i]["accuracy"], dtype=float)
+
+    base, base_acc = forced(0)
     rows = []
-    for head in chosen:
-        lp, acc = forced([head])
+    for i, head in enumerate(chosen, 1):
+        lp, acc = forced(i)
         low, high = bootstrap_ci(base - lp, n_resamples, seed)
         rows.append(
             {

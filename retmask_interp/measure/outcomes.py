@@ -14,7 +14,7 @@ from retmask_interp.core.generation import new_texts
 from retmask_interp.core.io import KeyedCheckpoint, read_jsonl
 from retmask_interp.core.models import as_model
 from retmask_interp.heads.scores import Head, ranked_heads
-from retmask_interp.measure.attention import _META, _batches, samples_digest, teacher_forced, tensor_digest
+from retmask_interp.measure.attention import _META, _batches, samples_digest, tensor_digest
 from retmask_interp.measure.stats import crossed_bootstrap_ci
 
 
@@ -127,7 +127,7 @@ def masking_outcomes(
     *,
     mode: str = "zero",
     max_new_tokens: int = 50,
-    batch_size: int = 8,
+    batch_size: int | None = None,
     rouge_threshold: float = 0.5,
     answer: str = "text",
     generation: bool = True,
@@ -138,16 +138,34 @@ def masking_outcomes(
     """One row per condition x sample: ``condition``, ``kind``, ``seed`` (from ``"KIND#SEED"`` names), ``n_heads``,
     ``heads`` (the list masked),
     ``sample_id``, ``context_length``, ``depth``, ``needle_index``, ``success``, ``rouge``, ``generated`` (greedy,
-    heads masked at every step; skipped with ``generation=False``), ``answer_logprob``, ``answer_logprob_sum``,
-    ``answer_accuracy``, ``answer_tokens`` (teacher-forced, see the module docstring).
+    heads masked at every step, Wu et al.'s stop at the first line break; skipped with ``generation=False``),
+    ``answer_logprob``, ``answer_logprob_sum``, ``answer_accuracy``, ``answer_tokens`` (teacher-forced, see
+    ``measure.attention``).
+
+    The sweep is packed (``measure.sweep``): rows of any condition whose prompts have one length share a batch, each
+    masked by its own heads, and one prefill serves both the teacher-forced score and the generation of a row
+    (``interventions.masking.score_and_generate``). ``batch_size``: rows per batch (``None``: from the free memory
+    on a GPU, 8 elsewhere).
 
     ``checkpoint``: a JSONL file (``core.io.KeyedCheckpoint``) that keeps each finished condition's rows, keyed by
     its name and heads; a re-run reads them back instead of recomputing, and refuses a file made with other
     settings (mode, decoding, samples, model geometry)."""
-    from tqdm.auto import tqdm
-
     rm = as_model(model)
-    done = KeyedCheckpoint(
+    done = _outcome_checkpoint(
+        rm, checkpoint, samples, mode=mode, max_new_tokens=max_new_tokens, rouge_threshold=rouge_threshold,
+        answer=answer, generation=generation, mean_values=mean_values,
+    )  # fmt: skip
+    per_condition = _outcomes(
+        rm, samples, list(conditions.items()), done, mode=mode, max_new_tokens=max_new_tokens,
+        batch_size=batch_size, rouge_threshold=rouge_threshold, answer=answer, generation=generation,
+        mean_values=mean_values, progress=progress,
+    )  # fmt: skip
+    return pd.DataFrame([r for rows in per_condition for r in rows])
+
+
+def _outcome_checkpoint(rm, checkpoint, samples, *, mode, max_new_tokens, rouge_threshold, answer, generation,
+                        mean_values) -> KeyedCheckpoint:  # fmt: skip
+    return KeyedCheckpoint(
         checkpoint,
         {
             "mode": mode,
@@ -160,53 +178,120 @@ def masking_outcomes(
             "geometry": [rm.geometry.num_layers, rm.geometry.num_heads],
         },
     )
-    rows = []
-    for name, heads in tqdm(conditions.items(), desc="conditions", disable=not progress):
-        heads = rm.check_heads(heads)
-        key = [name, [list(h) for h in heads]]
+
+
+def _outcomes(
+    rm, samples, conditions: Sequence[tuple[str, Iterable[Head]]], done: KeyedCheckpoint, *, mode, max_new_tokens,
+    batch_size, rouge_threshold, answer, generation, mean_values, progress,
+) -> list[list[dict[str, Any]]]:  # fmt: skip
+    """``masking_outcomes``' rows of every ``(name, heads)`` condition, a list per condition in order: those kept in
+    ``done`` read back, the others computed in one packed sweep and kept as each wave finishes."""
+    named = [(name, rm.check_heads(heads)) for name, heads in conditions]
+    keys = [[name, [list(h) for h in heads]] for name, heads in named]
+    out: dict[int, list[dict[str, Any]]] = {}
+    for i, key in enumerate(keys):
         kept = done.get(key)
         if kept is not None:
-            rows += [r | {"heads": [tuple(h) for h in r["heads"]]} for r in kept]
-            continue
-        first = len(rows)
-        kind, seed = _split_name(name)
-        forced = teacher_forced(
-            rm, samples, heads=heads, mode=mode, answer=answer, batch_size=batch_size, mean_values=mean_values
+            out[i] = [r | {"heads": [tuple(h) for h in r["heads"]]} for r in kept]
+    todo = [i for i in range(len(named)) if i not in out]
+    if todo:
+        waves = _outcome_sweep(
+            rm, samples, [named[i][1] for i in todo], mode=mode, max_new_tokens=max_new_tokens,
+            batch_size=batch_size, rouge_threshold=rouge_threshold, answer=answer, generation=generation,
+            mean_values=mean_values, progress=progress,
+        )  # fmt: skip
+        for conds, results in waves:
+            for c, per_sample in zip(conds, results):
+                i = todo[c]
+                name, heads = named[i]
+                kind, seed = _split_name(name)
+                rows = [
+                    {
+                        "condition": name,
+                        "kind": kind,
+                        "seed": seed,
+                        "n_heads": len(heads),
+                        "heads": heads,
+                        "sample_id": s.sample_id,
+                        **{k: getattr(s, k, None) for k in _META},
+                        **r,
+                    }
+                    for s, r in zip(samples, per_sample)
+                ]
+                done.put(keys[i], rows)
+                out[i] = rows
+    return [out[i] for i in range(len(named))]
+
+
+_OUTCOME_KEYS = ("success", "rouge", "generated")
+
+
+def _outcome_sweep(
+    rm, samples, head_sets, *, mode, max_new_tokens, batch_size, rouge_threshold, answer, generation, mean_values,
+    progress,
+):  # fmt: skip
+    """``measure.sweep.sweep`` of ``head_sets`` over ``samples``: per row ``success``, ``rouge``, ``generated`` and the
+    teacher-forced answer numbers (``generation=False``: those alone, from one forward of prompt and answer)."""
+    from retmask_interp.measure.attention import answer_tokens, check_spans, forced_sweep
+    from retmask_interp.measure.sweep import sweep
+
+    if not generation:
+        yield from forced_sweep(
+            rm, samples, head_sets, mode=mode, answer=answer, batch_size=batch_size, mean_values=mean_values,
+            progress=progress,
+        )  # fmt: skip
+        return
+    check_spans(samples)
+    answers = [answer_tokens(s, rm.tokenizer, answer) for s in samples]
+    if rm.tokenizer is None:
+        raise ValueError(
+            "decoding generations needs the model's tokenizer: pass it to as_model(model, tokenizer)"
         )
-        gen = (
-            [
-                {k: row[k] for k in ("success", "rouge", "generated")}
-                for row in niah_outcomes(
-                    rm,
-                    samples,
-                    heads,
-                    mode=mode,
-                    max_new_tokens=max_new_tokens,
-                    batch_size=batch_size,
-                    rouge_threshold=rouge_threshold,
-                    mean_values=mean_values,
-                )
-            ]
-            if generation
-            else [{}] * len(samples)
+    eos = sorted(set(rm.stop_token_ids("newline")))
+    for hs in head_sets:  # refuse missing mean values before any work
+        _check_plan(rm, hs, mode, mean_values)
+
+    def run_batch(rows, heads):
+        return outcome_batch(
+            rm, [samples[r.sample] for r in rows], [answers[r.sample] for r in rows], heads, mode=mode,
+            mean_values=mean_values, max_new_tokens=max_new_tokens, eos=eos, rouge_threshold=rouge_threshold,
+        )  # fmt: skip
+
+    yield from sweep(
+        rm, samples, head_sets, run_batch, batch_size=batch_size, new_tokens=max_new_tokens,
+        answer_tokens=max(map(len, answers)), progress=progress,
+    )  # fmt: skip
+
+
+def _check_plan(rm, heads, mode, mean_values) -> None:
+    from retmask_interp.interventions.masking import MaskPlan
+
+    MaskPlan.build(rm, heads, mode, mean_values)
+
+
+def outcome_batch(
+    rm, samples, answers, heads, *, mode, mean_values, max_new_tokens, eos, rouge_threshold
+) -> list[dict[str, Any]]:
+    """One packed batch of ``masking_outcomes``: row ``i`` is ``samples[i]`` (prompts of one length) with
+    ``heads[i]`` masked; greedy generation and the teacher-forced score of ``answers[i]`` from one prefill."""
+    from retmask_interp.interventions.masking import score_and_generate
+    from retmask_interp.measure.attention import answer_summary
+    from retmask_interp.measure.stats import niah_success
+    from retmask_interp.measure.sweep import row_plan
+
+    ids, scores = score_and_generate(
+        rm, [s.input_ids for s in samples], answers, row_plan(rm, heads, mode, mean_values),
+        max_new_tokens=max_new_tokens, eos_token_id=eos,
+    )  # fmt: skip
+    texts = new_texts(rm, ids, len(samples[0].input_ids), eos)
+    out = []
+    for s, text, sc in zip(samples, texts, scores):
+        success, recall = niah_success(s.needle["real_needle"], text, rouge_threshold, "wu")
+        out.append(
+            {"success": float(success), "rouge": recall, "generated": text}
+            | answer_summary(sc["token_logprobs"], sc["correct"])
         )
-        for s, f, g in zip(samples, forced, gen):
-            meta = {k: getattr(s, k, None) for k in _META}
-            rows.append(
-                {
-                    "condition": name,
-                    "kind": kind,
-                    "seed": seed,
-                    "n_heads": len(heads),
-                    "heads": heads,
-                    "sample_id": s.sample_id,
-                    **meta,
-                    **g,
-                    **f,
-                }
-            )
-        done.put(key, rows[first:])
-    return pd.DataFrame(rows)
+    return out
 
 
 def random_condition_sets(
@@ -300,19 +385,49 @@ def topk_curve(
     if not ks or ks[0] < 0 or ks[-1] > len(ranked):
         raise ValueError(f"ks must be between 0 and the number of heads ({len(ranked)}), got {ks}")
     excluded = ranked[: ks[-1]] if exclude is None else list(exclude)
-    parts = []
+    conds: list[tuple[str, list[Head]]] = []
+    at_k: list[int] = []
     for k in ks:
         top = ranked[:k]
-        conds: dict[str, list[Head]] = {"retrieval": top}
+        named = [("retrieval", top)]
         if k > 0:
             controls = random_controls(
                 rm, top, n_seeds=n_random, seed=seed, exclude=excluded, match_per_layer=match_per_layer
             )
-            conds |= {f"random#{i}": c for i, c in enumerate(controls)}
-        parts.append(_at_k(masking_outcomes(rm, samples, conds, **outcome_kwargs), k))
+            named += [(f"random#{i}", c) for i, c in enumerate(controls)]
+        conds += named
+        at_k += [k] * len(named)
+    settings = {k: outcome_kwargs.pop(k) for k in _OUTCOME_SETTINGS if k in outcome_kwargs}
+    checkpoint = outcome_kwargs.pop("checkpoint", None)
+    unknown = set(outcome_kwargs) - {"batch_size", "progress"}
+    if unknown:
+        raise TypeError(f"topk_curve got unexpected keyword arguments {sorted(unknown)}")
+    kw = _OUTCOME_DEFAULTS | settings
+    done = _outcome_checkpoint(rm, checkpoint, samples, **kw)
+    # every k's conditions in one packed sweep (rows of all conditions share batches)
+    per_condition = _outcomes(
+        rm, samples, conds, done, batch_size=outcome_kwargs.get("batch_size"),
+        progress=outcome_kwargs.get("progress", False), **kw,
+    )  # fmt: skip
+    parts = [
+        _at_k(pd.DataFrame([r for c, rows in enumerate(per_condition) if at_k[c] == k for r in rows]), k)
+        for k in ks
+    ]
     outcomes = pd.concat(parts, ignore_index=True)
     curve = curve_from_outcomes(outcomes, n_resamples=n_resamples, seed=seed)
     return (curve, outcomes) if return_outcomes else curve
+
+
+# masking_outcomes' settings (what its checkpoint records) and their defaults
+_OUTCOME_DEFAULTS: dict[str, Any] = {
+    "mode": "zero",
+    "max_new_tokens": 50,
+    "rouge_threshold": 0.5,
+    "answer": "text",
+    "generation": True,
+    "mean_values": None,
+}
+_OUTCOME_SETTINGS = tuple(_OUTCOME_DEFAULTS)
 
 
 def _at_k(outcomes: pd.DataFrame, k: int) -> pd.DataFrame:

@@ -375,21 +375,30 @@ def test_checkpointed_runs_resume_to_the_same_results(tmp_path, monkeypatch):
     kw = dict(max_new_tokens=4, answer="span", rouge_threshold=0.0, batch_size=2)
     plain = _measure_outcomes.masking_outcomes(model, samples, conds, **kw)
 
-    real, calls = effects.teacher_forced, []
+    from retmask_interp.core.io import KeyedCheckpoint
 
-    def dies_on_second_condition(*args, **kwargs):
-        calls.append(kwargs.get("heads", ()))
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
+    real_put, puts = KeyedCheckpoint.put, []
+
+    def dies_after(n):
+        """A ``put`` that keeps the unit, then kills the run once ``n`` units are kept (``n=0``: never)."""
+
+        def put(self, key, value):
+            real_put(self, key, value)
+            puts.append(key)
+            if len(puts) == n:
+                raise KeyboardInterrupt
+
+        return put
 
     ck = tmp_path / "masking.jsonl"
-    monkeypatch.setattr(_measure_outcomes, "teacher_forced", dies_on_second_condition)
+    monkeypatch.setattr(KeyedCheckpoint, "put", dies_after(1))
     with pytest.raises(KeyboardInterrupt):
         _measure_outcomes.masking_outcomes(model, samples, conds, checkpoint=ck, **kw)
-    monkeypatch.setattr(_measure_outcomes, "teacher_forced", real)
     assert len(ck.read_text().splitlines()) == 1  # the unmasked condition was kept
+    puts.clear()
+    monkeypatch.setattr(KeyedCheckpoint, "put", dies_after(0))
     resumed = _measure_outcomes.masking_outcomes(model, samples, conds, checkpoint=ck, **kw)
+    assert [k[0] for k in puts] == ["retrieval", "random#0"]  # only the missing conditions were computed
     pd.testing.assert_frame_equal(resumed, plain)
     assert resumed.heads.tolist() == plain.heads.tolist()
     with pytest.raises(InputError, match="mode was 'zero', now 'uniform'"):
@@ -401,35 +410,25 @@ def test_checkpointed_runs_resume_to_the_same_results(tmp_path, monkeypatch):
     curve_kw = dict(n_random=2, return_outcomes=True, **kw)
     curve, outcomes = _measure_outcomes.topk_curve(model, samples, scores, [0, 1, 2], **curve_kw)
     tk = tmp_path / "topk.jsonl"
-    calls.clear()
-
-    def dies_on_fourth_condition(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 4:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(_measure_outcomes, "teacher_forced", dies_on_fourth_condition)
-    with pytest.raises(
-        KeyboardInterrupt
-    ):  # 7 conditions: k = 0; k = 1 and 2: the top heads and two random sets
+    puts.clear()
+    monkeypatch.setattr(KeyedCheckpoint, "put", dies_after(3))
+    with pytest.raises(KeyboardInterrupt):  # 7 conditions: k = 0; k = 1 and 2: the top heads and two random sets
         _measure_outcomes.topk_curve(model, samples, scores, [0, 1, 2], checkpoint=tk, **curve_kw)
-    calls.clear()
-    monkeypatch.setattr(_measure_outcomes, "teacher_forced", lambda *a, **k: calls.append(1) or real(*a, **k))
+    puts.clear()
+    monkeypatch.setattr(KeyedCheckpoint, "put", dies_after(0))
     curve2, outcomes2 = _measure_outcomes.topk_curve(
         model, samples, scores, [0, 1, 2], checkpoint=tk, **curve_kw
     )
-    assert len(calls) == 4  # the three finished conditions were read back
+    assert len(puts) == 4  # the three finished conditions were read back
     pd.testing.assert_frame_equal(curve2, curve)
     pd.testing.assert_frame_equal(outcomes2, outcomes)
 
     hk = tmp_path / "single.jsonl"
     full = effects.single_head_effects(model, samples, scores, heads=3, n_resamples=50)
     effects.single_head_effects(model, samples, scores, heads=1, n_resamples=50, checkpoint=hk)
-    monkeypatch.setattr(effects, "teacher_forced", lambda *a, **k: calls.append(1) or real(*a, **k))
-    calls.clear()
+    puts.clear()
     again = effects.single_head_effects(model, samples, scores, heads=3, n_resamples=50, checkpoint=hk)
-    assert len(calls) == 2  # unmasked and the best head were read back
+    assert len(puts) == 2  # unmasked and the best head were read back
     pd.testing.assert_frame_equal(again, full)
     assert again.attrs == full.attrs
 

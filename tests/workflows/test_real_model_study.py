@@ -171,41 +171,30 @@ def test_interrupted_stages_resume_to_the_same_results(tmp_path, monkeypatch):
     top-k stage resumes to the uninterrupted study's tables, and no partial file is left once a stage is done."""
     import pandas as pd
 
-    import retmask_interp.measure.outcomes as outc
-
     cfg = _tiny(
         haystacks=["synthetic:0"], num_depths=3, stages=list(rmw.STAGES), seeds=2, topk_seeds=1, ks=[1, 2],
         masking_samples=3, attention_samples=2, single_heads=2, threshold=0.05,
     )  # fmt: skip
-    real = outc.teacher_forced
-    calls: list[str] = []
+    from retmask_interp.core.io import KeyedCheckpoint
 
-    def counted(*a, **k):
-        calls.append("call")
-        return real(*a, **k)
-
-    monkeypatch.setattr(outc, "teacher_forced", counted)
     full = rmw.run_study(tmp_path / "a", cfg, probe=_probe)
     assert full["masking"] and full["topk"], "the stages under test did not run"
-    n_masking = sum(
-        len(pd.read_csv(tmp_path / "a" / "masking" / f"{m}.csv").condition.unique()) for m in rmw.MODES
-    )
     assert not list((tmp_path / "a").rglob("*.partial.jsonl"))
 
-    calls.clear()
+    real_put = KeyedCheckpoint.put
 
-    def dies_in_topk(*a, **k):
-        calls.append("call")
-        if len(calls) == n_masking + 2:
+    def dies_in_topk(self, key, value):
+        """Keeps the unit, then kills the run once the top-k stage has kept its first condition."""
+        real_put(self, key, value)
+        if self.path is not None and self.path.name == "topk_outcomes.partial.jsonl":
             raise KeyboardInterrupt
-        return real(*a, **k)
 
-    monkeypatch.setattr(outc, "teacher_forced", dies_in_topk)
+    monkeypatch.setattr(KeyedCheckpoint, "put", dies_in_topk)
     with pytest.raises(KeyboardInterrupt):
         rmw.run_study(tmp_path / "b", cfg, probe=_probe)
     partial = tmp_path / "b" / "topk_outcomes.partial.jsonl"
     assert len(partial.read_text().splitlines()) == 1 and (tmp_path / "b" / "masking_summary.csv").exists()
-    monkeypatch.setattr(outc, "teacher_forced", real)
+    monkeypatch.setattr(KeyedCheckpoint, "put", real_put)
     rmw.run_study(tmp_path / "b", cfg, probe=_probe)
     assert not list((tmp_path / "b").rglob("*.partial.jsonl"))
     for name in ("masking_outcomes.csv", "topk_curve.csv", "topk_outcomes.csv", "single_head_effects.csv"):
