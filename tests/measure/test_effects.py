@@ -412,7 +412,8 @@ def test_checkpointed_runs_resume_to_the_same_results(tmp_path, monkeypatch):
     tk = tmp_path / "topk.jsonl"
     puts.clear()
     monkeypatch.setattr(KeyedCheckpoint, "put", dies_after(3))
-    with pytest.raises(KeyboardInterrupt):  # 7 conditions: k = 0; k = 1 and 2: the top heads and two random sets
+    # 7 conditions: k = 0; k = 1 and 2: the top heads and two random sets
+    with pytest.raises(KeyboardInterrupt):
         _measure_outcomes.topk_curve(model, samples, scores, [0, 1, 2], checkpoint=tk, **curve_kw)
     puts.clear()
     monkeypatch.setattr(KeyedCheckpoint, "put", dies_after(0))
