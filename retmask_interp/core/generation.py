@@ -102,7 +102,8 @@ def prompt_ids(rm: RetModel, prompt: Any, *, text: bool = True) -> tuple[list[to
 
 
 def sampler(do_sample: bool, temperature: float, top_p: float, top_k: int, generator):
-    """Logits ``[batch, vocab]`` -> next tokens: argmax, or temperature / top-k / top-p sampling."""
+    """Logits ``[batch, vocab]`` -> next tokens: argmax, or temperature / top-k / top-p sampling. ``generator``:
+    one ``torch.Generator``, or a list of them, one per row (a row's draws then do not depend on its batch)."""
     if not do_sample:
         return lambda logits: logits.argmax(dim=-1)
     if temperature <= 0:
@@ -120,6 +121,9 @@ def sampler(do_sample: bool, temperature: float, top_p: float, top_k: int, gener
             sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
             logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
         probs = logits.softmax(-1)
+        if isinstance(generator, list):  # one generator per row: a row's draws do not depend on its batch
+            rows = [torch.multinomial(probs[i : i + 1], 1, generator=g) for i, g in enumerate(generator)]
+            return torch.cat(rows).squeeze(-1)
         return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
     return sample
@@ -134,7 +138,7 @@ def generate_ids(
     temperature: float = 1.0,
     top_p: float = 1.0,
     top_k: int = 0,
-    seed: int | None = None,
+    seed: int | Sequence[int] | None = None,
     eos_token_id: int | Sequence[int] | None = None,
     pad_token_id: int | None = None,
     edit: tuple[Any, Callable[[], None]] | None = None,
@@ -143,7 +147,8 @@ def generate_ids(
     on_prefill: Callable[..., None] | None = None,
 ) -> torch.Tensor:
     """Decode ``prompts`` (1-D token tensors); returns ``[batch, width + new]``: the left-padded prompts, then the
-    new tokens, padded with ``pad_token_id`` after EOS (as ``model.generate``).
+    new tokens, padded with ``pad_token_id`` after EOS (as ``model.generate``). ``seed``: one seed for the batch's
+    generator, or one per prompt (each prompt its own generator: its sample does not depend on its batch).
 
     ``edit=(envoy, apply)``: ``apply()`` edits ``envoy`` (an nnsight envoy over modules of the model) on every
     forward, prefill included (``interventions.masking`` passes its mask sites). ``reference_plan`` takes the slow
@@ -166,9 +171,13 @@ def generate_ids(
     batch = left_pad(prompts, max_new_tokens, rm.device, pad_id=pad_token_id)
     if max_new_tokens == 0:
         return batch.ids[:, : batch.width]
-    generator = None
-    if seed is not None:
-        generator = torch.Generator(device=rm.device).manual_seed(seed)
+    generator: torch.Generator | list[torch.Generator] | None = None
+    if isinstance(seed, (list, tuple)):
+        if len(seed) != len(prompts):
+            raise InputError(f"got {len(seed)} seeds for {len(prompts)} prompts; give one seed per prompt")
+        generator = [torch.Generator(device=rm.device).manual_seed(int(s)) for s in seed]
+    elif seed is not None:
+        generator = torch.Generator(device=rm.device).manual_seed(int(seed))  # type: ignore[arg-type]
     choose = sampler(do_sample, temperature, top_p, top_k, generator)
     eos = torch.tensor(eos_ids, dtype=torch.long, device=rm.device)
     reference = reference_plan is not None

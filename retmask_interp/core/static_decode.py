@@ -369,7 +369,7 @@ def decode_static(
     forward: Forward,
     on_step: Callable[[torch.Tensor, Any, torch.Tensor], None] | None = None,
     graphs: bool = False,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | list[torch.Generator] | None = None,
     on_prefill: OnPrefill | None = None,
 ) -> int:
     """Decode like ``core.decode.decode_steps`` through ``forward`` (with its intervention), against a static cache from
@@ -378,8 +378,8 @@ def decode_static(
 
     ``on_step(token[b], tops, active_before[b])`` is called for every step (``tops`` is what ``forward`` returned
     besides the logits) and must only issue device work (no reads to the host): with ``graphs`` on a CUDA device it
-    is captured with the step. ``generator``: the random generator ``choose`` samples with, registered with the
-    graph so that replays draw fresh numbers. The loop reads the device only to stop early at EOS (once per step,
+    is captured with the step. ``generator``: the random generator ``choose`` samples with (or one per row),
+    registered with the graph so that replays draw fresh numbers. The loop reads the device only to stop early at EOS (once per step,
     and only when ``eos`` is not empty). ``on_prefill`` (``core.decode.OnPrefill``) is called once the prompt is
     prefilled, with ``forward`` and the prefill's dynamic cache, after that cache is copied into the static one.
     """
@@ -498,11 +498,13 @@ def _run_steps(step, remaining: int, finished, graphs: bool, device, generator) 
 def _capture(step: Callable[[], None], device: torch.device, generator) -> torch.cuda.CUDAGraph | None:
     """``step`` captured as a CUDA graph (not run), or ``None`` (with a warning) when capture fails."""
     graph = torch.cuda.CUDAGraph()
-    if generator is not None:
+    generators = generator if isinstance(generator, list) else [] if generator is None else [generator]
+    if generators:
         if not hasattr(graph, "register_generator_state"):
             log.warning("this torch cannot register a generator with a CUDA graph: steps run without a graph")
             return None
-        graph.register_generator_state(generator)
+        for g in generators:
+            graph.register_generator_state(g)
     try:
         with torch.cuda.graph(graph):
             step()

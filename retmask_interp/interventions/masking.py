@@ -292,7 +292,7 @@ def generate(
     temperature: float = 1.0,
     top_p: float = 1.0,
     top_k: int = 0,
-    seed: int | None = None,
+    seed: int | Sequence[int] | None = None,
     eos_token_id: int | Sequence[int] | None = None,
     pad_token_id: int | None = None,
     mean_values: torch.Tensor | None = None,
@@ -309,7 +309,9 @@ def generate(
     ``MaskPlan`` (``MaskPlan.for_rows``: a head set per row, so that one batch runs many conditions; ``mode`` and
     ``mean_values`` are then the plan's). ``seed`` seeds sampling (a ``torch.Generator`` on the model's device), so
     two calls with the same seed draw the same random numbers: the masked and unmasked sides of a RetMask pair
-    differ only by the masking. (The same seed gives the same draws on the same kind of device.)
+    differ only by the masking. (The same seed gives the same draws on the same kind of device.) A list of seeds,
+    one per prompt, gives every prompt its own generator: a prompt's sample then does not depend on which prompts
+    share its batch (with one prompt, ``seed=[s]`` draws what ``seed=s`` draws).
 
     With heads to mask, the whole decode loop runs inside one nnsight trace and the heads are masked on every forward
     (``MaskPlan.sites``); with none, it runs plain forwards. Both run the same loop and sampler

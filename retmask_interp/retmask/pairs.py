@@ -7,12 +7,12 @@ normal response, ``rejected`` the masked one. Pairs with an empty side or identi
 whitespace) are dropped and counted by reason.
 
 Seeds and batches. Prompts are sorted by length (longest first, then by index) and cut into batches of
-``batch_size``; batch ``k`` is sampled by ``masking.generate`` with the seed ``sample_seed(seed, i)`` of its first
-prompt ``i``, on *both* sides: the normal and the masked model draw the same random numbers (common random
-numbers), so where masking leaves the next-token distribution unchanged the two responses agree, and they part
-where the masked heads matter. The batches are a function of the whole prompt set, so an interrupted run resumes
-with the same batches and reproduces an uninterrupted one (same prompts, seed, batch size and device).
-``temperature=0`` is greedy decoding.
+``batch_size``; prompt ``i`` is sampled by ``masking.generate`` with its own generator seeded ``sample_seed(seed,
+i)``, on *both* sides: the normal and the masked model draw the same random numbers (common random numbers), so
+where masking leaves the next-token distribution unchanged the two responses agree, and they part where the masked
+heads matter. A prompt's draws depend only on the run seed and its index, not on the batch size or the other
+prompts, so an interrupted run resumed with another ``batch_size`` or more prompts reproduces an uninterrupted one
+(same prompts, seed and device; up to the last bits of padded batched arithmetic). ``temperature=0`` is greedy.
 
 Files. ``pairs.jsonl`` holds the kept pairs, ``pairs.dropped.jsonl`` the dropped ones with their reason, and
 ``pairs.stats.json`` the ``PairStats`` (written last: its presence marks a finished run). Records::
@@ -21,9 +21,9 @@ Files. ``pairs.jsonl`` holds the kept pairs, ``pairs.dropped.jsonl`` the dropped
      "prompt_index": 17, "prompt_id": ..., "seed": 0, "heads_hash": "3f2a...", "mode": "zero",
      "settings": "9c1e...",                                 # hash of sampling settings and format
      "run": {"temperature": 0.6, "top_p": 1.0, "max_new_tokens": 2048, "format": "conversational",
-             "model": ..., "revision": ..., "dtype": ..., "model_hash": ...},  # compared on resume, by name
+             "seeding": "per-prompt", "model": ..., "revision": ..., "dtype": ..., "model_hash": ...},  # by name
      "chosen_tokens": 312, "rejected_tokens": 280, "chosen_finished": true, "rejected_finished": false,
-     "sample_seed": ..., "batch_size": 8}                   # the batch's generator seed; (dropped: + "reason")
+     "sample_seed": ...}                                    # the prompt's generator seed; (dropped: + "reason")
 
 Format. ``conversational`` (the default when the tokenizer has a chat template): ``prompt`` is
 ``[{"role": "user", "content": text}]`` and ``chosen`` / ``rejected`` are ``[{"role": "assistant", "content":
@@ -88,9 +88,9 @@ class PairsConfig:
     top_p: float = option(1.0, range=TOP_P)  # paper
     max_new_tokens: int = option(2048, range=POSITIVE_INT)  # paper's cap
     batch_size: int = option(8, range=POSITIVE_INT)  # prompts per generate call (left-padded)
-    seed: int = option(
-        0, range=SEED
-    )  # run seed; a batch samples with sample_seed(seed, i), i = the index of its first prompt, both sides
+    # run seed; prompt i samples with its own generator seeded sample_seed(seed, i), on both sides: its responses
+    # do not depend on the batch size or on the other prompts (a resume with another batch size equals a clean run)
+    seed: int = option(0, range=SEED)
     mode: str = "zero"  # masking mode passed to retmask_interp.interventions.masking.generate
     format: str = (
         "auto"  # "conversational" iff the tokenizer has a chat template; or "conversational", "plain"
@@ -346,12 +346,17 @@ def _masking_generate():
 
 
 def sample_responses(
-    rm, prompt_ids: Sequence[Sequence[int]], seed: int, heads: Sequence[Head], config: PairsConfig
+    rm,
+    prompt_ids: Sequence[Sequence[int]],
+    seed: int | Sequence[int],
+    heads: Sequence[Head],
+    config: PairsConfig,
 ) -> list[tuple[str, int, bool]]:
     """One response per prompt with ``heads`` masked (``()`` = the normal model), as ``(text, new tokens,
     finished)``; ``finished`` is False when the response hit ``max_new_tokens`` without an end-of-sequence token.
 
-    Sampling is ``masking.generate``'s, seeded with ``seed``: the same seed draws the same random numbers.
+    Sampling is ``masking.generate``'s, seeded with ``seed`` (one seed per prompt: each prompt its own generator,
+    as ``make_pairs`` does): the same seed draws the same random numbers.
     """
     tok = rm.tokenizer
     eos = rm.eos_token_ids()
@@ -424,9 +429,7 @@ def _settings_hash(sampling: dict, fmt: str) -> str:
     return hashlib.sha256(json.dumps([sampling, fmt], sort_keys=True).encode()).hexdigest()[:12]
 
 
-def _start(
-    paths: PairPaths, prompts: Sequence[Prompt], meta: dict, overwrite: bool, batch_size: int | None = None
-) -> set[int]:
+def _start(paths: PairPaths, prompts: Sequence[Prompt], meta: dict, overwrite: bool) -> set[int]:
     """Handle an existing run: refuse a finished one, or return the prompt indices already done (validated)."""
     if overwrite:
         for p in (paths.pairs, paths.dropped, paths.stats):
@@ -443,7 +446,13 @@ def _start(
                     f"{path} holds a record without prompt/prompt_index: it is not a pairs file being made by "
                     f"`retmask pairs`; {fix}"
                 )
-            for key in ("seed", "heads_hash", "mode", "run", "settings"):
+            for key in (
+                "seed",
+                "mode",
+                "heads_hash",
+                "run",
+                "settings",
+            ):  # mode first: heads_hash includes it
                 run = rec.get("run")  # named settings (files from older versions carry only the hash)
                 if key == "run" and isinstance(run, dict) and run != meta.get("run"):
                     raise InputError(
@@ -460,15 +469,6 @@ def _start(
             if i not in by_index or _prompt_text(rec) != by_index[i].text:
                 raise ValueError(f"{path}: prompt {i} differs from this prompt set; use another output path")
             done.add(i)
-            if batch_size is not None and rec.get("batch_size", batch_size) != batch_size:
-                log.warning(
-                    "%s was started with batch size %s, resuming with %s: the remaining prompts are batched "
-                    "differently, so their samples differ from an uninterrupted run",
-                    path,
-                    rec.get("batch_size"),
-                    batch_size,
-                )
-                batch_size = None  # warn once
     if done:
         log.info("resuming: %d of %d prompts already done", len(done), len(prompts))
     return done
@@ -568,8 +568,9 @@ def make_pairs(
     meta: dict[str, Any] = {"seed": config.seed, "heads_hash": heads_hash(heads, config.mode)}
     meta["mode"] = config.mode
     meta["settings"] = _settings_hash(sampling, fmt)
-    meta["run"] = {**sampling, "format": fmt, **model_identity(rm)}
-    done = _start(paths, prompts, meta, overwrite, batch_size=config.batch_size)
+    # "seeding": how the noise is drawn (files of older versions seeded each batch: not resumable with this one)
+    meta["run"] = {**sampling, "format": fmt, "seeding": "per-prompt", **model_identity(rm)}
+    done = _start(paths, prompts, meta, overwrite)
     encoded = {p.index: encode_prompt(rm.tokenizer, p.text, conversational) for p in prompts}
     order = sorted(prompts, key=lambda p: (-len(encoded[p.index]), p.index))
     batches = [order[i : i + config.batch_size] for i in range(0, len(order), config.batch_size)]
@@ -581,11 +582,11 @@ def make_pairs(
         if not todo:
             continue
         ids = [encoded[p.index] for p in batch]
-        seed = sample_seed(config.seed, batch[0].index)
-        normal = sample_responses(rm, ids, seed, (), config)
-        masked = sample_responses(rm, ids, seed, heads, config)
+        seeds = [sample_seed(config.seed, p.index) for p in batch]
+        normal = sample_responses(rm, ids, seeds, (), config)
+        masked = sample_responses(rm, ids, seeds, heads, config)
         pick = [batch[j] for j in todo]
-        extra = [{"sample_seed": seed, "batch_size": config.batch_size}] * len(todo)
+        extra = [{"sample_seed": seeds[j]} for j in todo]
         _write(paths, pick, [normal[j] for j in todo], [masked[j] for j in todo], meta, conversational, extra)
         bar.update(len(todo))
     bar.close()
