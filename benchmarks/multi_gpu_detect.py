@@ -15,13 +15,13 @@ eos_token_ids=[])``). ``score_samples`` refused a model without a tokenizer; it 
 configuration (nothing is decoded: ``generated_text`` is empty and ``rouge`` None) and still refuses it for a ROUGE
 filter or the newline stop, which need the tokenizer. No stand-in tokenizer is used.
 
-Sharding plan. ``detect_heads`` gives rank r ``samples[r::world]`` and batches each rank's samples by length. The
-sample list is ordered so that, with 2 ranks, each rank gets whole lengths (all 30 samples of a length, one batch
-of 30 as in the one-process run) and the same number of tokens: lengths are dealt in a snake (1 4 5 8 ... to rank 0,
-2 3 6 7 ... to rank 1). So the 2-process run computes exactly the batches of the one-process run, and its merged
-head list must equal the one-process list bit for bit (``--compare``). The order is the same for every world size
-(with another world size the batches are split and the comparison may show bf16 noise). One process batches by
-length whatever the order.
+Sharding plan: ``retmask_interp.measure.detect.shard_order``, which ``detect_heads`` (and so ``torchrun ... retmask
+detect``) uses for ``shard=(rank, world)``: rank r scores ``shard_order(samples, world)[r::world]``, whole lengths
+dealt to the ranks in a snake (with 2 ranks: lengths 1 4 5 8 ... to rank 0, 2 3 6 7 ... to rank 1), so each rank
+gets whole lengths (all 30 samples of a length, one batch of 30 as in the one-process run) and the same number of
+tokens. The 2-process run computes exactly the batches of the one-process run, and its merged head list (merged in
+grid order) must equal the one-process list bit for bit (``--compare``). One process batches by length whatever the
+order.
 
 Timing. Each rank builds the model, scores one warm-up batch (the first batch of its own shard, 4 new tokens, not
 written), then all ranks meet at a barrier and the clock starts. ``wall_s`` (rank 0) runs until ``detect_heads``
@@ -68,11 +68,11 @@ from retmask_interp.measure.detect import (  # noqa: E402
     copy_paste_scores_batch,
     detect_heads,
     model_identity,
+    shard_order,
     shard_path,
 )
 
 SPAN = 32  # answer span length, as gpu_detect's grid
-PLAN_WORLD = 2  # the sample order gives each of this many ranks whole lengths
 
 
 @dataclass
@@ -125,23 +125,6 @@ def build_grid(
                     )
                 )
     return out
-
-
-def shard_order(samples: list[GridSample], world: int = PLAN_WORLD) -> list[GridSample]:
-    """Reorder ``samples`` so that ``samples[r::world]`` (``detect_heads``' shard of rank r) holds whole lengths,
-    dealt to the ranks in a snake (ranks 0..w-1, then w-1..0, ...) so that their token counts match. Unchanged when
-    the lengths cannot be dealt evenly (a count not divisible by ``world``, or lengths of unequal sample counts)."""
-    groups: dict[int, list[GridSample]] = {}
-    for s in samples:
-        groups.setdefault(len(s.input_ids), []).append(s)
-    sizes = {len(v) for v in groups.values()}
-    if world <= 1 or len(groups) % world or len(sizes) != 1:
-        return list(samples)
-    ranks: list[list[GridSample]] = [[] for _ in range(world)]
-    for i, group in enumerate(groups.values()):
-        block, pos = divmod(i, world)
-        ranks[pos if block % 2 == 0 else world - 1 - pos].extend(group)
-    return [ranks[r][k] for k in range(len(ranks[0])) for r in range(world)]
 
 
 def setup_distributed(device_arg: str):
@@ -273,8 +256,8 @@ def _run(args, rank: int, world: int, device: torch.device, barrier) -> dict:
     assert rm.eos_token_ids() == [], rm.eos_token_ids()
     max_length = args.max_length or (300 if args.tiny else 5000)
     grid = build_grid(model.config.vocab_size, max_length, args.num_lengths, args.needles, args.depths)
-    samples = shard_order(grid)
-    mine = samples[rank::world]
+    samples = grid
+    mine = shard_order(grid, world)[rank::world]  # this rank's shard, as detect_heads takes it
     config = DetectConfig(
         max_new_tokens=args.new_tokens, rouge_threshold=0, stop="eos", batch_size=args.batch_size,
         backend=args.backend,

@@ -23,7 +23,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -42,6 +42,7 @@ __all__ = [
     "copy_paste_scores",
     "copy_paste_scores_batch",
     "detect_heads",
+    "shard_order",
 ]
 
 log = logging.getLogger(__name__)
@@ -482,6 +483,32 @@ def shard_path(samples_path: str | Path, rank: int, world_size: int) -> Path:
     return p.with_name(f"{p.stem}.rank{rank}-of-{world_size}{p.suffix or '.jsonl'}")
 
 
+S = TypeVar("S")
+
+
+def shard_order(samples: Sequence[S], world_size: int) -> list[S]:
+    """The order of a sharded detection: rank ``r`` of ``world_size`` scores ``shard_order(samples, w)[r::w]``.
+
+    Detection batches a rank's samples by prompt length, so the samples are grouped by length and whole lengths
+    are dealt to the ranks in a snake (ranks 0..w-1, then w-1..0, ...; shortest length first): every rank scores
+    the batches a one-process run scores, and on a grid of evenly spaced lengths the ranks' token counts match
+    (equal when the number of lengths is a multiple of ``2 * w``). Each sample appears once. When the lengths
+    cannot be dealt evenly (their number not a multiple of ``w``, or lengths with unequal sample counts) the
+    order is unchanged: the ranks then share every length round-robin.
+    """
+    groups: dict[int, list[S]] = {}
+    for s in samples:
+        groups.setdefault(len(s.input_ids), []).append(s)  # type: ignore[attr-defined]
+    sizes = {len(v) for v in groups.values()}
+    if world_size <= 1 or len(groups) % world_size or len(sizes) != 1:
+        return list(samples)
+    ranks: list[list[S]] = [[] for _ in range(world_size)]
+    for i, (_, group) in enumerate(sorted(groups.items(), key=lambda kv: kv[0])):
+        block, pos = divmod(i, world_size)
+        ranks[pos if block % 2 == 0 else world_size - 1 - pos].extend(group)
+    return [ranks[r][k] for k in range(len(ranks[0])) for r in range(world_size)]
+
+
 def detect_heads(
     model,
     samples: Sequence[Any],
@@ -506,8 +533,8 @@ def detect_heads(
     ``inputs``, e.g. the haystack's content hash); a file made with other settings, another model, or a
     different prompt for the same sample id is refused, naming what changed, rather than mixed.
 
-    ``shard=(rank, world_size)`` scores only ``samples[rank::world_size]``, into ``shard_path(samples_path, rank,
-    world_size)``; after ``barrier()`` (e.g. ``torch.distributed.barrier``) every rank merges every rank's file into
+    ``shard=(rank, world_size)`` scores only ``shard_order(samples, world_size)[rank::world_size]`` (whole prompt
+    lengths per rank, balanced token load), into ``shard_path(samples_path, rank, world_size)``; after ``barrier()`` (e.g. ``torch.distributed.barrier``) every rank merges every rank's file into
     one head list and returns it (the CLI writes it from rank 0). Each shard resumes on its own.
     """
     config = config or DetectConfig()
@@ -521,7 +548,7 @@ def detect_heads(
     if world > 1:
         if samples_path is None:
             raise ValueError("a sharded run needs samples_path: ranks exchange results through their files")
-        mine = list(samples)[rank::world]
+        mine = shard_order(samples, world)[rank::world]
         path: str | Path | None = shard_path(samples_path, rank, world)
     else:
         mine, path = list(samples), samples_path

@@ -1,5 +1,5 @@
 """benchmarks/multi_gpu_detect.py on the CPU: one process in-process with --tiny (a small grid), its files, the
-comparison of two runs and of a file with itself; its shard plan; detection without a tokenizer, which it relies on."""
+comparison of two runs and of a file with itself; detection without a tokenizer, which it relies on."""
 
 from __future__ import annotations
 
@@ -76,22 +76,6 @@ def test_one_process_writes_heads_and_timing_and_compares(bench, tmp_path, monke
     hs.save(tmp_path / "changed.json")
     diff = bench.compare_heads(heads, tmp_path / "changed.json")
     assert diff["equal"] is False and diff["max_abs_diff"] == pytest.approx(0.01)
-
-
-def test_shard_order_gives_each_of_two_ranks_whole_lengths_of_equal_tokens(bench):
-    grid = bench.build_grid(512, 300)  # the --tiny grid: 20 lengths x 3 needles x 10 depths
-    assert len(grid) == 600 and len({s.sample_id for s in grid}) == 600
-    ordered = bench.shard_order(grid, 2)
-    assert sorted(s.sample_id for s in ordered) == sorted(s.sample_id for s in grid)
-    shards = [ordered[r::2] for r in range(2)]
-    lengths = [{len(s.input_ids) for s in shard} for shard in shards]
-    assert not lengths[0] & lengths[1] and len(lengths[0]) == len(lengths[1]) == 10
-    assert sum(len(s.input_ids) for s in shards[0]) == sum(len(s.input_ids) for s in shards[1])
-    for shard in shards:  # each length whole (30 samples) and in grid order
-        for length in {len(s.input_ids) for s in shard}:
-            mine = [s.sample_id for s in shard if len(s.input_ids) == length]
-            assert mine == [s.sample_id for s in grid if len(s.input_ids) == length]
-    assert bench.shard_order(grid[:90], 2) == grid[:90]  # 3 lengths cannot be dealt to 2 ranks: unchanged
 
 
 def test_detection_without_a_tokenizer_only_with_the_filter_off_and_eos_stop():
