@@ -55,7 +55,8 @@ def _free_bytes(device: torch.device) -> int:
 
 def row_bytes(rm: RetModel, length: int, new_tokens: int = 0, answer_tokens: int = 1) -> int:
     """Device memory one row of ``length`` prompt tokens needs at its peak (the prefill and the copy of its cache):
-    the KV cache twice (the prefill's dynamic cache and the static one of ``length + new_tokens`` positions), the
+    the KV cache three times (the prefill's dynamic cache, the static one of ``length + new_tokens`` positions, and
+    the dynamic cache once more while the answer's forward extends it: a full layer's keys are concatenated), the
     prefill's activations of one layer (hidden states, query/key/value, the MLP's intermediate tensors), a sliding
     layer's 4-D boolean mask when the prompt is longer than the window, and the answer logits in float32."""
     config = getattr(rm.config, "text_config", None) or rm.config
@@ -65,7 +66,7 @@ def row_bytes(rm: RetModel, length: int, new_tokens: int = 0, answer_tokens: int
     inter = int(getattr(config, "intermediate_size", None) or 4 * hidden)
     vocab = int(getattr(config, "vocab_size", 0))
     positions = length + new_tokens + answer_tokens
-    kv = 2 * g.num_layers * 2 * g.num_kv_heads * g.head_dim * elt * positions
+    kv = 3 * g.num_layers * 2 * g.num_kv_heads * g.head_dim * elt * positions
     acts = length * elt * (6 * hidden + 3 * inter + 2 * (g.num_heads + 2 * g.num_kv_heads) * g.head_dim)
     windows = [rm.attention_settings(i).sliding_window for i in range(g.num_layers)]
     mask = length * length if any(w is not None and w < length for w in windows) else 0
