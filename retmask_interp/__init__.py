@@ -53,6 +53,8 @@ _API = {
     "load_model": "retmask_interp.core.models:load_model",
     "load_organism": "retmask_interp.core.models:load_organism",
     # data
+    "niah_grid": "retmask_interp.data.niah:niah_grid",
+    "NIAHGrid": "retmask_interp.data.niah:NIAHGrid",
     "NIAHConfig": "retmask_interp.data.niah:NIAHConfig",
     "build_grid": "retmask_interp.data.niah:build_grid",
     "load_haystack": "retmask_interp.data.niah:load_haystack",
@@ -81,6 +83,8 @@ _API = {
     "niah_outcomes": "retmask_interp.measure.outcomes:niah_outcomes",
     "masking_outcomes": "retmask_interp.measure.outcomes:masking_outcomes",
     "topk_curve": "retmask_interp.measure.outcomes:topk_curve",
+    "ExperimentConfig": "retmask_interp.measure.experiment:ExperimentConfig",
+    "retrieval_vs_random": "retmask_interp.measure.experiment:retrieval_vs_random",
     # analysis
     "organization_metrics": "retmask_interp.analysis.metrics:organization_metrics",
     "metrics_table": "retmask_interp.analysis.metrics:metrics_table",

@@ -65,6 +65,9 @@ __all__ = [
     "build_sample",
     "build_grid",
     "sample_id",
+    "NIAHGrid",
+    "NEEDLE_SETS",
+    "niah_grid",
 ]
 
 log = logging.getLogger(__name__)
@@ -578,6 +581,177 @@ def build_grid(
     return samples
 
 
+# -------------------------------------------------------------------------------------------------- the grid
+NEEDLE_SETS = ("auto", "default", "eval", "train")
+ORGANISM_PREFIX = "retmask-organism-"  # core.models.load_organism names every organism so
+
+
+class NIAHGrid(list):
+    """The samples of :func:`niah_grid` (a list of :class:`NIAHSample`, needle-major) and the settings that made
+    them (``spec``: lengths, depths, needle set, haystack, style; JSON-ready, for provenance)."""
+
+    def __init__(self, samples: Sequence[NIAHSample] = (), spec: dict[str, Any] | None = None):
+        super().__init__(samples)
+        self.spec: dict[str, Any] = dict(spec or {})
+
+    def __repr__(self) -> str:
+        lengths = sorted({s.context_length for s in self})
+        depths = sorted({s.depth for s in self})
+        needles = len({s.needle_index for s in self})
+        style = self.spec.get("style") or ",".join(sorted({s.style for s in self})) or "-"
+        return (
+            f"NIAHGrid({len(self)} samples: {needles} needles ({self.spec.get('needle_set', '?')}) x "
+            f"lengths {lengths} x depths {[f'{d:g}' for d in depths]}, style {style!r}, "
+            f"haystack {self.spec.get('haystack', '?')!r})"
+        )
+
+    def __getitem__(self, index):  # slices stay grids
+        got = super().__getitem__(index)
+        return NIAHGrid(got, self.spec) if isinstance(index, slice) else got
+
+
+def _tokenizer_and_window(model) -> tuple[Any, int | None, str]:
+    """``(tokenizer, window, name)`` of a :class:`~retmask_interp.core.models.RetModel` (or anything with
+    ``tokenizer`` and ``max_context``) or of a bare tokenizer."""
+    tokenizer = getattr(model, "tokenizer", None)
+    if tokenizer is None:
+        if hasattr(model, "encode") and hasattr(model, "decode"):
+            return model, None, ""
+        raise InputError(
+            f"niah_grid needs a model with a tokenizer (rmi.load_model(...)) or a tokenizer, got {type(model).__name__}"
+        )
+    return tokenizer, getattr(model, "max_context", None), str(getattr(model, "name", "") or "")
+
+
+def _grid_needles(needles: int | str | Sequence[dict] | None, needle_set: str, seed: int, name: str):
+    """``(needle dicts, the set's name)``. ``needles``: how many (int), all of the set (None), a JSONL path (str)
+    or the needle dicts themselves."""
+    if needles is not None and not isinstance(needles, int | str):
+        return validate_needles(list(needles)), "given"
+    if isinstance(needles, str):
+        return read_needles(needles), str(needles)
+    if isinstance(needles, int) and needles < 1:
+        raise InputError(f"needles must be >= 1 (how many needles per length and depth), got {needles}")
+    if needle_set == "auto":
+        needle_set = "eval" if name.startswith(ORGANISM_PREFIX) else "default"
+    if needle_set == "default":
+        pool = default_needles()
+        if needles is not None and needles > len(pool):
+            raise InputError(
+                f"needles={needles} but the package has {len(pool)} default needles; ask for at most "
+                f"{len(pool)}, or use needle_set='eval' (synthetic needles, any number) or a JSONL file"
+            )
+        return pool[: needles if needles is not None else len(pool)], "default"
+    if needle_set in ("eval", "train"):
+        from retmask_interp.data.synthetic import make_needles
+
+        return make_needles(needles if needles is not None else 5, seed=seed, split=needle_set), needle_set
+    path = Path(needle_set).expanduser()
+    if path.suffix == ".jsonl" or path.is_file():
+        pool = read_needles(path)
+        return pool[: needles if needles is not None else len(pool)], str(needle_set)
+    raise InputError(
+        f"unknown needle set {needle_set!r}: use one of {', '.join(NEEDLE_SETS)} or a JSONL file of needles"
+    )
+
+
+def niah_grid(
+    model,
+    lengths: Sequence[int] | None = None,
+    depths: int | Sequence[float] = 5,
+    needles: int | str | Sequence[dict] | None = 2,
+    *,
+    needle_set: str = "auto",
+    needle_seed: int = 0,
+    haystack: str | Path | Sequence[str | Path] = "synthetic:0",
+    style: str = "auto",
+    drop_long: bool = False,
+    allow_overflow: bool = False,
+    repeat_haystack: bool = True,
+    chat_template_kwargs: dict | None = None,
+    max_context: int | None = None,
+) -> NIAHGrid:
+    """The NIAH grid for ``model``: every needle x length x depth (needle-major). THE grid builder of the package.
+
+    - ``model``: a loaded model (``rmi.load_model``), whose tokenizer and window are used, or a bare tokenizer.
+    - ``lengths``: prompt lengths in tokens (default 500, 1000, 2000, those inside the window). A length over the
+      window is an error, unless ``drop_long`` (dropped, logged) or ``allow_overflow`` (built anyway).
+    - ``depths``: needle depths in percent, or an int ``n`` for Wu et al.'s ``n`` evenly spaced depths 0-100.
+    - ``needles``: how many needles of ``needle_set`` (``None``: all), a JSONL file, or the needle dicts.
+    - ``needle_set``: ``"default"`` (the package's needles), ``"eval"`` / ``"train"`` (the synthetic needles of
+      that split, ``needle_seed``; ``"eval"`` is held out of the organisms' training), a JSONL file, or
+      ``"auto"``: ``"eval"`` for the package's organisms, ``"default"`` for every other model.
+    - ``haystack``: ``"synthetic:SEED"``, a ``.txt`` file or folder, or one such spec per needle.
+    - ``style``: ``"chat"``, ``"qa"``, ``"continuation"`` or ``"auto"`` (``chat`` where the tokenizer has a chat
+      template, else ``qa``).
+    - ``repeat_haystack``: repeat a haystack too short for the longest length (Wu et al.'s code does).
+    - ``max_context``: the window, where ``model`` is a bare tokenizer (a model's own window is used otherwise).
+    """
+    tokenizer, window, name = _tokenizer_and_window(model)
+    window = window if max_context is None else int(max_context)
+    if isinstance(depths, int) and depths < 1:
+        raise InputError(f"depths must be >= 1 (a number of depths) or a list of percentages, got {depths}")
+    depth_list = wu_depths(depths) if isinstance(depths, int) else list(depths)
+    if not depth_list or any(not 0 <= float(d) <= 100 for d in depth_list):
+        raise InputError(f"depths must be percentages in [0, 100], got {list(depth_list)}")
+    if style == "auto":
+        style = "chat" if getattr(tokenizer, "chat_template", None) else "qa"
+    if style not in STYLES:
+        raise InputError(f"unknown prompt style {style!r}; use one of auto, {', '.join(STYLES)}")
+    if lengths is None:
+        chosen = [n for n in (500, 1000, 2000) if window is None or n <= window]
+        length_list = chosen or [int(window or 500)]
+    else:
+        length_list = [int(n) for n in lengths]
+        if not length_list or min(length_list) < 1:
+            raise InputError(f"lengths must be positive token counts, got {list(lengths)}")
+        over = [n for n in length_list if window is not None and n > window]
+        if over and drop_long:
+            log.info("dropping lengths %s: longer than the window of %d tokens", over, window)
+            length_list = [n for n in length_list if n not in over]
+            if not length_list:
+                raise InputError(f"every length {over} is longer than the model's window of {window} tokens")
+        elif over and not allow_overflow:
+            raise InputError(
+                f"lengths {over} are longer than {name or 'the model'}'s window of {window} tokens; use lengths "
+                f"up to {window} (or drop_long=True to drop them, allow_overflow=True to build them anyway)"
+            )
+    needle_list, set_name = _grid_needles(needles, needle_set, needle_seed, name)
+    if window is not None and not allow_overflow:
+        for i, needle in enumerate(needle_list):
+            low = min_context_length(tokenizer, needle, style, chat_template_kwargs)
+            if low > window:
+                raise InputError(
+                    f"needle {i} ({set_name}) needs a prompt of {low} tokens without any haystack, more than "
+                    f"the model's window of {window}: shorten the needle"
+                )
+    specs = [haystack] if isinstance(haystack, str | Path) else list(haystack)
+    # synthetic text: every word is at least one token; a longer text with the same seed starts with the shorter
+    hays = [load_haystack(spec, num_words=max(4096, 2 * max(length_list))) for spec in specs]
+    samples = build_grid(
+        tokenizer,
+        hays[0] if len(specs) == 1 and isinstance(haystack, str | Path) else hays,
+        needle_list,
+        length_list,
+        depth_list,
+        style,
+        repeat_haystack=repeat_haystack,
+        max_context=window,
+        allow_overflow=allow_overflow,
+        chat_template_kwargs=chat_template_kwargs,
+    )
+    spec = {
+        "lengths": length_list,
+        "depths": [float(d) for d in depth_list],
+        "needles": len(needle_list),
+        "needle_set": set_name,
+        "needle_seed": needle_seed if set_name in ("eval", "train") else None,
+        "haystack": str(haystack) if isinstance(haystack, str | Path) else [str(h) for h in haystack],
+        "style": style,
+    }
+    return NIAHGrid(samples, spec)
+
+
 # ------------------------------------------------------------------------------------------------------ config
 @dataclass
 class NIAHConfig:
@@ -621,28 +795,17 @@ class NIAHConfig:
         }
 
     def build(self, tokenizer, max_context: int | None = None) -> list[NIAHSample]:
-        """The samples, for a tokenizer and (optionally) the model's window ``max_context``."""
-        needles = read_needles(self.needles) if self.needles else default_needles()
-        if max_context is not None and not self.allow_overflow:
-            for i, needle in enumerate(needles):
-                low = min_context_length(tokenizer, needle, self.style, self.chat_template_kwargs)
-                if low > max_context:
-                    raise InputError(
-                        f"needle {i} ({self.needles or 'default needles'}) needs a prompt of {low} tokens without "
-                        f"any haystack, more than the model's window of {max_context}: shorten the needle"
-                    )
-        specs = [self.haystack] if isinstance(self.haystack, str) else list(self.haystack)
-        # synthetic text: every word is at least one token, so max(lengths) words are enough
-        hays = [load_haystack(spec, num_words=max([4096, *self.lengths])) for spec in specs]
-        return build_grid(
+        """The samples (:func:`niah_grid`), for a tokenizer and (optionally) the model's window ``max_context``."""
+        return niah_grid(
             tokenizer,
-            hays[0] if isinstance(self.haystack, str) else hays,
-            needles,
             self.lengths,
             self.depths,
-            self.style,
-            repeat_haystack=self.repeat_haystack,
-            max_context=max_context,
+            None,
+            needle_set=self.needles or "default",
+            haystack=self.haystack,
+            style=self.style,
             allow_overflow=self.allow_overflow,
+            repeat_haystack=self.repeat_haystack,
             chat_template_kwargs=self.chat_template_kwargs,
+            max_context=max_context,
         )

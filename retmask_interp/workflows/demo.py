@@ -18,7 +18,7 @@ from retmask_interp.core.io import atomic_write_json, atomic_write_text, refuse_
 from retmask_interp.core.options import option
 from retmask_interp.core.ranges import FINITE, POSITIVE_INT, check_fields
 
-__all__ = ["DemoConfig", "MaskingRun", "detect_and_mask", "run_demo"]
+__all__ = ["DemoConfig", "detect_and_mask", "run_demo"]
 
 log = logging.getLogger(__name__)
 
@@ -50,99 +50,41 @@ class DemoConfig:
             raise InputError("lengths must name at least one token count (CLI: --lengths)")
 
 
-@dataclass
-class MaskingRun:
-    """Detection on a NIAH grid and NIAH outcomes with its retrieval heads / random controls masked."""
+def detect_and_mask(rm, samples, config: DemoConfig, *, samples_path: str | Path, params: dict[str, Any]):
+    """The demo's experiment: ``measure.experiment.retrieval_vs_random`` with ``config``'s settings (detection,
+    the heads scoring >= ``threshold`` masked, ``seeds`` random sets of as many heads)."""
+    from retmask_interp.measure.experiment import ExperimentConfig, retrieval_vs_random
 
-    heads: Any  # HeadScores
-    retrieval: list[tuple[int, int]]
-    normal: list[dict[str, Any]]
-    masked: list[dict[str, Any]]
-    controls: list[list[tuple[int, int]]]
-    random_runs: list[list[dict[str, Any]]]
-
-
-def detect_and_mask(
-    rm,
-    samples,
-    *,
-    samples_path: str | Path,
-    threshold: float = 0.1,
-    seeds: int = 5,
-    max_new_tokens: int = 24,
-    batch_size: int = 16,
-    mode: str = "zero",
-    progress: bool = False,
-    params: dict[str, Any] | None = None,
-) -> MaskingRun:
-    """Detect retrieval heads on ``samples`` (resumable through ``samples_path``), then NIAH success
-    (``outcomes.niah_outcomes``) unmasked, with the heads scoring >= ``threshold`` masked, and with ``seeds``
-    random control sets of as many heads masked (``controls.random_controls``)."""
-    from retmask_interp.interventions.controls import random_controls
-    from retmask_interp.measure.detect import DetectConfig, detect_heads
-    from retmask_interp.measure.outcomes import niah_outcomes
-
-    log.info("[1/4] detection on %d NIAH samples", len(samples))
-    det_cfg = DetectConfig(max_new_tokens=max_new_tokens, batch_size=batch_size)
-    hs = detect_heads(rm, samples, det_cfg, samples_path=samples_path, progress=progress, params=params)
-    retrieval = hs.above(threshold)
-    if not retrieval:
-        log.warning("no head has score >= %s; masking nothing", threshold)
-    log.info("[2/4] NIAH with the %d retrieval heads masked", len(retrieval))
-    kw: dict[str, Any] = dict(
-        max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress, mode=mode
+    exp = ExperimentConfig(
+        threshold=config.threshold,
+        modes=(config.mask_mode,),
+        seeds=config.seeds,
+        max_new_tokens=config.max_new_tokens,
+        batch_size=config.batch_size,
+        detect_batch_size=config.batch_size,
     )
-    normal = niah_outcomes(rm, samples, **kw)
-    masked = niah_outcomes(rm, samples, retrieval, **kw)
-    log.info("[3/4] %d random-head controls", seeds)
-    controls = random_controls(rm, retrieval, n_seeds=seeds, seed=0) if retrieval else []
-    random_runs = [niah_outcomes(rm, samples, c, **kw) for c in controls]
-    return MaskingRun(hs, retrieval, normal, masked, controls, random_runs)
+    return retrieval_vs_random(
+        rm, samples, None, exp, samples_path=samples_path, params=params, progress=config.progress
+    )
 
 
 def _samples(rm, config: DemoConfig):
-    from retmask_interp.data.niah import build_grid, default_needles, load_haystack, wu_depths
+    from retmask_interp.data.niah import ORGANISM_PREFIX, niah_grid
 
-    is_organism = str(config.model).partition(":")[0] == "organism"  # "organism" or "organism:NAME"
-    # real models: 2 lengths x 3 depths x num_needles (12 samples with the default 2 needles after the
-    # organism's 3), sized so that `retmask demo --model smollm2-135m-instruct` fits 10 minutes on 2 CPU cores
-    lengths = config.lengths or ([400, 800, 1200, 1600] if is_organism else [500, 1000])
-    if rm.max_context and config.lengths:
-        over = [n for n in config.lengths if n > rm.max_context]
-        if over:
-            from retmask_interp.core.io import InputError
-
-            raise InputError(
-                f"--lengths {' '.join(map(str, over))}: longer than {rm.name}'s window of {rm.max_context} tokens; "
-                f"use lengths up to {rm.max_context}"
-            )
-    if rm.max_context:
-        lengths = [n for n in lengths if n <= rm.max_context] or [min(lengths)]
-    depths = wu_depths(config.num_depths or (5 if is_organism else 3))
-    num_needles = config.num_needles if is_organism else min(config.num_needles, 2)
-    if is_organism:
-        from retmask_interp.data.synthetic import make_needles
-
-        needles = make_needles(num_needles, seed=0, split="eval")
-    else:
-        needles = default_needles()[:num_needles]
-    style = "chat" if getattr(rm.tokenizer, "chat_template", None) else "qa"
-    haystack = load_haystack("synthetic:0", num_words=max(lengths) * 2)
-    return build_grid(
-        rm.tokenizer,
-        haystack,
-        needles,
-        lengths,
-        depths,
-        style,
-        max_context=rm.max_context,
-        repeat_haystack=True,
+    # real models: 2 lengths x 3 depths x at most 2 needles (12 samples, after the organism's 60), sized so that
+    # `retmask demo --model smollm2-135m-instruct` fits 10 minutes on 2 CPU cores
+    organism = rm.name.startswith(ORGANISM_PREFIX)
+    return niah_grid(
+        rm,
+        config.lengths or ([400, 800, 1200, 1600] if organism else [500, 1000]),
+        config.num_depths or (5 if organism else 3),
+        config.num_needles if organism else min(config.num_needles, 2),
+        drop_long=config.lengths is None,
     )
 
 
 def run_demo(out_dir: str | Path, config: DemoConfig | None = None) -> dict[str, Any]:
     """Run the demo into ``out_dir``; returns the summary (also written to ``summary.json``)."""
-    import pandas as pd
 
     from retmask_interp.core.models import load_model
     from retmask_interp.heads.scores import save_head_scores
@@ -159,25 +101,13 @@ def run_demo(out_dir: str | Path, config: DemoConfig | None = None) -> dict[str,
     rm = load_model(config.model, device=config.device, dtype=config.dtype)
     samples = _samples(rm, config)
     run = detect_and_mask(
-        rm,
-        samples,
-        samples_path=samples_path,
-        threshold=config.threshold,
-        seeds=config.seeds,
-        max_new_tokens=config.max_new_tokens,
-        batch_size=config.batch_size,
-        mode=config.mask_mode,
-        progress=config.progress,
-        params={"haystack": "synthetic:0", "grid": "demo"},
+        rm, samples, config, samples_path=samples_path, params={"haystack": "synthetic:0", "grid": "demo"}
     )
-    hs, retrieval, normal, masked = run.heads, run.retrieval, run.normal, run.masked
-    controls, random_runs = run.controls, run.random_runs
+    assert run.heads is not None  # detected
+    hs, retrieval, df = run.heads, run.retrieval, run.table
     save_head_scores(hs, out / "heads.json", overwrite=True)
-
-    def acc(rows):
-        return statistics.fmean(r["success"] for r in rows) if rows else float("nan")
-
-    random_accs = [acc(rows) for rows in random_runs]
+    success = run.success()
+    random_accs = run.per_seed("random")
     summary: dict[str, Any] = {
         "model": rm.name,
         "num_samples": len(samples),
@@ -187,25 +117,20 @@ def run_demo(out_dir: str | Path, config: DemoConfig | None = None) -> dict[str,
         "heads_above_0.3": len(hs.above(0.3)),
         "top_heads": [{"layer": a, "head": b, "score": s} for a, b, s in hs.ranked()[:10]],
         "niah_accuracy": {
-            "normal": acc(normal),
-            "retrieval_masked": acc(masked),
+            "normal": success["unmasked"],
+            "retrieval_masked": success.get("retrieval", float("nan")),
             "random_masked": statistics.fmean(random_accs) if random_accs else float("nan"),
         },
         "random_masked_per_seed": random_accs,
-        "random_heads": [[list(h) for h in c] for c in controls],
+        "random_heads": [
+            [list(h) for h in c] for name, c in run.conditions.items() if name.startswith("random#")
+        ],
         "config": asdict(config),
     }
 
     log.info("[4/4] figures and report")
-    rows = []
-    for name, runs in [
-        ("unmasked", [normal]),
-        ("retrieval heads masked", [masked]),
-        ("random heads masked", random_runs),
-    ]:
-        for seed, outcomes in enumerate(runs):
-            rows += [dict(r, condition=name, seed=seed) for r in outcomes]
-    df = pd.DataFrame(rows)
+    names = {"unmasked": "unmasked", "retrieval": "retrieval heads masked", "random": "random heads masked"}
+    df = df.assign(condition=df["kind"].map(names)).drop(columns=["heads", "mode"])
     df.to_csv(out / "niah_outcomes.csv", index=False)
     figures = _figures(hs, df, out, config)
     summary["figures"] = figures

@@ -98,29 +98,21 @@ class ModelResults:
 
 
 def niah_samples(rm, config: FigureConfig | None = None) -> list:
-    """The held-out NIAH grid of ``config`` for model ``rm`` (chat style when its tokenizer has a template)."""
-    from retmask_interp.data.niah import build_grid, default_needles, load_haystack, wu_depths
-    from retmask_interp.data.synthetic import make_needles
+    """The held-out NIAH grid of ``config`` for model ``rm`` (``data.niah.niah_grid``; lengths over its window
+    dropped)."""
+    from retmask_interp.data.niah import niah_grid
 
     config = config or FigureConfig()
-    lengths = [n for n in config.lengths if not rm.max_context or n <= rm.max_context]
-    if config.needles == "synthetic":
-        needles = make_needles(config.num_needles, seed=0, split="eval")
-    elif config.needles == "default":
-        needles = default_needles()[: config.num_needles]
-    else:
+    sets = {"synthetic": "eval", "default": "default"}
+    if config.needles not in sets:
         raise ValueError(f"needles must be 'synthetic' or 'default', got {config.needles!r}")
-    style = "chat" if getattr(rm.tokenizer, "chat_template", None) else "qa"
-    haystack = load_haystack("synthetic:0", num_words=max(lengths) * 2)
-    return build_grid(
-        rm.tokenizer,
-        haystack,
-        needles,
-        lengths,
-        wu_depths(config.num_depths),
-        style,
-        max_context=rm.max_context,
-        repeat_haystack=True,
+    return niah_grid(
+        rm,
+        config.lengths,
+        config.num_depths,
+        config.num_needles,
+        needle_set=sets[config.needles],
+        drop_long=True,
     )
 
 
@@ -137,41 +129,37 @@ def run_model(
     (score >= threshold) masked and with as many random other heads masked (``seeds`` sets), and along the top-k
     curve (``measure.outcomes.topk_curve``)."""
     from retmask_interp.core.models import as_model
-    from retmask_interp.measure.detect import DetectConfig, detect_heads
-    from retmask_interp.measure.outcomes import masking_outcomes, random_condition_sets, topk_curve
+    from retmask_interp.measure.experiment import ExperimentConfig, retrieval_vs_random
+    from retmask_interp.measure.outcomes import topk_curve
 
     config = config or FigureConfig()
     rm = as_model(model)
     name = name or rm.name
     samples = niah_samples(rm, config)
+    exp = ExperimentConfig(
+        threshold=config.threshold,
+        modes=(config.mask_mode,),
+        seeds=config.seeds,
+        max_new_tokens=config.max_new_tokens,
+        batch_size=config.batch_size,
+        detect_batch_size=config.batch_size,
+        rouge_threshold=config.rouge_threshold,
+    )
     if head_scores is None:
-        log.info("%s: detection on %d NIAH samples", name, len(samples))
-        det = DetectConfig(
-            max_new_tokens=config.max_new_tokens,
-            rouge_threshold=config.rouge_threshold,
-            batch_size=config.batch_size,
-        )
-        detected = detect_heads(rm, samples, det, progress=progress, params={"grid": "paper_figures"})
-        if detected is None:  # only the worker ranks of a sharded run get None
-            raise RuntimeError(f"{name}: detection returned no head list")
-        hs = detected
+        log.info("%s: detection on %d NIAH samples, then masking", name, len(samples))
+    run = retrieval_vs_random(
+        rm, samples, head_scores, exp, params={"grid": "paper_figures"}, progress=progress
+    )
+    hs, retrieval, niah = run.heads, run.retrieval, run.table.drop(columns=["mode"])
+    assert hs is not None  # detected or given as HeadScores
+    if head_scores is None:
         hs.model = name
-    else:
-        hs = head_scores
-    retrieval = hs.above(config.threshold)
-    if retrieval:
-        conditions = random_condition_sets(rm, retrieval, n_seeds=config.seeds, seed=0)
-    else:
-        log.warning("%s: no head scores >= %g; nothing to mask", name, config.threshold)
-        conditions = {"unmasked": []}
     kw: dict[str, Any] = dict(
         mode=config.mask_mode,
         max_new_tokens=config.max_new_tokens,
         batch_size=config.batch_size,
         rouge_threshold=config.rouge_threshold,
     )
-    log.info("%s: NIAH under %d masking conditions", name, len(conditions))
-    niah = masking_outcomes(rm, samples, conditions, progress=progress, **kw)
     n_heads = rm.geometry.num_layers * rm.geometry.num_heads
     ks = sorted({0, *[k for k in config.topk if 0 < k < n_heads]})
     log.info("%s: top-k masking curve, k in %s", name, ks)

@@ -5,7 +5,7 @@ training (``training_check``, given to ``organism.train.main``). Held-out grid: 
 names and codes never seen in training) in an eval-split synthetic haystack, chat template, Wu depths. Reports NIAH
 success (``stats.niah_success``: ROUGE-1 recall > 0.5), every head's retrieval score, NIAH success with the
 retrieval heads (score >= threshold) masked in ``zero`` mode, and with as many random non-retrieval heads masked
-for several seeds (``controls.random_controls``), plus the organisation metrics of the scores.
+for several seeds (``measure.experiment.retrieval_vs_random``), plus the organisation metrics of the scores.
 """
 
 from __future__ import annotations
@@ -34,62 +34,61 @@ class CheckConfig:
 
 
 def organism_check(rm, config: CheckConfig | None = None) -> dict[str, Any]:
-    """Detection, then NIAH success unmasked / retrieval heads masked / random controls (``demo.detect_and_mask``),
-    on the held-out grid of ``config``. Returns a JSON-ready dict."""
+    """Detection, then NIAH success unmasked / retrieval heads masked / random controls
+    (``measure.experiment.retrieval_vs_random``), on the held-out grid of ``config``. Returns a JSON-ready dict."""
     from retmask_interp.analysis.metrics import metrics_table
-    from retmask_interp.data.niah import build_grid, load_haystack, wu_depths
-    from retmask_interp.data.synthetic import make_needles
-    from retmask_interp.workflows.demo import detect_and_mask
+    from retmask_interp.data.niah import niah_grid, wu_depths
+    from retmask_interp.measure.experiment import ExperimentConfig, retrieval_vs_random
 
     cfg = config or CheckConfig()
-    needles = make_needles(cfg.needles, seed=cfg.needle_seed, split="eval")
-    haystack = load_haystack(cfg.haystack, num_words=max(cfg.lengths) * 2)
-    samples = build_grid(
-        rm.tokenizer,
-        haystack,
-        needles,
-        list(cfg.lengths),
-        wu_depths(cfg.depths),
-        "chat",
-        repeat_haystack=True,
+    samples = niah_grid(
+        rm,
+        cfg.lengths,
+        cfg.depths,
+        cfg.needles,
+        needle_set="eval",
+        needle_seed=cfg.needle_seed,
+        haystack=cfg.haystack,
+        style="chat",
+    )
+    exp = ExperimentConfig(
+        threshold=cfg.threshold,
+        seeds=cfg.seeds,
+        max_new_tokens=cfg.max_new_tokens,
+        batch_size=cfg.batch_size,
+        detect_batch_size=cfg.batch_size,
     )
     with tempfile.TemporaryDirectory() as tmp_dir:
-        run = detect_and_mask(
-            rm,
-            samples,
-            samples_path=Path(tmp_dir) / "samples.jsonl",
-            threshold=cfg.threshold,
-            seeds=cfg.seeds,
-            max_new_tokens=cfg.max_new_tokens,
-            batch_size=cfg.batch_size,
-        )
+        run = retrieval_vs_random(rm, samples, None, exp, samples_path=Path(tmp_dir) / "samples.jsonl")
     hs = run.heads
-
-    def acc(rows):
-        return statistics.fmean(r["success"] for r in rows)
-
-    random_acc = [acc(rows) for rows in run.random_runs]
+    assert hs is not None  # detected
+    success = run.success()
+    random_acc = run.per_seed("random")
+    normal = run.table[run.table["kind"] == "unmasked"]
     scores = hs.matrix().flatten().tolist()
+    unmasked = success["unmasked"]
     return {
         "model": rm.name,
         "config": asdict(cfg),
         "num_samples": len(samples),
         "depths": wu_depths(cfg.depths),
-        "needles": needles,
+        "needles": list({s.needle_index: s.needle for s in samples}.values()),
         "haystack": f"{cfg.haystack} (eval split)",
-        "niah_success": acc(run.normal),
+        "niah_success": unmasked,
         "heads_ge_0.3": sum(s >= 0.3 for s in scores),
         "heads_ge_0.1": sum(s >= 0.1 for s in scores),
         "top_heads": [[layer, head, round(s, 4)] for layer, head, s in hs.ranked()[:12]],
         "retrieval_heads": [list(h) for h in run.retrieval],
-        "masked_retrieval_success": acc(run.masked),
-        "masked_retrieval_drop": acc(run.normal) - acc(run.masked),
-        "random_controls": [[list(h) for h in c] for c in run.controls],
+        "masked_retrieval_success": success.get("retrieval", unmasked),
+        "masked_retrieval_drop": unmasked - success.get("retrieval", unmasked),
+        "random_controls": [
+            [list(h) for h in c] for n, c in run.conditions.items() if n.startswith("random#")
+        ],
         "masked_random_success": random_acc,
-        "masked_random_drop_mean": acc(run.normal) - statistics.fmean(random_acc) if random_acc else None,
+        "masked_random_drop_mean": unmasked - statistics.fmean(random_acc) if random_acc else None,
         "organisation": metrics_table({rm.name: hs}).to_dict(orient="records")[0],
         "scores": hs.matrix().round(4).tolist(),
-        "failures": [r["generated"] for r in run.normal if not r["success"]][:10],
+        "failures": normal.loc[normal["success"] == 0, "generated"].tolist()[:10],
     }
 
 

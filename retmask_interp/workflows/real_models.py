@@ -282,24 +282,18 @@ def grid_lengths(cfg: StudyConfig) -> list[int]:
 
 
 def build_samples(rm, cfg: StudyConfig, haystack: str, style: str) -> list:
-    """The NIAH grid of one haystack and prompt style (needle-major; the package's needles)."""
-    from retmask_interp.data.niah import build_grid, default_needles, load_haystack, wu_depths
+    """The NIAH grid of one haystack and prompt style (``data.niah.niah_grid``; the package's needles)."""
+    from retmask_interp.data.niah import niah_grid
 
-    lengths = grid_lengths(cfg)
-    needles = default_needles()
     assert cfg.needles and cfg.num_depths
-    if cfg.needles > len(needles):
-        raise StudyConfigError(f"needles={cfg.needles} but the package has {len(needles)} needles")
-    hay = load_haystack(haystack, num_words=2 * max(lengths))
-    return build_grid(
-        rm.tokenizer,
-        hay,
-        needles[: cfg.needles],
-        lengths,
-        wu_depths(cfg.num_depths),
-        style,
-        max_context=rm.max_context,
-        repeat_haystack=True,
+    return niah_grid(
+        rm,
+        grid_lengths(cfg),
+        cfg.num_depths,
+        cfg.needles,
+        needle_set="default",
+        haystack=haystack,
+        style=style,
     )
 
 
@@ -413,38 +407,21 @@ def stability(primary, others: dict[str, Any], ks=(5, 10, 20)) -> list[dict[str,
     return [{"condition": name} | agreement(primary, hs, k=ks) for name, hs in others.items()]
 
 
-def _mean_values(rm, samples):
-    """Mean head outputs (mode ``mean``) over the shortest samples of the grid (one equal-length batch)."""
-    import torch
-
-    from retmask_interp.interventions.masking import mean_head_outputs
-
-    n = min(len(s.input_ids) for s in samples)
-    ref = [s.input_ids for s in samples if len(s.input_ids) == n][:8]
-    return mean_head_outputs(rm, torch.tensor(ref))
-
-
 def stage_masking(
     rm, cfg: StudyConfig, samples: list, retrieval: list, out: Path | None = None
 ) -> tuple[Any, Any]:
-    """Per-sample outcomes of every mode x condition (unmasked, retrieval, random#i, matched#i) and their
-    summary (mean and 95% CI per mode x kind). With ``out``, each mode's outcomes are kept in
-    ``out/masking/MODE.csv`` as soon as they are done, and a re-run reads them instead of recomputing; within a
-    mode, finished conditions are kept in ``MODE.partial.jsonl`` until the mode is done."""
+    """Per-sample outcomes of every mode x condition (unmasked, retrieval, random#i, matched#i:
+    ``measure.experiment.retrieval_vs_random``) and their summary (mean and 95% CI per mode x kind). With ``out``,
+    each mode's outcomes are kept in ``out/masking/MODE.csv`` as soon as they are done, and a re-run reads them
+    instead of recomputing; within a mode, finished conditions are kept in ``MODE.partial.jsonl`` until the mode
+    is done."""
     import pandas as pd
 
-    from retmask_interp.measure.outcomes import masking_outcomes, random_condition_sets, summarize_outcomes
+    from retmask_interp.measure.experiment import ExperimentConfig, grid_mean_values, retrieval_vs_random
+    from retmask_interp.measure.outcomes import summarize_outcomes
 
     assert cfg.seeds
-    conds = random_condition_sets(rm, retrieval, n_seeds=cfg.seeds, exclude=retrieval)
-    try:
-        matched = random_condition_sets(
-            rm, retrieval, n_seeds=cfg.seeds, exclude=retrieval, match_per_layer=True, unmasked=False
-        )
-        conds |= {k.replace("random#", "matched#"): v for k, v in matched.items() if k.startswith("random#")}
-    except ValueError as err:  # a layer whose heads are all retrieval heads has no matched control
-        log.warning("no per-layer matched control: %s", err)
-    mean_values = _mean_values(rm, samples) if "mean" in cfg.modes else None
+    mean_values = grid_mean_values(rm, samples) if "mean" in cfg.modes else None
     parts = []
     for mode in cfg.modes:
         part = out / "masking" / f"{mode}.csv" if out is not None else None
@@ -452,20 +429,24 @@ def stage_masking(
             log.info("masking, mode %s: done (%s)", mode, part)
             parts.append(_read_csv(part))
             continue
-        log.info("masking, mode %s: %d conditions x %d samples", mode, len(conds), len(samples))
-        partial = _partial(part)
-        df = masking_outcomes(
-            rm,
-            samples,
-            conds,
-            mode=mode,
+        exp = ExperimentConfig(
+            modes=(mode,),
+            seeds=cfg.seeds,
+            controls=("random", "matched"),
             max_new_tokens=cfg.max_new_tokens,
             batch_size=cfg.masking_batch_size or 8,
-            mean_values=mean_values if mode == "mean" else None,
-            progress=cfg.progress,
-            checkpoint=partial,
         )
-        df = df.assign(mode=mode)
+        partial = _partial(part)
+        run = retrieval_vs_random(
+            rm,
+            samples,
+            retrieval,
+            exp,
+            checkpoint_dir=partial.parent if partial is not None else None,
+            mean_values=mean_values,
+            progress=cfg.progress,
+        )
+        df = run.table
         if part is not None:
             part.parent.mkdir(parents=True, exist_ok=True)
             _write_csv(df, part)

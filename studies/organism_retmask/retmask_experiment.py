@@ -90,22 +90,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 # -- stages ------------------------------------------------------------------------------------------------------
 def niah_samples(rm, args):
     """The held-out detection grid: eval-split needles in the synthetic haystack (as the demo builds it)."""
-    from retmask_interp.data.niah import build_grid, load_haystack, wu_depths
-    from retmask_interp.data.synthetic import make_needles
+    from retmask_interp.data.niah import niah_grid
 
-    needles = make_needles(args.detect_needles, seed=0, split="eval")
-    lengths = [n for n in args.detect_lengths if not rm.max_context or n <= rm.max_context]
-    haystack = load_haystack("synthetic:0", num_words=max(lengths) * 2)
-    style = "chat" if getattr(rm.tokenizer, "chat_template", None) else "qa"
-    return build_grid(
-        rm.tokenizer,
-        haystack,
-        needles,
-        lengths,
-        wu_depths(args.detect_depths),
-        style,
-        max_context=rm.max_context,
-        repeat_haystack=True,
+    return niah_grid(
+        rm, args.detect_lengths, args.detect_depths, args.detect_needles, needle_set="eval", drop_long=True
     )
 
 
