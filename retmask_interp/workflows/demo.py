@@ -69,16 +69,17 @@ def detect_and_mask(rm, samples, config: DemoConfig, *, samples_path: str | Path
 
 
 def _samples(rm, config: DemoConfig):
-    from retmask_interp.data.niah import ORGANISM_PREFIX, niah_grid
+    from retmask_interp.data.niah import niah_grid
 
     # real models: 2 lengths x 3 depths x at most 2 needles (12 samples, after the organism's 60), sized so that
     # `retmask demo --model smollm2-135m-instruct` fits 10 minutes on 2 CPU cores
-    organism = rm.name.startswith(ORGANISM_PREFIX)
+    organism = str(config.model).partition(":")[0] == "organism"  # "organism" or "organism:NAME"
     return niah_grid(
         rm,
         config.lengths or ([400, 800, 1200, 1600] if organism else [500, 1000]),
         config.num_depths or (5 if organism else 3),
         config.num_needles if organism else min(config.num_needles, 2),
+        needle_set="eval" if organism else "default",  # the organisms' held-out needles
         drop_long=config.lengths is None,
     )
 
