@@ -147,16 +147,13 @@ def real_level(device, model_dir: str, lengths=(400, 2000, 6000)) -> dict:
     continuation style): per attention implementation, what detection decodes with each backend and what HF
     ``generate`` decodes (greedy, 24 tokens), and whether the needle's answer is in it."""
     from retmask_interp.core.models import load_model
-    from retmask_interp.data.niah import build_grid, default_needles, load_haystack, wu_depths
+    from retmask_interp.data.niah import niah_grid
     from retmask_interp.measure import detect
 
     out: dict = {}
     for impl in ("eager", "sdpa"):
         rm = load_model(model_dir, dtype="bfloat16", device=str(device), attn_implementation=impl)
-        samples = build_grid(
-            rm.tokenizer, load_haystack("synthetic:0", num_words=12000), default_needles()[:1], list(lengths),
-            wu_depths(3), "continuation", max_context=rm.max_context, repeat_haystack=True,
-        )  # fmt: skip
+        samples = niah_grid(rm, list(lengths), 3, 1, needle_set="default", style="continuation")
         row: dict = {}
         for backend in ("eager", "auto"):
             cfg = detect.DetectConfig(max_new_tokens=24, batch_size=3, backend=backend)

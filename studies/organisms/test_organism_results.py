@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from retmask_interp import organism
-from retmask_interp.data.niah import build_grid, load_haystack
-from retmask_interp.data.synthetic import make_needles
+from retmask_interp.data.niah import niah_grid
 from retmask_interp.measure.outcomes import niah_outcomes
 
 LOGS = Path(__file__).resolve().parent / "train_logs"
@@ -27,9 +26,16 @@ def test_organism_retrieval_heads_matter(name):
     assert len(heads) >= 3
 
     rm = organism.load_organism(name)
-    needles = make_needles(2, seed=99, split="eval")
-    hay = load_haystack("synthetic:5", num_words=2000)
-    samples = build_grid(rm.tokenizer, hay, needles, [300, 900], [0, 50, 100], "chat", repeat_haystack=True)
+    samples = niah_grid(
+        rm,
+        [300, 900],
+        [0, 50, 100],
+        2,
+        needle_set="eval",
+        needle_seed=99,
+        haystack="synthetic:5",
+        style="chat",
+    )
 
     def acc(heads):
         rows = niah_outcomes(rm, samples, heads, max_new_tokens=24, batch_size=6)
