@@ -70,6 +70,7 @@ __all__ = [
     "make_pairs",
     "pair_paths",
     "pairs_from_responses",
+    "plain_qa",
     "resolve_heads",
     "sample_seed",
 ]
@@ -77,6 +78,15 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 Head = tuple[int, int]
+PLAIN_QA = "Question: {prompt}\nAnswer:"
+
+
+def plain_qa(text: str) -> str:
+    """A prompt for a base model (no chat template): ``Question: {text}\nAnswer:``, the form in which the
+    long-context suite asks its questions (so training prompts and test prompts end alike)."""
+    return PLAIN_QA.format(prompt=text)
+
+
 DROP_REASONS = ("empty_chosen", "empty_rejected", "empty_both", "identical")
 
 

@@ -46,6 +46,8 @@ __all__ = [
     "length_budget",
     "read_table",
     "replication_tables",
+    "primary_sentences",
+    "render_report",
     "report_markdown",
     "rescore",
     "write_table",
@@ -88,6 +90,12 @@ CONTRASTS: dict[str, tuple[str, str | None]] = {
     "H1 retmask - random": ("retmask", "random"),
     "H2 retmask - self": ("retmask", "self"),
     "H3 retmask - untrained": ("retmask", None),
+}
+# the 2026-12-03 runs as they were designed (seeds = DPO shuffle only, shared pairs and examples)
+OLD_DESIGN: dict[str, tuple[str, str | None]] = {
+    "retmask - random (d0)": ("retmask", "random"),
+    "retmask - untrained": ("retmask", None),
+    "random (d0) - untrained": ("random", None),
 }
 SECONDARY_CONTRASTS: dict[str, tuple[str, str | None]] = {
     "random - untrained": ("random", None),
@@ -204,13 +212,13 @@ def _baseline(
 
 
 def gain_units(
-    df, condition: str, cells, metric: str = "score", baseline: bool = True
+    df, condition: str, cells, metric: str = "score", baseline: bool = True, design: bool = True
 ) -> list[dict[str, Any]]:
     """Design units of ``condition``: per unit its name, evaluation seed and ``[cells, examples]`` matrix of
     ``metric`` minus the untrained model's on the same examples (``baseline``) or of ``metric`` itself. Units
     without every cell (or without the metric: lost predictions) are left out and listed under ``"missing"``."""
     units = []
-    d = design_units(df)
+    d = design_units(df) if design else df
     d = d[d["condition"] == condition]
     for key, g in d.groupby(UNIT, sort=True):
         unit = dict(zip(UNIT, key))
@@ -239,6 +247,7 @@ def contrast_table(
     *,
     n_resamples: int = 10_000,
     seed: int = 0,
+    design: bool = True,
 ) -> list[dict[str, Any]]:
     """Each contrast's estimate (gain of a condition, or the difference of two gains), 95 % crossed-bootstrap CI and
     two-sided bootstrap p, with Holm's adjusted p over the contrasts given. A contrast without units on a side is
@@ -247,7 +256,7 @@ def contrast_table(
     units: dict[str, list[str]] = {}
     missing: dict[str, list[str]] = {}
     for cond in sorted({c for pair in contrasts.values() for c in pair if c}):
-        us = gain_units(df, cond, cells, metric)
+        us = gain_units(df, cond, cells, metric, design=design)
         ok = [u for u in us if u["values"] is not None]
         missing[cond] = [u["unit"] for u in us if u["values"] is None]
         units[cond] = [u["unit"] for u in ok]
@@ -347,6 +356,12 @@ def replication_tables(
                           seed=seed) for m in ("score",)
     }  # fmt: skip
     out["harm"] = _harm(df)
+    old = df[df["source"] == "2026-12-03"]
+    out["old_design"] = (
+        contrast_table(old, OLD_DESIGN, cells, n_resamples=n_resamples, seed=seed, design=False)
+        if len(old)
+        else []
+    )
     out["units"] = sorted(
         {
             f"{r.condition}|{r.control_draw}|s{r.seed}|p{r.pair_seed}|e{r.eval_seed}|{r.source}"
@@ -401,9 +416,33 @@ def _contrast_lines(rows: Iterable[Mapping[str, Any]], n: int, holm_key: str = "
     return lines
 
 
+def primary_sentences(tables: Mapping[str, Any]) -> list[str]:
+    """One line per pre-registered contrast, in words and numbers (what the report's summary says)."""
+    n = int(tables["n_resamples"])
+    out = []
+    for r in tables["primary"]:
+        if r["status"] == "not run":
+            out.append(f"- {r['contrast']}: not run (no unit on one side).")
+            continue
+        side = "above" if r["ci_low"] > 0 else "below" if r["ci_high"] < 0 else "includes"
+        verdict = {"above": "the interval lies above 0", "below": "the interval lies below 0",
+                   "includes": "the interval includes 0"}[side]  # fmt: skip
+        units = f"{len(r['units'])} unit(s)" + (
+            f" against {len(r['baseline_units'])}" if r["baseline_units"] else ""
+        )
+        out.append(
+            f"- {r['contrast']}: {_f(r['estimate'], sign=True)} [{_f(r['ci_low'], sign=True)}, "
+            f"{_f(r['ci_high'], sign=True)}], Holm-adjusted p {_p(r['p_holm'], n)}; {verdict}; {units}; "
+            f"{r['status']}."
+        )
+    return out
+
+
 def report_markdown(tables: Mapping[str, Any], *, title: str, preamble: Sequence[str] = (),
+                    after_primary: Sequence[str] = (),
                     sections: Sequence[tuple[str, Sequence[str]]] = ()) -> str:  # fmt: skip
-    """The report: preamble, the primary contrasts first, then the secondary tables, then extra ``sections``."""
+    """The report: preamble, the primary contrasts first (table and sentences), ``after_primary`` (the study's
+    notes: deviations, what was not run), then the secondary tables, then extra ``sections``."""
     n = int(tables["n_resamples"])
     cells = ", ".join(f"{t}@{n_}" for t, n_ in tables["cells"])
     out = [f"# {title}", "", *preamble, ""]
@@ -415,6 +454,8 @@ def report_markdown(tables: Mapping[str, Any], *, title: str, preamble: Sequence
         "",
     ]
     out += _contrast_lines(tables["primary"], n) + [""]
+    out += primary_sentences(tables) + [""]
+    out += list(after_primary) + [""]
     labels = {
         "score": "score (all pre-registered and secondary contrasts; Holm over this table)",
         "score_len_controlled": "length-controlled score (first N words, N = untrained median per task)",
@@ -465,6 +506,52 @@ def report_markdown(tables: Mapping[str, Any], *, title: str, preamble: Sequence
                 + f" | {_f(r['masked_mean'])} / {_f(r['unmasked_mean'])} |"
             )
         out.append("")
+    if tables.get("old_design"):
+        out += [
+            "## The 2026-12-03 runs as designed then (not design units: their seeds changed only the DPO shuffle; "
+            "pairs, examples and the control draw shared)",
+            "",
+        ]
+        out += _contrast_lines(tables["old_design"], n) + [""]
     for head, lines in sections:
         out += [f"## {head}", "", *lines, ""]
     return "\n".join(out)
+
+
+def render_report(
+    df,
+    notes: str | Path,
+    *,
+    timings: Mapping[str, float] | None = None,
+    length_budget: Mapping[str, int] | None = None,
+    n_resamples: int = 10_000,
+    title: str = "RetMask replication on SmolLM2-135M-Instruct (issue 27)",
+) -> tuple[dict[str, Any], str]:
+    """``(tables, README text)`` of the replication from its table alone, the study's notes (a Markdown file or
+    text, placed after the primary result), and optionally the GPU seconds per stage and the length budget."""
+    tables = replication_tables(df, n_resamples=n_resamples)
+    text = Path(notes).read_text(encoding="utf-8") if isinstance(notes, Path) else notes
+    units = tables["units"]
+    preamble = [
+        "Generated by `python studies/retmask_replication/build.py` from `scores.csv` (one row per example and "
+        "evaluated model); `tests/studies/test_retmask_replication.py` recomputes every number below from it. The "
+        "plan: `PLAN.md` (landed before any new GPU run).",
+        "",
+        f"Evaluated units in the table: {len(units)} (condition | draw | DPO seed | pair seed | eval seed | source):",
+        "",
+        *[f"- `{u}`" for u in units],
+    ]
+    sections: list[tuple[str, Sequence[str]]] = []
+    if length_budget:
+        sections.append(
+            (
+                "Length budget",
+                ["N (words) per task, the untrained model's median answer length on eval seed 0: "
+                 + ", ".join(f"{k} {v}" for k, v in sorted(length_budget.items()))],
+            )
+        )  # fmt: skip
+    if timings:
+        lines = ["| stage | seconds |", "|---|---:|"] + [f"| {k} | {v:.1f} |" for k, v in timings.items()]
+        sections.append(("GPU wall time per stage (stage markers of this study's runs)", lines))
+    return tables, report_markdown(tables, title=title, preamble=preamble, after_primary=text.splitlines(),
+                                   sections=sections)  # fmt: skip

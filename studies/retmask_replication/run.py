@@ -24,6 +24,7 @@ import dataclasses
 import json
 import logging
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
@@ -293,6 +294,13 @@ def lanes(args) -> int:
                "--batch", str(args.batch)]  # fmt: skip
         log_file = open(root / "logs" / f"lane{i}.log", "a")  # noqa: SIM115 - the child's log
         procs.append(subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT))
+
+    def stop(signum, frame) -> None:  # timeout(1) stops the lanes with the call: stop the units with them
+        for p in procs:
+            p.terminate()
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
     for p in procs:
         p.wait()
     return max((p.returncode for p in procs), default=0)

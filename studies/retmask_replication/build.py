@@ -1,0 +1,308 @@
+"""Build the replication's per-example table (``scores.csv``), its tables (``tables.json``) and its report
+(``README.md``) from the run states, on the CPU:
+
+    python studies/retmask_replication/build.py                     # all of it
+    python studies/retmask_replication/build.py --report-only       # README and tables from scores.csv alone
+
+Sources: the 2026-12-03 run (``docs/experiments/smollm2_retmask/run_state.tar.gz`` or its moved copy: scores of every
+unit, predictions of all but the untrained model and RetMask seed 0) and this study's run state(s)
+(``studies/retmask_replication/run_state*.tar.gz``: the directories of ``run.py``). Every prediction is scored again
+against its example, regenerated with SmolLM2's tokenizer (``data.tasks`` is deterministic in task, seed, split,
+index and length); a rescored example that disagrees with its recorded score stops the build.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import sys
+import tarfile
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+
+import pandas as pd
+
+from retmask_interp.core.io import atomic_write_json, atomic_write_text, read_jsonl
+from retmask_interp.retmask import replication as R
+
+log = logging.getLogger("replication.build")
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+OLD = [
+    REPO / "studies/smollm2_retmask/run_state.tar.gz",
+    REPO / "docs/experiments/smollm2_retmask/run_state.tar.gz",
+]
+MODEL = "smollm2-135m-instruct"
+LENGTHS = (2048, 4096, 7000)
+KEEP = (*R.PRIMARY_TASKS, "short_qa", "ppl_nll")
+
+
+def _untar(path: Path, into: Path) -> Path:
+    with tarfile.open(path) as tar:
+        tar.extractall(into, filter="data")
+    return into
+
+
+def _unit_rows(csv: Path, unit: dict, source: str) -> tuple[pd.DataFrame, dict]:
+    """Score rows of one evaluated model (``retmask.report`` CSV) as replication rows, and its predictions."""
+    df = pd.read_csv(csv, keep_default_na=False)
+    df = df[df["task"].isin(KEEP)].copy()
+    for k, v in unit.items():
+        df[k] = v
+    df["model"], df["source"] = MODEL, source
+    for c in ("score_len_controlled", "token_f1", "answer_words"):
+        df[c] = float("nan")
+    preds_path = csv.with_suffix(".predictions.jsonl")
+    preds = {}
+    if preds_path.exists():
+        preds = {
+            (r["task"], int(r["length"]), int(r["example"])): r["prediction"] for r in read_jsonl(preds_path)
+        }
+    return df[list(R.COLUMNS)], preds
+
+
+NAME = re.compile(r"^(?P<cond>[a-z]+)_lr(?P<lr>[0-9.e+-]+)_s(?P<seed>\d+)$")
+
+
+def old_units(run: Path) -> list[tuple[pd.DataFrame, dict]]:
+    """The 2026-12-03 run: the untrained model, RetMask and the random control (draw d0), all on pair and evaluation
+    seed 0 (seeds 1 and 2 changed only the DPO shuffle)."""
+    out = []
+    for csv in sorted((run / "eval").glob("*.csv")):
+        if csv.stem == "none":
+            unit = {
+                "condition": "none",
+                "control_draw": "",
+                "seed": -1,
+                "pair_seed": -1,
+                "eval_seed": 0,
+                "lr": 0.0,
+            }
+        else:
+            m = NAME.match(csv.stem)
+            if not m:
+                continue
+            cond = m["cond"]
+            unit = {
+                "condition": cond,
+                "control_draw": "d0" if cond == "random" else "",
+                "seed": int(m["seed"]),
+            }
+            unit |= {"pair_seed": 0, "eval_seed": 0, "lr": float(m["lr"])}
+        out.append(_unit_rows(csv, unit, "2026-12-03"))
+    return out
+
+
+DIR = re.compile(r"^s(?P<seed>\d+)(?:_d(?P<draw>\d+)|_(?P<top>top\d+))?$")
+
+
+def new_units(root: Path, source: str) -> list[tuple[pd.DataFrame, dict]]:
+    """This study's unit directories (``run.py``): ``s<S>`` (untrained on eval seed S, RetMask, self-DPO),
+    ``s<S>_d<K>`` (random draw K), ``s<S>_top<k>`` (dose); and the masked-niah units of ``harm_run``."""
+    out = []
+    for d in sorted(p for p in root.iterdir() if p.is_dir()):
+        m = DIR.match(d.name)
+        if not m:
+            continue
+        s = int(m["seed"])
+        for csv in sorted((d / "eval").glob("*.csv")):
+            if csv.stem == "none":
+                if m["draw"] or m["top"]:
+                    continue  # the seed's own directory holds its untrained evaluation
+                unit = {"condition": "none", "control_draw": "", "seed": -1, "pair_seed": -1, "eval_seed": s}
+                unit["lr"] = 0.0
+            else:
+                n = NAME.match(csv.stem)
+                if not n or not (d / "stages" / "eval" / f"{csv.stem}.json").exists():
+                    continue
+                cond = n["cond"]
+                draw = ""
+                if m["draw"]:
+                    if cond != "random":
+                        continue  # the draw directories' RetMask run is the seed directory's
+                    draw = f"d{m['draw']}"
+                elif m["top"]:
+                    if cond != "retmask":
+                        continue
+                    cond = m["top"]
+                elif cond == "random":
+                    continue
+                unit = {"condition": cond, "control_draw": draw, "seed": int(n["seed"]), "pair_seed": s}
+                unit |= {"eval_seed": s, "lr": float(n["lr"])}
+            out.append(_unit_rows(csv, unit, source))
+    harm = root / "harm_run" / "harm"
+    for f in sorted(harm.glob("*.jsonl")) if harm.exists() else []:
+        recs = list(read_jsonl(f))
+        df = pd.DataFrame(
+            [
+                {
+                    "model": MODEL,
+                    "condition": "masked",
+                    "control_draw": f.stem,
+                    "seed": -1,
+                    "pair_seed": -1,
+                    "eval_seed": 0,
+                    "lr": 0.0,
+                    "task": r["task"],
+                    "length": r["length"],
+                    "example": r["example"],
+                    "score": r["score"],
+                    "score_len_controlled": float("nan"),
+                    "token_f1": float("nan"),
+                    "answer_words": float("nan"),
+                    "source": source,
+                }
+                for r in recs
+            ]  # fmt: skip
+        )
+        out.append(
+            (df[list(R.COLUMNS)], {(r["task"], r["length"], r["example"]): r["prediction"] for r in recs})
+        )
+    return out
+
+
+def rescore_all(units: list[tuple[pd.DataFrame, dict]], tokenizer) -> pd.DataFrame:
+    """Every unit's rows with the length-controlled score, token F1 and answer words filled from its predictions;
+    N per task from the untrained model's predictions on evaluation seed 0 (this study's evaluation)."""
+    from retmask_interp.data.tasks import generate_examples
+
+    cache: dict[tuple[str, int, int], list] = {}
+
+    def examples(task: str, length: int, eval_seed: int, n: int) -> list:
+        key = (task, length, eval_seed)
+        if key not in cache or len(cache[key]) < n:
+            log.info("regenerating %s at %d, eval seed %d", task, length, eval_seed)
+            cache[key] = generate_examples(task, n, seed=eval_seed, split="eval", num_tokens=length,
+                                           tokenizer=tokenizer)  # fmt: skip
+        return cache[key]
+
+    words: dict[str, list[float]] = defaultdict(list)
+    for df, preds in units:
+        none0 = df[(df["condition"] == "none") & (df["eval_seed"] == 0)]
+        if len(none0) and preds:
+            for r in none0[none0["task"].isin(R.PRIMARY_TASKS)].itertuples():
+                words[r.task].append(R.answer_words(preds[(r.task, r.length, r.example)]))
+    budget = R.length_budget(words)
+    log.info("length budget N per task (untrained median words, eval seed 0): %s", budget)
+    frames = []
+    for df, preds in units:
+        df = df.copy()
+        if preds:
+            for i, r in df.iterrows():
+                key = (r["task"], int(r["length"]), int(r["example"]))
+                if key not in preds:
+                    continue
+                pred = preds[key]
+                df.at[i, "answer_words"] = float(R.answer_words(pred))
+                if r["task"] not in R.PRIMARY_TASKS:
+                    continue
+                cell = df[(df["task"] == r["task"]) & (df["length"] == r["length"])]
+                ex = examples(
+                    r["task"], int(r["length"]), int(r["eval_seed"]), int(cell["example"].max()) + 1
+                )
+                s = R.rescore(ex[int(r["example"])], pred, budget.get(r["task"]))
+                if abs(s["score"] - float(r["score"])) > 1e-9:
+                    raise SystemExit(
+                        f"rescoring {r['condition']} {key} gives {s['score']}, recorded {r['score']}"
+                    )
+                for c in ("score_len_controlled", "token_f1"):
+                    df.at[i, c] = s[c]
+        frames.append(df)
+    out = pd.concat(frames, ignore_index=True)
+    out.attrs["length_budget"] = budget
+    return out
+
+
+SESSION = 1_796_601_600  # 2026-12-07 00:00 UTC: markers older than this were copied from the 2026-12-03 run
+
+
+def stage_timings(root: Path) -> dict[str, float]:
+    """GPU wall seconds per stage of this study's runs, from the unit directories' stage markers: each marker made
+    in this study counted once (a marker copied into a draw's directory has the same name and time as its source;
+    markers of the 2026-12-03 run, copied into ``s0``, are older than this study and left out); ``harm`` per set;
+    and the unit totals of ``run.py`` (``timings/``)."""
+    seen: set[tuple[str, float]] = set()
+    out: dict[str, float] = {}
+    for marker in sorted(root.glob("*/stages/**/*.json")):
+        if marker.name.endswith((".started.json", ".units.json")) or marker.stat().st_mtime < SESSION:
+            continue
+        rec = json.loads(marker.read_text(encoding="utf-8"))
+        if "wall_s" not in rec:
+            continue
+        name, wall = rec["name"], float(rec["wall_s"])
+        if (name, wall) in seen:
+            continue
+        seen.add((name, wall))
+        directory = marker.relative_to(root).parts[0]
+        out[f"{directory}: {name}"] = wall
+    for f in sorted((root / "timings").glob("*.json")) if (root / "timings").exists() else []:
+        rec = json.loads(f.read_text(encoding="utf-8"))
+        out[f"unit total: {rec['unit']}"] = float(rec["wall_s"])
+    return out
+
+
+def build_table(out_csv: Path, states: list[Path]) -> pd.DataFrame:
+    from transformers import AutoTokenizer
+
+    from retmask_interp.core.real_models import real_model_dir
+
+    old = next((p for p in OLD if p.exists()), None)
+    if old is None:
+        raise SystemExit(f"the 2026-12-03 run state is not at {' or '.join(map(str, OLD))}")
+    units = []
+    timings: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        units += old_units(_untar(old, Path(tmp) / "old"))
+        for i, state in enumerate(states):
+            root = _untar(state, Path(tmp) / f"new{i}")
+            root = root / "replication" if (root / "replication").is_dir() else root
+            units += new_units(root, "2026-12-07")
+            timings |= stage_timings(root)
+        tok = AutoTokenizer.from_pretrained(str(real_model_dir(MODEL)))
+        df = rescore_all(units, tok)
+    budget = df.attrs["length_budget"]
+    R.write_table(df, out_csv)
+    atomic_write_json(out_csv.with_name("length_budget.json"), budget)
+    atomic_write_json(out_csv.with_name("timings.json"), timings)
+    return R.read_table(out_csv)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", default=str(HERE))
+    p.add_argument(
+        "--states", nargs="*", default=None, help="run-state tarballs (default: run_state*.tar.gz here)"
+    )
+    p.add_argument(
+        "--report-only", action="store_true", help="tables and README from the existing scores.csv"
+    )
+    p.add_argument("--resamples", type=int, default=10_000)
+    a = p.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr, force=True
+    )
+    out = Path(a.out)
+    csv = out / "scores.csv"
+    if a.report_only:
+        df = R.read_table(csv)
+    else:
+        states = (
+            [Path(s) for s in a.states] if a.states is not None else sorted(HERE.glob("run_state*.tar.gz"))
+        )
+        df = build_table(csv, states)
+    extra = {}
+    for name in ("timings", "length_budget"):
+        f = out / f"{name}.json"
+        extra[name] = json.loads(f.read_text(encoding="utf-8")) if f.exists() else None
+    tables, text = R.render_report(df, HERE / "NOTES.md", n_resamples=a.resamples, **extra)
+    atomic_write_json(out / "tables.json", tables)
+    atomic_write_text(out / "README.md", text)
+    log.info("wrote %s, tables.json, README.md (%d rows)", csv, len(df))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
