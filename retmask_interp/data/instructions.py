@@ -3,7 +3,7 @@
 RetMask samples one response per prompt from the normal and the masked model (the paper used the first user turns
 of a general chat dataset: short, English, no long documents). No dataset can be downloaded here, so this module
 builds such a set deterministically from templates and word lists written for this package
-(``_instruction_words.py``: animals, countries, cities, professions, dishes, concepts, machines, skills, ... and 85
+(``instruction_words.json``, package data: animals, countries, cities, professions, dishes, concepts, machines, skills, ... and 85
 short paragraphs of 2-4 sentences written for the rewriting and summarising prompts).
 
 Kinds (``KINDS``) and what their prompts ask for::
@@ -66,15 +66,16 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.resources
+import json
 import random
 import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from itertools import zip_longest
+from types import SimpleNamespace
 from typing import Any
-
-from . import _instruction_words as W
 
 __all__ = [
     "KINDS",
@@ -82,13 +83,46 @@ __all__ = [
     "TEMPLATES",
     "InstructionConfig",
     "Prompt",
+    "WORDS",
     "instruction_pool",
+    "load_word_lists",
     "instruction_prompts",
     "normalize_prompt",
     "prompt_split",
     "summarize_prompts",
     "summary_markdown",
 ]
+
+
+def _entries(name: str, value: Any) -> Any:
+    """A list of strings -> tuple of strings; a list of ``[a, b, ...]`` -> tuple of tuples; an object -> dict."""
+    if isinstance(value, dict):
+        return {k: _entries(f"{name}.{k}", v) for k, v in value.items()}
+    if not isinstance(value, list):
+        raise ValueError(f"word list {name} is not a list")
+    entries = tuple(tuple(x) if isinstance(x, list) else x for x in value)
+    if len(set(entries)) != len(entries):
+        dupes = sorted({str(x) for x in entries if entries.count(x) > 1})
+        raise ValueError(f"duplicate entries in word list {name}: {dupes}")
+    return entries
+
+
+def load_word_lists(text: str | None = None) -> SimpleNamespace:
+    """The word lists, sentences and paragraphs of the prompt set, from the package's ``instruction_words.json``
+    (or the JSON ``text`` given): ``WORDS.ANIMALS``, ``WORDS.DIFFERENCE_PAIRS``, ... A list that holds an entry
+    twice is an error."""
+    if text is None:
+        text = (
+            importlib.resources.files("retmask_interp")
+            .joinpath("data/instruction_words.json")
+            .read_text("utf-8")
+        )
+    raw = json.loads(text)
+    return SimpleNamespace(**{k: _entries(k, v) for k, v in raw.items() if not k.startswith("_")})
+
+
+WORDS = load_word_lists()
+W = WORDS  # the templates below read W.NAME
 
 KINDS = (
     "factual",

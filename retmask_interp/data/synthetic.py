@@ -12,6 +12,8 @@ passed in (no module state).
 
 from __future__ import annotations
 
+import importlib.resources
+import json
 import random
 import zlib
 from collections.abc import Sequence
@@ -67,101 +69,21 @@ class WordStyle:
 
 DEFAULT_STYLE = WordStyle()
 
-# ---- word lists (shared source; each word lands in exactly one split) -----------------------------------------
-_WORDS: dict[str, str] = {
-    "adj": """ancient quiet bright narrow heavy gentle restless hollow silver golden crooked patient curious
-        fragile wooden distant hidden broken sleepy stubborn humble clever sturdy polished rusty velvet frozen
-        tiny enormous modest proud lonely noisy graceful clumsy honest secret faded shiny dusty rough smooth
-        bitter sweet hungry famous forgotten crowded empty tall short crisp damp dry warm cool gloomy cheerful
-        careful reckless brave timid elegant plain odd strange ordinary rare common vivid pale dark muddy sandy
-        rocky grassy leafy misty windy stormy sunny cloudy snowy icy lazy busy eager weary nimble sluggish
-        tidy messy spotless crumbling tangled woven carved painted gilded marble copper bronze iron glass
-        paper woolen silken linen hasty slow swift steady shaky loyal fierce mild wild tame royal rustic""",
-    "noun": """lantern bridge garden river tower market harbor forest meadow castle village library kitchen
-        workshop orchard valley island mountain cottage temple fountain chapel mill barn cellar attic balcony
-        courtyard corridor staircase window mirror clock compass kettle basket ladder wagon carriage boat
-        anchor bell drum flute violin piano statue painting map letter journal diary ledger scroll candle
-        blanket pillow curtain carpet table chair bench cabinet wardrobe chest trunk box jar bottle cup bowl
-        plate spoon knife hammer saw needle thread button ribbon scarf cloak boot glove hat helmet shield
-        sword bow arrow spear banner flag crown ring necklace bracelet brooch coin key lock gate fence wall
-        roof chimney well pond lake stream cliff cave hill field road path trail square station school hospital
-        bakery tavern inn museum theater observatory lighthouse windmill greenhouse stable kennel aviary""",
-    "animal": """fox badger heron otter falcon sparrow raven owl hare deer wolf bear lynx beaver squirrel mole
-        hedgehog tortoise lizard frog salmon trout eel crab lobster whale dolphin seal walrus penguin pelican
-        stork crane swan goose duck hen rooster goat sheep cow horse donkey camel llama yak buffalo bison
-        moose elk antelope gazelle zebra giraffe elephant rhino hippo lion tiger leopard cheetah jaguar puma
-        monkey gorilla lemur sloth koala kangaroo wombat platypus bat mouse rat hamster ferret weasel mink""",
-    "color": """red blue green yellow purple orange violet indigo crimson scarlet amber ochre teal turquoise
-        cyan magenta maroon olive lime navy ivory ebony charcoal cream beige tan rust coral salmon lavender
-        lilac mauve plum cherry rose saffron mustard emerald jade sapphire cobalt azure cerulean sepia umber
-        khaki pearl slate ash""",
-    "substance": """honey ink oil vinegar syrup salt pepper sugar flour butter cream milk tea coffee cocoa
-        wine cider juice broth sauce resin wax soap clay sand ash chalk dust smoke steam mist dew rainwater
-        seawater moss lichen pollen nectar sap amber tar pitch glue paint dye powder spice cinnamon nutmeg
-        ginger clove saffron vanilla mint thyme basil sage rosemary lavender fennel anise mustard""",
-    "unit": """drops spoons cups pinches handfuls grains threads leaves petals slices flakes ounces jars
-        bottles buckets barrels sacks baskets bundles strands crumbs scoops ladles""",
-    "activity": """reading walking painting singing fishing sailing climbing rowing baking knitting dancing
-        whistling drawing writing gardening cycling swimming skating sketching juggling weaving carving
-        hiking camping picnicking stargazing birdwatching""",
-    "profession": """baker tailor smith carpenter weaver potter miller farmer fisher sailor merchant scholar
-        scribe painter sculptor musician poet healer herbalist cartographer astronomer clockmaker glassblower
-        cobbler mason brewer gardener shepherd innkeeper librarian courier ferryman jeweler""",
-    "material": """oak pine birch maple cedar willow ash elm walnut cherry granite slate marble limestone
-        sandstone brick tin lead zinc nickel pewter brass steel leather canvas felt cotton hemp straw bamboo""",
-}
 
-# Topics give each paragraph its own flavour: topic nouns and topic verbs (past tense).
-_TOPICS: dict[str, tuple[str, str]] = {
-    "weather": (
-        "cloud wind rain frost thunder breeze drizzle fog hail gale season morning evening",
-        "drifted gathered faded rolled passed settled lingered cleared swept returned",
-    ),
-    "cooking": (
-        "stew soup bread pie cake dough oven pot pan recipe spice feast loaf",
-        "simmered baked boiled cooled rose thickened burned browned filled smelled",
-    ),
-    "sailing": (
-        "ship sail mast deck wave tide current voyage crew captain harbor storm shore",
-        "sailed drifted anchored turned sank rose crossed reached waited followed",
-    ),
-    "farming": (
-        "wheat barley field plough harvest seed soil orchard herd flock barn fence crop",
-        "grew ripened sprouted withered spread yielded dried flourished failed recovered",
-    ),
-    "music": (
-        "song melody chord rhythm choir drum flute tune verse ballad concert note band",
-        "played echoed rang faded swelled changed began ended repeated rose",
-    ),
-    "trade": (
-        "coin price merchant caravan bargain ledger debt profit cargo stall market guild contract",
-        "rose fell changed doubled vanished arrived grew shrank recovered spread",
-    ),
-    "astronomy": (
-        "star moon planet comet orbit telescope eclipse galaxy constellation horizon dawn sky",
-        "shone rose set moved vanished appeared dimmed glowed circled crossed",
-    ),
-    "building": (
-        "wall tower arch beam stone brick roof foundation scaffold column gate vault",
-        "stood fell cracked rose settled leaned held collapsed remained lasted",
-    ),
-    "travel": (
-        "road journey map inn traveler cart horse trail border pass milestone camp",
-        "continued ended began wound climbed crossed turned narrowed widened vanished",
-    ),
-    "school": (
-        "lesson teacher pupil book slate chalk exam essay library lecture desk bell",
-        "began ended continued improved failed passed started changed grew mattered",
-    ),
-    "medicine": (
-        "fever remedy herb tonic wound bandage healer patient illness cure salve pulse",
-        "worked failed helped spread eased faded returned healed improved worsened",
-    ),
-    "forest": (
-        "tree root branch leaf moss fern mushroom clearing thicket stump bark canopy",
-        "grew swayed rustled fell spread darkened thinned thickened rotted blossomed",
-    ),
-}
+# ---- word lists (shared source; each word lands in exactly one split): package data --------------------------
+def _load_word_lists() -> tuple[
+    dict[str, tuple[str, ...]], dict[str, tuple[tuple[str, ...], tuple[str, ...]]]
+]:
+    """``synthetic_words.json``: content words by kind, and each topic's (nouns, past-tense verbs)."""
+    raw = json.loads(
+        importlib.resources.files("retmask_interp").joinpath("data/synthetic_words.json").read_text("utf-8")
+    )
+    words = {kind: tuple(ws) for kind, ws in raw["words"].items()}
+    topics = {t: (tuple(v["nouns"]), tuple(v["verbs"])) for t, v in raw["topics"].items()}
+    return words, topics
+
+
+_WORDS, _TOPICS = _load_word_lists()  # topics give each paragraph its own flavour
 
 _FUNCTION_FILLERS = (
     "for a while",
@@ -207,11 +129,11 @@ def pool(kind: str, split: str) -> tuple[str, ...]:
     ``(kind, split)`` only, so caching it is safe)."""
     _check_split(split)
     if kind in _WORDS:
-        words = _WORDS[kind].split()
+        words = _WORDS[kind]
     elif kind.startswith("topic_noun:"):
-        words = _TOPICS[kind.split(":", 1)[1]][0].split()
+        words = _TOPICS[kind.split(":", 1)[1]][0]
     elif kind.startswith("topic_verb:"):
-        words = _TOPICS[kind.split(":", 1)[1]][1].split()
+        words = _TOPICS[kind.split(":", 1)[1]][1]
     else:
         raise KeyError(
             f"unknown word list {kind!r}; known: {sorted(_WORDS)} and topic_noun:/topic_verb:<topic>"
@@ -300,7 +222,7 @@ def _listed_words(split: str) -> frozenset[str]:
         source = (
             _WORDS[kind] if kind in _WORDS else _TOPICS[kind.split(":", 1)[1]][kind.startswith("topic_verb")]
         )
-        words |= {w for w in source.split() if _split_of(w) == split}
+        words |= {w for w in source if _split_of(w) == split}
     return frozenset(words)
 
 

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from retmask_interp.data import _instruction_words as W
 from retmask_interp.data import instructions as I
 from retmask_interp.data.instructions import (
     KINDS,
@@ -26,6 +25,7 @@ from retmask_interp.data.instructions import (
 )
 
 REPO = Path(__file__).resolve().parents[2]
+W = I.WORDS
 DEFAULT = InstructionConfig()
 
 
@@ -222,8 +222,43 @@ def test_article_and_plural_helpers():
 
 
 def test_word_lists_reject_duplicates():
-    with pytest.raises(ValueError, match="duplicate"):
-        W._lines("cat\ndog\ncat")
+    with pytest.raises(ValueError, match="duplicate entries in word list PETS"):
+        I.load_word_lists('{"PETS": ["cat", "dog", "cat"]}')
+    with pytest.raises(ValueError, match="duplicate entries in word list ODD_ONE_OUT.fruits"):
+        I.load_word_lists('{"ODD_ONE_OUT": {"fruits": ["fig", "fig"]}}')
+    with pytest.raises(ValueError, match="not a list"):
+        I.load_word_lists('{"PETS": "cat"}')
+
+
+# Digests of the word lists and of the prompts built from them when the lists were Python literals
+# (data/_instruction_words.py, removed when they became data/instruction_words.json): the data file holds the same
+# lists, entry for entry and type for type (strings, pairs as tuples, objects of lists), and the prompt set is
+# unchanged.
+WORDS_SHA256 = "f486dbb4502366459dbad5b7754d35864241401125d0b77a23fe0e8f514cc76a"
+PROMPTS_SHA256 = (
+    "c167a29cc96f2ca8ecb659946e6cf84c79b26cbe57f0e11ce50e7bd62d03369d"  # id|split|text|kind|template
+)
+POOL_SHA256 = "5e8df65b5761bba66cc0574fddef79cdff5187db4f6660c3fc4a4f90dda01ca8"  # instruction_pool() as JSON
+
+
+def test_word_data_file_holds_the_former_literals(prompts):
+    import json
+
+    lists = vars(W)
+    assert len(lists) == 99
+    for name, value in lists.items():  # the types the literals had
+        groups = value.values() if isinstance(value, dict) else [value]
+        assert all(isinstance(g, tuple) for g in groups), name
+        for g in groups:
+            assert all(isinstance(x, str) for x in g) or all(
+                isinstance(x, tuple) and all(isinstance(y, str) for y in x) for x in g
+            ), name
+    canon = json.dumps(lists, ensure_ascii=False, sort_keys=True)
+    assert hashlib.sha256(canon.encode()).hexdigest() == WORDS_SHA256
+    built = "\n".join(f"{p.id}|{p.split}|{p.text}|{p.kind}|{p.template}" for p in prompts)
+    assert hashlib.sha256(built.encode()).hexdigest() == PROMPTS_SHA256
+    pool = json.dumps(instruction_pool())
+    assert hashlib.sha256(pool.encode()).hexdigest() == POOL_SHA256
 
 
 def test_summary_counts(prompts):

@@ -223,3 +223,26 @@ def test_needle_consistency_is_a_value_error(monkeypatch):
     monkeypatch.setattr(syn, "_NEEDLE_MAKERS", (bad,))
     with pytest.raises(ValueError, match="real_needle"):
         syn.needle_with_subject(0)
+
+
+# Digest of every word pool, two haystacks and two needle sets per split, made when the word lists were Python
+# literals of synthetic.py (before they became data/synthetic_words.json): the data file changes no text.
+SYNTHETIC_SHA256 = "b8e5812aa59057fe3a4867e68ad4493b66861add6b043119bd4c73b5efe8444b"
+
+
+def test_word_data_file_gives_the_text_the_literals_gave():
+    import hashlib
+    import json
+
+    from retmask_interp.data.synthetic import haystack_text, make_needles, pool
+
+    topics = ["weather", "cooking", "sailing", "farming", "music", "trade", "astronomy", "building", "travel",
+              "school", "medicine", "forest"]  # fmt: skip
+    kinds = ["adj", "noun", "animal", "color", "substance", "unit", "activity", "profession", "material"]
+    kinds += [f"topic_{w}:{t}" for t in topics for w in ("noun", "verb")]
+    out = {
+        "pools": {f"{k}/{s}": pool(k, s) for k in kinds for s in ("train", "eval")},
+        "hay": [haystack_text(2000, seed=i, split=s) for i in range(2) for s in ("train", "eval")],
+        "needles": [make_needles(24, seed=i, split=s) for i in range(2) for s in ("train", "eval")],
+    }
+    assert hashlib.sha256(json.dumps(out, sort_keys=True).encode()).hexdigest() == SYNTHETIC_SHA256
