@@ -49,6 +49,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from retmask_interp.core.io import InputError
 from retmask_interp.measure.outcomes import greedy_texts
 from retmask_interp.measure.stats import bootstrap_ci, niah_success, paired_bootstrap_ci
 
@@ -301,7 +302,9 @@ def evaluate(
     ``lengths`` are context lengths in ``length_unit`` ("tokens" of the model's tokenizer, or "words");
     ``text`` (held-out perplexity, the short-context check) runs once at ``ppl_length`` (``None``: at every
     length). ``heads`` evaluates the model with those heads masked. Cells that do not fit the model's context are
-    skipped with a warning. Deterministic: same arguments, same examples; greedy decoding.
+    skipped with a warning; a token length beyond the window is refused before anything runs, and a run in which
+    no cell fits raises ``InputError`` (no empty table). Deterministic: same arguments, same examples; greedy
+    decoding.
     """
     import pandas as pd
     from tqdm.auto import tqdm
@@ -318,6 +321,15 @@ def evaluate(
         raise ValueError(f"unknown tasks {unknown}; choose from {sorted(TASKS)}")
     if length_unit not in ("tokens", "words"):
         raise ValueError("length_unit must be 'tokens' or 'words'")
+    if not lengths or any(isinstance(n, bool) or int(n) < 1 for n in lengths):
+        raise InputError(f"lengths must be positive context lengths, got {list(lengths)} (CLI: --lengths)")
+    window = rm.max_context
+    too_long = [int(n) for n in lengths if length_unit == "tokens" and window and int(n) > window]
+    if too_long and any(t != "text" for t in tasks):
+        raise InputError(
+            f"--lengths {' '.join(map(str, too_long))}: longer than {rm.name}'s window of {window} tokens; use "
+            f"lengths up to {window} (each prompt also needs room for its answer)"
+        )
     chat = bool(getattr(tok, "chat_template", None)) if chat_template is None else chat_template
     budgets = dict(MAX_NEW_TOKENS, **(max_new_tokens or {}))
     masked: list[tuple[int, int]] = [(int(layer), int(head)) for layer, head in heads]
@@ -349,6 +361,11 @@ def evaluate(
             metrics = score_example(e, p)
             row = {"task": task, "length": length, "index": i, **metrics, "prompt_tokens": len(x)}
             rows.append(row | {"prediction": p, "target": e.target})
+    if not rows:
+        raise InputError(
+            f"no example fits {rm.name}'s window of {window} tokens at lengths {list(lengths)} (with room for the "
+            "answers): give shorter --lengths"
+        )
     df = pd.DataFrame(rows)
     df.attrs.update(
         {"model": rm.name, "seed": seed, "heads": masked, "mode": mode, "length_unit": length_unit}

@@ -356,6 +356,11 @@ def train_dpo(
                 "resume=True but %s has no checkpoint; starting from the beginning", out_dir / "checkpoints"
             )
     result = trainer.train(resume_from_checkpoint=checkpoint)
+    if int(result.global_step) == 0:  # an untrained copy must not be saved as a finished run
+        raise InputError(
+            f"training made no optimizer step ({len(dataset)} pairs, {settings.num_train_epochs} epochs, effective "
+            f"batch {effective}, max_steps {settings.max_steps}); nothing was saved: raise --epochs or --max-steps"
+        )
 
     # save: the full model (merged for LoRA) and the tokenizer
     if settings.lora:

@@ -12,11 +12,20 @@ import hashlib
 import json
 import logging
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from retmask_interp.core.io import atomic_write_json, atomic_write_text
+from retmask_interp.core.io import InputError, atomic_write_json, atomic_write_text
+from retmask_interp.core.options import option
+from retmask_interp.core.ranges import (
+    FINITE,
+    NONNEGATIVE_INT,
+    POSITIVE,
+    POSITIVE_INT,
+    UNIT_INTERVAL,
+    check_fields,
+)
 from retmask_interp.heads.scores import Head, HeadScores
 
 __all__ = [
@@ -48,21 +57,34 @@ class FigureConfig:
     """
 
     organisms: tuple[str, ...] = ("concentrated", "distributed")
-    lengths: list[int] = field(default_factory=lambda: [300, 700, 1100, 1500])
-    num_depths: int = 4
-    num_needles: int = 5
+    lengths: list[int] = option(range=POSITIVE_INT, factory=lambda: [300, 700, 1100, 1500])
+    num_depths: int = option(4, range=POSITIVE_INT)
+    num_needles: int = option(5, range=POSITIVE_INT)
     needles: str = "synthetic"
-    max_new_tokens: int = 24
-    rouge_threshold: float = 0.5
-    batch_size: int = 8
-    threshold: float = 0.1
-    topk: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
-    seeds: int = 2
+    max_new_tokens: int = option(24, range=POSITIVE_INT)
+    rouge_threshold: float = option(0.5, range=UNIT_INTERVAL)
+    batch_size: int = option(8, range=POSITIVE_INT)
+    threshold: float = option(0.1, range=FINITE)
+    topk: list[int] = option(range=NONNEGATIVE_INT, factory=lambda: [1, 2, 4, 8])
+    seeds: int = option(2, range=POSITIVE_INT)
     mask_mode: str = "zero"
     device: str = "cpu"
     formats: tuple[str, ...] = ("png", "svg")
     html: str = "cdn"
-    scale: float = 2.0
+    scale: float = option(2.0, range=POSITIVE)
+
+    def __post_init__(self) -> None:
+        from retmask_interp.analysis.export import check_figure_formats
+
+        check_fields(self)
+        formats = check_figure_formats(self.formats)
+        if self.html not in ("cdn", "inline", "none"):
+            raise InputError(f"html must be cdn, inline or none, got {self.html!r} (CLI: --html)")
+        if set(formats) == {"html"} and self.html == "none":
+            raise InputError(
+                "formats html with html none asks for no file at all: pass --html cdn or inline, or a static "
+                "format (--formats png svg)"
+            )
 
     @classmethod
     def quick(cls, **overrides) -> FigureConfig:

@@ -40,7 +40,7 @@ from retmask_interp.workflows.experiments import (
     save_results,
     slug,
 )
-from retmask_interp.workflows.published import duo_pairs, load_gain_results, published_head_scores
+from retmask_interp.workflows.published import _data_root, duo_pairs, load_gain_results, published_head_scores
 
 __all__ = [
     "FIGURES",
@@ -340,6 +340,11 @@ def regenerate_all(
     out, key = Path(out_dir), config.experiment_key()
     for name in ("manifest.json", "index.md"):  # refuse before hours of experiments, not after
         refuse_overwrite(out / name, overwrite, "figure index")
+    if shared is not None:  # given, so it must be usable (a file or an empty folder is a mistake, not a note)
+        try:
+            _data_root(shared)
+        except FileNotFoundError as err:
+            raise InputError(f"shared data {shared}: {err}") from None
     from retmask_interp.workflows.real_models import load_study_results
 
     real: dict[str, Any] = {}
@@ -390,6 +395,12 @@ def regenerate_all(
     notes += more
     for note in notes:
         log.info("note: %s", note)
+    if not figs:  # nothing to draw: write no index, so that the corrected re-run is not refused as finished
+        raise InputError(
+            "no figure could be made: "
+            + ("; ".join(notes) or "no organism, published data or study was given")
+            + "; give organisms (--organisms), published data (--shared) or a study (--real-study)"
+        )
     if figs and any(out.glob("*.png")):
         log.info("replacing the figures in %s", out)
     entries = []

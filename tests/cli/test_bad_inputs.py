@@ -419,3 +419,51 @@ def test_issue_28_ranges(capsys, tmp_path):
         with pytest.raises(InputError, match=message):
             make()
     DPOSettings(max_length=None, max_steps=-1)  # optional / "no limit" values stay valid
+
+
+# -- a failed run leaves nothing that blocks its corrected re-run (issue 28) ------------------------------------
+def _fake_published(root):
+    """A tiny published-data directory: one Wu et al. score file."""
+    path = root / "head_scores" / "wu2024" / "Tiny.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({f"{layer}-{h}": [0.1 * (layer + h)] for layer in range(3) for h in range(4)}))
+    return root
+
+
+def test_figures_with_nothing_to_draw_write_nothing(tmp_path, capsys):
+    out = tmp_path / "figs"
+    shared = _fake_published(tmp_path / "shared")
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "empty").mkdir()
+    base = ["figures", "--out", str(out), "--organisms", "--real-study", "--results", str(tmp_path / "empty")]
+    for extra, message in [
+        (["--shared", str(shared), "--formats", "bogus"], "unknown figure formats ['bogus']"),
+        (["--shared", str(tmp_path / "afile")], "holds no head_scores/ directory"),
+        (["--shared", str(tmp_path / "empty")], "holds no head_scores/ directory"),
+        (["--shared", str(shared), "--formats", "html", "--html", "none"], "asks for no file at all"),
+        ([], "no figure could be made"),
+    ]:
+        assert main([*base, *extra]) == 2, extra
+        assert message in _err(capsys)
+        assert not (out / "manifest.json").exists() and not (out / "index.md").exists()
+    assert (
+        main([*base, "--shared", str(shared), "--formats", "html"]) == 0
+    )  # the corrected run is not refused
+    assert (out / "manifest.json").exists()
+
+
+def test_evaluate_beyond_the_window_writes_nothing(tmp_path, capsys):
+    from retmask_interp.core.models import available_organisms
+
+    if "concentrated" not in available_organisms():
+        pytest.skip("the organism's weights are not installed")
+    out = tmp_path / "e.csv"
+    argv = ["evaluate", "organism", "--out", str(out), "--device", "cpu", "--tasks", "niah", "--n-per-cell", "1"]
+    assert main([*argv, "--lengths", "100000"]) == 2
+    assert "--lengths 100000: longer than retmask-organism-concentrated's window of 4096 tokens" in _err(capsys)
+    assert not out.exists() and not (tmp_path / "e.summary.csv").exists()
+    assert main([*argv, "--lengths", "4090"]) == 2  # fits the window, but not with room for the answer
+    assert "no example fits" in _err(capsys)
+    assert not out.exists()
+    assert main([*argv, "--lengths", "300", "--no-progress"]) == 0  # the corrected run is not refused
+    assert out.exists() and (tmp_path / "e.summary.csv").exists()
