@@ -19,6 +19,7 @@ from retmask_interp._cli.validate import (
     positive_int,
     unit_interval,
 )
+from retmask_interp.core.architectures import ATTN_IMPLEMENTATIONS  # light: no torch
 
 
 def add_model_args(p: argparse.ArgumentParser, default: str | None = "organism", dtype: str = "auto") -> None:
@@ -36,7 +37,12 @@ def add_model_args(p: argparse.ArgumentParser, default: str | None = "organism",
         help=f"auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16 ({dtype})",
     )
     p.add_argument("--revision", default=None, help="hub revision (branch, tag or commit)")
-    p.add_argument("--attn-implementation", default=None, help="sdpa (default), eager, flash_attention_2")
+    p.add_argument(
+        "--attn-implementation",
+        default=None,
+        choices=ATTN_IMPLEMENTATIONS,
+        help="sdpa (default), eager, flash_attention_2, ...",
+    )
 
 
 def add_grid_args(p: argparse.ArgumentParser, *, lengths=(0, 5000, 20), depths: int = 10) -> None:
@@ -159,7 +165,12 @@ def register(sub) -> None:
     h.add_argument(
         "file", type=Path, help="a head-list file, or the name of a shipped one (smollm2-135m-instruct)"
     )
-    h.add_argument("--top", type=nonnegative_int, default=20, help="rows to print (at most every head)")
+    h.add_argument(
+        "--top",
+        type=nonnegative_int,
+        default=None,
+        help="rows to print (default: 20, or every head if fewer)",
+    )
     h.add_argument("--threshold", type=finite_float, default=None, help="only heads with score >= this")
     h.add_argument(
         "--group-size",
@@ -225,8 +236,10 @@ def run_detect(args) -> int:
     from retmask_interp.heads.scores import save_head_scores
     from retmask_interp.measure.detect import DetectConfig, check_samples_file, detect_heads, shard_path
 
+    check_writable(
+        args.out, "head list (--out)"
+    )  # first: a directory is named as such, not as a finished run
     refuse_overwrite(args.out, args.overwrite, "head list")
-    check_writable(args.out, "head list (--out)")
     check_model_args(args)
     rank, world, barrier = _distributed(args)
     samples_path = args.save_samples or args.out.with_name(args.out.name + ".samples.jsonl")
@@ -301,6 +314,8 @@ def run_heads(args) -> int:
         print(f"wrote {path} ({hs.num_layers} layers x {hs.num_heads} heads of {hs.model or args.file.name})")
         return 0
     n = hs.num_layers * hs.num_heads
+    if args.top is None:  # a default never fails: 20 rows, or every head of a smaller list
+        args.top = min(20, n)
     if args.top > n:
         raise ValueError(f"--top {args.top} is more than the {n} heads in {args.file}; use --top {n} or less")
     counted = f", {hs.num_counted} counted samples" if hs.num_counted is not None else ""
@@ -318,6 +333,8 @@ def run_demo(args) -> int:
     from retmask_interp.workflows.demo import run_demo as demo
 
     check_writable(args.out / "summary.json", "demo output (--out)")
+    check_device(args.device)
+    check_model_source(str(args.model))  # a misspelt name fails here, not after a minute of hub retries
     lock_outputs(args, args.out, what="demo output")
     config = DemoConfig(
         model=args.model,

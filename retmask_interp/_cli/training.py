@@ -336,7 +336,17 @@ def _read_table(path: Path):
 
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist; make it with `retmask evaluate`")
-    return pd.read_json(path, lines=True) if path.suffix.lower() in (".jsonl", ".json") else pd.read_csv(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a directory; give the table written by `retmask evaluate --out`")
+    try:
+        if path.suffix.lower() in (".jsonl", ".json"):
+            return pd.read_json(path, lines=True)
+        return pd.read_csv(path)
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as err:  # EmptyDataError is a ValueError
+        raise ValueError(
+            f"{path} is not a table of `retmask evaluate` ({str(err).splitlines()[0]}); give the file written by "
+            "`retmask evaluate --out`"
+        ) from None
 
 
 def run_evaluate(args) -> int:
@@ -344,9 +354,9 @@ def run_evaluate(args) -> int:
     from retmask_interp.retmask.evaluation import DEFAULT_TASKS, evaluate, summarize
 
     summary_path = args.out.with_name(args.out.stem + ".summary.csv")
+    check_writable(args.out, "evaluation results (--out)")  # first: a directory is named as such
     refuse_overwrite(args.out, args.overwrite, "evaluation")  # check before hours of decoding
     refuse_overwrite(summary_path, args.overwrite, "evaluation summary (another run's?)")
-    check_writable(args.out, "evaluation results (--out)")
     lock_outputs(args, args.out, what="evaluation results")
     if not args.heads and (args.top_k is not None or args.threshold is not None):
         raise ValueError("--top-k / --threshold need --heads")

@@ -124,9 +124,9 @@ def check_model_source(name: str, revision: str | None = None) -> None:
                 f"unknown organism {which!r}; use one of: organism, organism:{', organism:'.join(ORGANISMS)}"
             )
         return
-    from retmask_interp.core.real_models import real_model_names
+    from retmask_interp.core.real_models import near_registry_names, registry_name
 
-    if name in real_model_names():
+    if registry_name(name) is not None:
         return  # a registry name: load_model resolves it (a missing package gets the install command there)
     path = Path(name).expanduser()
     if path.suffix.lower() == ".gguf":
@@ -142,13 +142,19 @@ def check_model_source(name: str, revision: str | None = None) -> None:
         return
     if _looks_like_path(name):
         raise InputError(f"model directory {name!r} does not exist; check the path (or give a hub name)")
+    near, typo = near_registry_names(name)
+    if typo and "/" not in name:  # one edit from a registry name: a typo, not a hub name (no network probe)
+        from retmask_interp.core.real_models import check_registry_typo
+
+        check_registry_typo(name)
     if _in_hf_cache(name, revision):
         return
     if not _hub_reachable():
+        hint = f"did you mean {' or '.join(map(repr, near))}? " if near else ""
         raise InputError(
-            f"model {name!r} is not a local directory and not in the Hugging Face cache, and the hub cannot be "
-            "reached (no network, or HF_HUB_OFFLINE is set): check the name, download the model where there is "
-            "a network, or give a local directory"
+            f"model {name!r} is not a local directory, a registry name or in the Hugging Face cache, and the hub "
+            f"cannot be reached (no network, or HF_HUB_OFFLINE is set): {hint}check the name, download the model "
+            "where there is a network, or give a local directory"
         )
 
 

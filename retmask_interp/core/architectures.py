@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "ARCHITECTURES",
+    "ATTN_IMPLEMENTATIONS",
     "ArchSpec",
     "AttentionSettings",
     "ModelGeometry",
@@ -41,6 +42,10 @@ __all__ = [
     "arch_for",
     "attention_settings",
 ]
+
+
+# attention implementations ``load_model`` takes (transformers' names); another name is refused, not ignored
+ATTN_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2", "flash_attention_3", "flex_attention")
 
 
 @dataclass(frozen=True)

@@ -17,12 +17,14 @@ from typing import TYPE_CHECKING, Any, cast
 import torch
 
 from retmask_interp.core.architectures import (
+    ATTN_IMPLEMENTATIONS,
     ArchSpec,
     AttentionSettings,
     ModelGeometry,
     arch_for,
     attention_settings,
 )
+from retmask_interp.core.io import InputError
 from retmask_interp.core.notation import as_heads, head_key
 
 if TYPE_CHECKING:
@@ -305,20 +307,35 @@ def organism_path(name: str = DEFAULT_ORGANISM) -> Path:
     return path
 
 
+def check_attn_implementation(attn_implementation: str | None) -> None:
+    if attn_implementation is not None and attn_implementation not in ATTN_IMPLEMENTATIONS:
+        raise InputError(
+            f"unknown attention implementation {attn_implementation!r}; use one of {', '.join(ATTN_IMPLEMENTATIONS)} "
+            "(CLI: --attn-implementation)"
+        )
+
+
 def load_organism(
-    name: str = DEFAULT_ORGANISM, device: str | None = "cpu", dtype: str | torch.dtype | None = "auto"
+    name: str = DEFAULT_ORGANISM,
+    device: str | None = "cpu",
+    dtype: str | torch.dtype | None = "auto",
+    attn_implementation: str | None = None,
 ) -> RetModel:
     """Load organism ``name`` as a :class:`~retmask_interp.core.models.RetModel` named ``retmask-organism-<name>``.
 
     ``device``: ``"cpu"`` (default), ``"cuda"``, or ``"auto"`` (a GPU when there is one). ``dtype``: ``"auto"``
-    (float32 on CPU, bfloat16 on GPU) or a dtype name. The model is returned in eval mode with sdpa attention.
+    (float32 on CPU, bfloat16 on GPU) or a dtype name. The model is returned in eval mode with sdpa attention
+    (or ``attn_implementation``).
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    check_attn_implementation(attn_implementation)
     path = organism_path(name)
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
-    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch_dtype, attn_implementation="sdpa")
+    model = AutoModelForCausalLM.from_pretrained(
+        str(path), dtype=torch_dtype, attn_implementation=attn_implementation or "sdpa"
+    )
     model.to(dev).eval()  # type: ignore[arg-type]  # transformers types PreTrainedModel.to through functools.wraps
     tokenizer = AutoTokenizer.from_pretrained(str(path))
     return RetModel(model, tokenizer, name=f"retmask-organism-{name}")
@@ -343,9 +360,10 @@ def load_model(
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    check_attn_implementation(attn_implementation)
     if str(name_or_path) == "organism" or str(name_or_path).startswith("organism:"):
         name = str(name_or_path).partition(":")[2] or DEFAULT_ORGANISM
-        return load_organism(name, device=device, dtype=dtype)
+        return load_organism(name, device=device, dtype=dtype, attn_implementation=attn_implementation)
     from retmask_interp.core.real_models import resolve_real_model
 
     display_name = str(name_or_path)

@@ -27,7 +27,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from retmask_interp.core.io import atomic_write_json
+from retmask_interp.core.io import InputError, atomic_write_json
 
 __all__ = [
     "RealModelSpec",
@@ -142,6 +142,45 @@ def registry() -> dict[str, RealModelSpec]:
 
 def real_model_names() -> list[str]:
     return sorted(registry())
+
+
+def registry_name(name: str | Path) -> str | None:
+    """The registry name that ``name`` spells (case and surrounding spaces do not matter: ``SmolLM2-135M-Instruct``
+    is ``smollm2-135m-instruct``), or None. The one rule for the API (``load_model``) and the command line."""
+    key = str(name).strip().lower()
+    return key if key in registry() else None
+
+
+def _edit_distance(a: str, b: str) -> int:
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        prev = cur
+    return prev[-1]
+
+
+def near_registry_names(name: str | Path) -> tuple[list[str], bool]:
+    """Registry names close to a name that is not one (``difflib``), and whether one of them is a single edit away
+    (a typo: no need to ask the hub whether ``name`` exists there)."""
+    import difflib
+
+    key = str(name).strip().lower()
+    names = real_model_names()
+    near = difflib.get_close_matches(key, names, n=3, cutoff=0.75)
+    return near, any(_edit_distance(key, n) <= 1 for n in near)
+
+
+def check_registry_typo(name: str | Path) -> None:
+    """``InputError`` for a name one edit away from a registry name (``smollm2-135m-instuct``, ``gemma-3-270``),
+    suggesting it; other names pass (they may be hub names or paths)."""
+    near, typo = near_registry_names(name)
+    if typo:
+        raise InputError(
+            f"unknown model {str(name)!r}; did you mean {' or '.join(map(repr, near))}? (registry names: "
+            f"{', '.join(real_model_names())})"
+        )
 
 
 def get_spec(name: str) -> RealModelSpec:
@@ -535,6 +574,10 @@ def resolve_real_model(name_or_path: str | Path) -> Path | None:
     """The hook for ``load_model``: a Hugging Face directory for a registry name or ``.gguf`` path, else None."""
     if _is_gguf_path(name_or_path):
         return real_model_dir(name_or_path)
-    if str(name_or_path).strip().lower() in registry():
+    if registry_name(name_or_path) is not None:
         return real_model_dir(name_or_path)
+    if "/" not in str(name_or_path) and not Path(str(name_or_path)).expanduser().exists():
+        check_registry_typo(
+            name_or_path
+        )  # a near miss of a registry name, not a hub name to try for a minute
     return None

@@ -124,6 +124,12 @@ def load_pairs_dataset(pairs_path: str | Path):
         missing = [k for k in ("prompt", "chosen", "rejected") if k not in rec]
         if missing:
             raise InputError(f"{path}: record {i} lacks {missing}; expected prompt/chosen/rejected columns")
+        for k in ("prompt", "chosen", "rejected"):
+            if not (isinstance(rec[k], str) or _is_messages(rec[k])):
+                raise InputError(
+                    f"{path}:{i + 1}: {k} is {type(rec[k]).__name__} {rec[k]!r:.40}; expected a string or a list "
+                    'of chat messages ({"role": ..., "content": "..."})'
+                )
         kinds.add(tuple(isinstance(rec[k], str) for k in ("prompt", "chosen", "rejected")))
         rows.append({k: rec[k] for k in ("prompt", "chosen", "rejected")})
     if not rows:
@@ -133,6 +139,14 @@ def load_pairs_dataset(pairs_path: str | Path):
             f"{path} mixes plain (string) and conversational (message list) records; use one format"
         )
     return Dataset.from_list(rows)
+
+
+def _is_messages(value: Any) -> bool:
+    return (
+        isinstance(value, list)
+        and bool(value)
+        and all(isinstance(m, dict) and isinstance(m.get("role"), str) and "content" in m for m in value)
+    )
 
 
 def _is_conversational(dataset) -> bool:

@@ -264,7 +264,8 @@ def test_cli_figures(tmp_path, capsys):
         "--real-study",  # alone: no real-model studies (by default studies/real_models/* are re-drawn)
     ]
     (tmp_path / "no").mkdir()  # a directory without results files
-    assert main(nothing + ["--formats", "html"]) == 1  # no input at all: an error, not an empty folder
+    assert main(nothing + ["--formats", "html"]) == 2  # no input at all: a one-line error, nothing written
+    assert not (tmp_path / "empty" / "manifest.json").exists()
 
 
 def test_cli_figures_refuses_to_overwrite(tmp_path, capsys):
