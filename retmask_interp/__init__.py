@@ -89,6 +89,7 @@ _API = {
     "organization_metrics": "retmask_interp.analysis.metrics:organization_metrics",
     "metrics_table": "retmask_interp.analysis.metrics:metrics_table",
     "head_heatmap": "retmask_interp.heads.plots:head_heatmap",
+    "explore": "retmask_interp.analysis.explorer:explore",
     "save_figure": "retmask_interp.analysis.export:save_figure",
     # retmask
     "PairsConfig": "retmask_interp.retmask.pairs:PairsConfig",

@@ -266,7 +266,7 @@ def agreement_figure(
             mode="markers",
             marker={"size": 5, "opacity": 0.6},
             customdata=np.stack([layers.ravel(), heads.ravel()], axis=1),
-            hovertemplate="layer %{customdata[0]}, head %{customdata[1]}<br>%{x:.3f} vs %{y:.3f}<extra></extra>",
+            hovertemplate="head %{customdata[0]}-%{customdata[1]}<br>%{x:.3f} vs %{y:.3f}<extra></extra>",
             name="heads",
             showlegend=False,
         ),
@@ -350,7 +350,7 @@ def compensation_figure(df, *, value: str = "span_mass", top_n: int = 15, title:
                 name=role,
                 marker={"color": color, "size": 7, "symbol": "x" if role == "masked" else "circle"},
                 customdata=np.stack([part["layer"], part["head"]], axis=1),
-                hovertemplate="layer %{customdata[0]}, head %{customdata[1]}<br>%{x:.3f} -> %{y:.3f}<extra></extra>",
+                hovertemplate="head %{customdata[0]}-%{customdata[1]}<br>%{x:.3f} -> %{y:.3f}<extra></extra>",
             ),
             row=1,
             col=1,
@@ -359,7 +359,7 @@ def compensation_figure(df, *, value: str = "span_mass", top_n: int = 15, title:
     top = free.reindex(free[f"delta_{value}"].abs().sort_values(ascending=False).index)[:top_n]
     fig.add_trace(
         go.Bar(
-            x=[f"L{a}H{b}" for a, b in zip(top["layer"], top["head"])],
+            x=[f"{a}-{b}" for a, b in zip(top["layer"], top["head"])],
             y=top[f"delta_{value}"].tolist(),
             marker_color=[_ROLE_COLORS.get(r, "gray") for r in top["role"]],
             name="change",
@@ -402,7 +402,7 @@ def single_head_effect_figure(df, *, title: str | None = None):
         mode="markers",
         marker={"size": 7},
         customdata=np.stack([df["layer"], df["head"]], axis=1),
-        hovertemplate="layer %{customdata[0]}, head %{customdata[1]}<br>score %{x:.3f}<br>effect %{y:.3f}<extra></extra>",
+        hovertemplate="head %{customdata[0]}-%{customdata[1]}<br>score %{x:.3f}<br>effect %{y:.3f}<extra></extra>",
         name="heads",
     )
     if {"ci_low", "ci_high"} <= set(df.columns):

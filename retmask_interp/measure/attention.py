@@ -511,5 +511,5 @@ def attention_view(
     names = [tok.decode([seq[i]]) if tok is not None else str(seq[i]) for i in pos.tolist()]
     tokens = names[:gap] + ["[...]"] + names[gap:]
     return cv.attention.attention_heads(
-        attention=att, tokens=tokens, attention_head_names=[f"L{a}H{b}" for a, b in heads]
+        attention=att, tokens=tokens, attention_head_names=[f"{a}-{b}" for a, b in heads]
     )

@@ -329,7 +329,7 @@ def test_attention_view_is_offline_html():
     sample = _samples([(200, 100, 106)])[0]
     html = effects.attention_view(model, sample, [(1, 0), (0, 2)], before=10, after=5)
     src = html.local_src
-    assert "L1H0" in src and "[...]" in src and f"t{sample.input_ids[100]}" in src
+    assert "1-0" in src and "[...]" in src and f"t{sample.input_ids[100]}" in src
     assert "unpkg.com" not in src and "cdn.jsdelivr" not in src
     assert len(src) < 3_000_000
 
