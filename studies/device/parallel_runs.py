@@ -23,7 +23,7 @@ STUDY = [
     sys.executable,
     "studies/smollm2_retmask/smollm2_retmask.py",
     "--heads",
-    "retmask_interp/data/heads/smollm2-135m-instruct.json",
+    "studies/smollm2_retmask/heads_2026-11-28.json",
     "--conditions",
     "retmask",
     "random",

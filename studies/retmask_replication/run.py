@@ -39,7 +39,7 @@ from retmask_interp.workflows.studies.retmask import StudyConfig, run_name, run_
 log = logging.getLogger("replication")
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-HEADS = "retmask_interp/data/heads/smollm2-135m-instruct.json"
+HEADS = "studies/smollm2_retmask/heads_2026-11-28.json"
 GGUF = "/root/stage/SmolLM2-135M-Instruct.Q4_1.gguf"
 LR = 5e-6  # PLAN.md section 2: one lr for every condition, not tuned again
 SELF_OFFSET = 1000

@@ -1,6 +1,6 @@
 """RetMask on SmolLM2-135M-Instruct (issue 13), from the prompt set to the report, as one resumable command.
 
-    python studies/smollm2_retmask/smollm2_retmask.py --heads retmask_interp/data/heads/smollm2-135m-instruct.json \\
+    python studies/smollm2_retmask/smollm2_retmask.py --heads studies/smollm2_retmask/heads_2026-11-28.json \\
         --out runs/smollm2_retmask --report-dir studies/smollm2_retmask --device cuda
 
 ``--preset tiny`` is the CPU proof (16 prompts, 32 new tokens, one lr, 2 seeds, lengths 512/1024, 3 examples per
