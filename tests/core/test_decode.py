@@ -14,7 +14,7 @@ import warnings
 
 import pytest
 import torch
-from conftest import FAMILIES, make_tiny_model
+from helpers import FAMILIES, make_tiny_model
 
 from retmask_interp.core import decode as _decode
 from retmask_interp.core.decode import _forward_names

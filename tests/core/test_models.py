@@ -8,7 +8,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from conftest import make_tiny_model
+from helpers import make_tiny_model
 
 from retmask_interp.core import models
 from retmask_interp.core.architectures import UnsupportedArchitectureError, arch_for

@@ -8,7 +8,7 @@ import logging
 import numpy as np
 import pytest
 import torch
-from conftest import make_tiny_model
+from helpers import make_tiny_model
 
 from retmask_interp.analysis import metrics as analysis
 from retmask_interp.cli import main

@@ -6,7 +6,7 @@ import copy
 
 import pytest
 import torch
-from conftest import FAMILIES, make_tiny_model
+from helpers import FAMILIES, make_tiny_model
 
 from retmask_interp.core.models import as_model
 from retmask_interp.interventions.controls import random_controls, random_heads

@@ -9,7 +9,7 @@ import copy
 
 import pytest
 import torch
-from conftest import make_tiny_model
+from helpers import make_tiny_model
 
 from retmask_interp.core.models import as_model
 from retmask_interp.interventions.masking import (

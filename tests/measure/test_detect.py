@@ -6,9 +6,9 @@ import json
 
 import pytest
 import torch
-from conftest import FAMILIES, make_tiny_model
-from conftest import NiahSample as _Sample
-from conftest import WordTokenizer as _Tok
+from helpers import FAMILIES, make_tiny_model
+from helpers import NiahSample as _Sample
+from helpers import WordTokenizer as _Tok
 from reference_impl import eager_copy, naive_copy_paste_scores
 
 from retmask_interp.core.io import InputError

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 import torch
-from conftest import FAMILIES, make_tiny_model
+from helpers import FAMILIES, make_tiny_model
 from reference_impl import eager_copy
 
 from retmask_interp.core.architectures import AttentionSettings

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import script_module
+from helpers import script_module
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "multi_gpu_detect.py"
 # a small grid: 4 lengths (30-120 tokens) x 1 needle x 3 depths = 12 samples, 6 new tokens
@@ -79,7 +79,7 @@ def test_one_process_writes_heads_and_timing_and_compares(bench, tmp_path, monke
 
 
 def test_detection_without_a_tokenizer_only_with_the_filter_off_and_eos_stop():
-    from conftest import NiahSample, make_tiny_model
+    from helpers import NiahSample, make_tiny_model
 
     from retmask_interp.core.models import as_model
     from retmask_interp.measure.detect import DetectConfig, detect_heads

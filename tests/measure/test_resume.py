@@ -7,9 +7,9 @@ import json
 
 import pytest
 import torch
-from conftest import NiahSample as _Sample
-from conftest import WordTokenizer as _Tok
-from conftest import make_tiny_model
+from helpers import NiahSample as _Sample
+from helpers import WordTokenizer as _Tok
+from helpers import make_tiny_model
 
 from retmask_interp.cli import main
 from retmask_interp.core.io import InputError

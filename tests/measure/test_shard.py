@@ -14,7 +14,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: conftest (spawned ranks import it)
-from conftest import script_module  # noqa: E402
+from helpers import script_module  # noqa: E402
 
 from retmask_interp.measure.detect import shard_order  # noqa: E402
 
@@ -36,7 +36,7 @@ class _Tok:
 
 def _setup(lengths: int = 3, n: int = 7):
     """``n`` samples whose prompt lengths cycle through ``lengths`` values (20, 21, ...)."""
-    from conftest import make_tiny_model
+    from helpers import make_tiny_model
 
     from retmask_interp.core.models import as_model
     from retmask_interp.measure.detect import DetectConfig

@@ -18,7 +18,7 @@ import os
 
 import pytest
 import torch
-from conftest import FAMILIES, make_tiny_model
+from helpers import FAMILIES, make_tiny_model
 from reference_impl import eager_copy, naive_copy_paste_scores
 
 from retmask_interp.core import decode as _decode

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_tiny_model
+from helpers import make_tiny_model
 
 from retmask_interp.core.io import read_jsonl
 from retmask_interp.retmask.pairs import pairs_from_responses

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import script_module
+from helpers import script_module
 
 from retmask_interp.retmask import training
 from retmask_interp.retmask.training import DPOSettings, _dpo_config, load_pairs_dataset

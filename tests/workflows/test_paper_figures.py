@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_tiny_model
+from helpers import make_tiny_model
 
 from retmask_interp.analysis.export import save_figure
 from retmask_interp.analysis.metrics import gini
