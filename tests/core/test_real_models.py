@@ -27,8 +27,6 @@ from retmask_interp.core.real_models import (
     resolve_real_model,
 )
 
-pytest.importorskip("transformers")
-
 
 def _need(name: str) -> list[Path]:
     """The model's installed GGUF files, or skip with the install command."""

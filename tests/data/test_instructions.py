@@ -23,6 +23,7 @@ from retmask_interp.data.instructions import (
     summarize_prompts,
     summary_markdown,
 )
+from retmask_interp.retmask.pairs import load_prompts
 
 REPO = Path(__file__).resolve().parents[2]
 W = I.WORDS
@@ -299,6 +300,5 @@ def test_config_validation():
 
 
 def test_records_feed_pairs_load_prompts(prompts):
-    pairs = pytest.importorskip("retmask_interp.pairs")
-    loaded = pairs.load_prompts([p.to_record() for p in prompts[:20]])
+    loaded = load_prompts([p.to_record() for p in prompts[:20]])
     assert [(q.text, q.id) for q in loaded] == [(p.text, p.id) for p in prompts[:20]]

@@ -24,6 +24,7 @@ from retmask_interp.heads.formats import (
     load_yaml_heads,
 )
 from retmask_interp.heads.scores import HeadScores
+from retmask_interp.interventions import masking
 from retmask_interp.interventions.lens import tl_bridge, tl_mask_hooks, tl_run_masked
 from retmask_interp.interventions.weights import MASKED_HEADS_FILE, export_masked
 from retmask_interp.measure import stats as _measure_stats
@@ -196,7 +197,6 @@ def test_tl_mask_hooks_structure():
 
 
 def test_tl_masking_equals_nnsight_masking():
-    masking = pytest.importorskip("retmask_interp.interventions.masking")
     hf = make_tiny_model("llama")  # GQA: 4 query heads over 2 KV heads
     types_before = [type(m) for m in hf.modules()]
     bridge = tl_bridge(hf, tiny_tokenizer())
@@ -223,7 +223,6 @@ def _reload_logits(path, ids):
 
 
 def test_export_masked_tiny_model(tmp_path):
-    masking = pytest.importorskip("retmask_interp.interventions.masking")
     hf = make_tiny_model("llama")
     rm = as_model(hf, tiny_tokenizer())
     heads = [(1, 2), (0, 0)]
@@ -252,7 +251,6 @@ def test_export_masked_tiny_model(tmp_path):
 
 def test_cli_export_masked_real_checkpoint(stories_path, tmp_path):
     """stories260K (5 layers, 8 query / 4 KV heads, SentencePiece): export from a CSV head list via the CLI."""
-    masking = pytest.importorskip("retmask_interp.interventions.masking")
     from retmask_interp.core.models import load_model
 
     scores = np.zeros((5, 8))

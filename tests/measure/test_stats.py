@@ -4,6 +4,7 @@ and their stop at the first generated newline."""
 from __future__ import annotations
 
 import pytest
+from rouge_score import rouge_scorer
 
 from retmask_interp.measure.stats import niah_success, rouge1_recall
 
@@ -18,20 +19,17 @@ from retmask_interp.measure.stats import niah_success, rouge1_recall
     ],
 )
 def test_wu_scorer_differs_from_simple_where_expected(reference, hypothesis, wu, simple):
-    pytest.importorskip("rouge_score")
     assert rouge1_recall(reference, hypothesis) == pytest.approx(wu)
     assert rouge1_recall(reference, hypothesis, "simple") == pytest.approx(simple)
 
 
 def test_wu_scorer_equals_the_library_call():
-    rouge_scorer = pytest.importorskip("rouge_score.rouge_scorer")
     ref = rouge_scorer.RougeScorer(["rouge1", "rougeL"], use_stemmer=True)
     for a, b in [("eat a sandwich in Dolores Park", "Eating sandwiches at the park."), ("x y", "")]:
         assert rouge1_recall(a, b) == ref.score(a, b)["rouge1"].recall
 
 
 def test_niah_success_rule_and_bad_threshold():
-    pytest.importorskip("rouge_score")
     assert niah_success("eat a sandwich", "eating sandwiches") == (True, pytest.approx(2 / 3))
     assert niah_success("eat a sandwich", "eating sandwiches", scorer="simple")[0] is False
     assert niah_success("x", "y", 0.0)[0] is True  # threshold 0 counts every sample

@@ -211,16 +211,21 @@ def test_train_script_tiny(tmp_path):
 
 @pytest.mark.slow
 def test_train_script_tiny_with_check(tmp_path):
+    """The end-of-training check tells a model that retrieves from one that does not: after 3 tiny steps it
+    records that the model answered no held-out needle (the weights and the log are kept); on a trained organism
+    the same check reports retrieval, one row of scores per layer."""
     out = tmp_path / "o"
     argv = ["--config", str(CONFIGS / "distributed.json"), "--out", str(out), "--tiny", "--workers", "1"]
     assert tr.main(argv, check=training_check) == 0
+    assert (out / "model.safetensors").is_file()
     check = json.loads((out / "train_log.json").read_text())["check"]
-    assert "error" not in check, check
-    n = check["num_samples"]
-    assert n >= 5 and n % 5 == 0  # every needle that fits the 64-token check, at each of the 5 depths
-    assert round(check["niah_success"] * n, 6) == int(round(check["niah_success"] * n))  # a share of samples
-    layers = json.loads((out / "config.json").read_text())["num_hidden_layers"]
-    assert len(check["scores"]) == layers  # one row of retrieval scores per layer
+    assert "no NIAH sample counted" in check.get("error", ""), check  # 3 steps teach nothing
+    rm = organism.load_organism("concentrated")
+    trained = training_check(rm, [300], 3, 2)
+    n = trained["num_samples"]
+    assert n >= 3 and n % 3 == 0  # every needle that fits 300 tokens, at each of the 3 depths
+    assert trained["niah_success"] >= 0.8, trained["niah_success"]
+    assert len(trained["scores"]) == rm.geometry.num_layers  # one row of retrieval scores per layer
 
 
 def test_organism_path_errors(monkeypatch):
@@ -234,7 +239,7 @@ def test_organism_path_errors(monkeypatch):
 
 
 @pytest.mark.parametrize("name", organism.ORGANISMS)
-def test_load_organism(name):
+def test_load_organism_and_it_retrieves_where_a_random_init_does_not(name):
     if name not in organism.available_organisms():
         pytest.skip(f"weights of {name!r} are not in this checkout")
     rm = organism.load_organism(name)
@@ -248,3 +253,30 @@ def test_load_organism(name):
     from retmask_interp.core.models import load_model
 
     assert load_model(f"organism:{name}").name == rm.name  # the CLI's --model organism:NAME
+    # behaviour: held-out needles (eval split) at three depths are retrieved by the trained weights and by no
+    # random-init model of the same config (so the embedded weights are a trained organism, not just its shape)
+    trained, untrained = _niah_success(rm), _niah_success(_random_init(name, rm.tokenizer))
+    assert trained >= 0.8, trained  # 1.0 here; the model card's 120-prompt grid: 0.99-1.0
+    assert untrained <= 0.2, untrained  # 0.0 here
+
+
+def _niah_success(rm) -> float:
+    """NIAH success (Wu's ROUGE rule) on 6 held-out prompts: 2 eval-split needles x 3 depths at 300 tokens."""
+    from retmask_interp.data.niah import build_grid, load_haystack
+    from retmask_interp.data.synthetic import make_needles
+    from retmask_interp.measure.outcomes import niah_outcomes
+
+    needles = make_needles(2, seed=5, split="eval")
+    hay = load_haystack("synthetic:7", num_words=1000)
+    samples = build_grid(rm.tokenizer, hay, needles, [300], [0, 50, 100], "chat", repeat_haystack=True)
+    rows = niah_outcomes(rm, samples, [], max_new_tokens=24, batch_size=6)
+    assert len(rows) == 6
+    return sum(r["success"] for r in rows) / len(rows)
+
+
+def _random_init(name: str, tokenizer):
+    """A model of organism ``name``'s config with the weights ``build_model`` starts training from."""
+    from retmask_interp.core.models import as_model
+
+    cfg = build.OrganismConfig.from_json(CONFIGS / f"{name}.json")
+    return as_model(build.build_model(cfg.model, tokenizer, seed=0).float().eval(), tokenizer)
