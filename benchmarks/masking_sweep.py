@@ -67,7 +67,7 @@ CARDS = {"H100": (989e12, 3.35e12), "H200": (989e12, 4.8e12)}
 
 
 def card() -> tuple[str, float, float]:
-    name = torch.cuda.get_device_name()
+    name = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
     for key, (peak, bw) in CARDS.items():
         if key in name:
             return name, peak, bw
@@ -88,7 +88,7 @@ def timed(fn) -> tuple[float, object]:
 
 
 # --------------------------------------------------------------------------------------------- the study's inputs
-def study_inputs(study: Path, model: str, haystack: str | None):
+def study_inputs(study: Path, model: str, haystack: str | None, device: str = "cuda"):
     from retmask_interp.workflows import real_models as rmw
 
     raw = json.loads((study / "config.json").read_text())
@@ -97,7 +97,7 @@ def study_inputs(study: Path, model: str, haystack: str | None):
     cfg.model = model
     if haystack:
         cfg.haystacks = [haystack, *cfg.haystacks[1:]]
-    rm = load_model(model, device="cuda", dtype=cfg.dtypes[0])
+    rm = load_model(model, device=device, dtype=cfg.dtypes[0] if device == "cuda" else "float32")
     rm.name = cfg.model_name or rm.name
     samples = rmw.build_samples(rm, cfg, cfg.haystacks[0], cfg.styles[0])
     msamples = rmw.spread_subset(samples, cfg.masking_samples)
@@ -230,12 +230,24 @@ def main() -> None:
     ap.add_argument("--stages", default="masking,topk,single")
     ap.add_argument("--check", action="store_true")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--dry", type=int, default=0, help="a trial of the script: N samples and N conditions")
     args = ap.parse_args()
     stages = args.stages.split(",")
     name, peak, bw = card()
     t_load, (rm, cfg, samples, msamples, asamples, hs, retrieval, conds) = timed(
-        lambda: study_inputs(args.study, args.model, args.haystack)
+        lambda: study_inputs(args.study, args.model, args.haystack, args.device)
     )
+    if args.dry:
+        msamples, asamples = msamples[: args.dry], asamples[: args.dry]
+        conds = dict(list(conds.items())[: args.dry])
+        cfg.ks, cfg.topk_seeds, cfg.modes, cfg.max_new_tokens, cfg.single_heads = (
+            [1],
+            1,
+            ["zero"],
+            4,
+            args.dry,
+        )
     print(f"{rm.name} on {name}: {len(msamples)} masking / {len(asamples)} attention samples, "
           f"{len(retrieval)} retrieval heads, {len(conds)} masking conditions (load {t_load:.1f} s)", flush=True)  # fmt: skip
     committed = pd.read_csv(args.study / "masking_outcomes.csv.gz")
@@ -262,14 +274,18 @@ def main() -> None:
             mode="zero",
             max_new_tokens=cfg.max_new_tokens,
         ),  # fmt: skip
-        "single": lambda: single_head_effects(rm, asub, hs, None, n_resamples=200),
+        "single": lambda: single_head_effects(rm, asub, hs, cfg.single_heads, n_resamples=200),
     }
     old_fns = {
         "masking": lambda: [old_condition(rm, msub, h, "zero", cfg) for _, h in mc[:n_old]],
         "topk": lambda: [old_condition(rm, msub, h, "zero", cfg) for _, h in tk_conds[:n_old]],
         "single": lambda: old_single(rm, asub, [[]] + [[h] for h in heads_all[: n_old - 1]], cfg),
     }
-    total_units = {"masking": len(mc), "topk": len(tk_conds), "single": len(heads_all) + 1}
+    total_units = {
+        "masking": len(mc),
+        "topk": len(tk_conds),
+        "single": (cfg.single_heads or len(heads_all)) + 1,
+    }
     print(f"timed subset: the {len(msub)} masking / {len(asub)} attention samples of length {length} "
           f"(grid lengths {lengths}); old path on {n_old} of the conditions, scaled", flush=True)  # fmt: skip
     # warm-ups: kernels, allocator, nnsight's source reads (not timed)
@@ -357,7 +373,7 @@ def check(rm, cfg, study: Path, msamples, asamples, hs, conds, ks) -> dict:
           f"{out['masking_logprob_abs_diff_mean']:.4f} max {out['masking_logprob_abs_diff_max']:.3f}; summary means "
           f"inside the committed intervals: {int(j.inside.sum())}/{len(j)}", flush=True)  # fmt: skip
     # the shared prefill against one teacher-forced forward, same rows (bf16)
-    for name in ("unmasked", "retrieval"):
+    for name in [n for n in ("unmasked", "retrieval") if n in conds]:
         tf = teacher_forced(rm, msamples, heads=conds[name], batch_size=cfg.masking_batch_size)
         sg = new[(new["mode"] == "zero") & (new.condition == name)].answer_logprob.to_numpy()
         d = np.abs(sg - np.array([r["answer_logprob"] for r in tf]))
