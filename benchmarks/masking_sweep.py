@@ -343,12 +343,12 @@ def main() -> None:
 # --------------------------------------------------------------------------------------------- conclusions
 def check(rm, cfg, study: Path, msamples, asamples, hs, conds, ks) -> dict:
     """The new path over the full stages once, against the study's committed tables."""
-    from retmask_interp.workflows.real_models import _mean_values
+    from retmask_interp.measure.experiment import grid_mean_values
 
     out: dict = {}
     committed = pd.read_csv(study / "masking_outcomes.csv.gz")
     summary = pd.read_csv(study / "masking_summary.csv")
-    means = _mean_values(rm, msamples) if "mean" in cfg.modes else None
+    means = grid_mean_values(rm, msamples) if "mean" in cfg.modes else None
     parts, t0 = [], time.perf_counter()
     for mode in cfg.modes:
         df = masking_outcomes(rm, msamples, conds, mode=mode, max_new_tokens=cfg.max_new_tokens,
