@@ -53,7 +53,7 @@ def _unit_rows(csv: Path, unit: dict, source: str) -> tuple[pd.DataFrame, dict]:
     for k, v in unit.items():
         df[k] = v
     df["model"], df["source"] = MODEL, source
-    for c in ("score_len_controlled", "token_f1", "answer_words"):
+    for c in R.OPTIONAL:
         df[c] = float("nan")
     preds_path = csv.with_suffix(".predictions.jsonl")
     preds = {}
@@ -153,6 +153,7 @@ def new_units(root: Path, source: str) -> list[tuple[pd.DataFrame, dict]]:
                     "score_len_controlled": float("nan"),
                     "token_f1": float("nan"),
                     "answer_words": float("nan"),
+                    "score_first15": float("nan"),
                     "source": source,
                 }
                 for r in recs
@@ -210,6 +211,7 @@ def rescore_all(units: list[tuple[pd.DataFrame, dict]], tokenizer) -> pd.DataFra
                     )
                 for c in ("score_len_controlled", "token_f1"):
                     df.at[i, c] = s[c]
+                df.at[i, "score_first15"] = R.rescore(ex[int(r["example"])], pred, 15)["score_len_controlled"]
         frames.append(df)
     out = pd.concat(frames, ignore_index=True)
     out.attrs["length_budget"] = budget

@@ -57,7 +57,7 @@ def _table(gains: dict[str, list[float]], n: int = 40, seed: int = 0) -> pd.Data
                     {"model": "m", "condition": cond, "control_draw": draw, "seed": s, "pair_seed": s,
                      "eval_seed": 0 if cond == "none" else s, "lr": 0.0 if cond == "none" else 5e-6, "task": task,
                      "length": length, "example": i, "score": x + shift, "score_len_controlled": x,
-                     "token_f1": x, "answer_words": 10.0 + shift, "source": "t"}
+                     "token_f1": x, "answer_words": 10.0 + shift, "score_first15": x, "source": "t"}
                 )  # fmt: skip
 
     add("none", "", -1, 0.0)

@@ -11,7 +11,7 @@ import pytest
 
 from retmask_interp.retmask import replication as R
 
-STUDY = Path(__file__).resolve().parents[2] / "studies" / "retmask_replication"
+STUDY = Path(__file__).resolve().parent
 
 
 def _load(name: str):
