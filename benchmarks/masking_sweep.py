@@ -1,8 +1,8 @@
 """GPU benchmark of the real-model studies' masking sweeps: the packed path against the old per-condition path.
 
-For one study directory (``docs/real_models/smollm2`` or ``gemma3``: its ``config.json``, ``heads.json`` and the
+For one study directory (``studies/real_models/smollm2`` or ``gemma3``: its ``config.json``, ``heads.json`` and the
 committed per-sample tables) and the model it was run with, this rebuilds the study's samples and conditions exactly
-as the study did (``workflows.real_models``: the grid, the balanced 48 masking / 24 attention samples, the retrieval
+as the study did (``workflows.studies.real_models``: the grid, the balanced 48 masking / 24 attention samples, the retrieval
 heads at the threshold, the seeded random and per-layer matched controls, the top-k conditions) and times three
 stages, new next to old, interleaved, ``--repeats`` times in one process:
 
@@ -31,7 +31,7 @@ of its decode steps (weights once per step per batch, the KV cache of every row)
 floor is the prefill compute time plus the larger of the decode's compute and memory times.
 
 Usage (GPU machine, the GGUF converted, the essays in /root/stage):
-    python3 benchmarks/masking_sweep.py --study docs/real_models/smollm2 \
+    python3 benchmarks/masking_sweep.py --study studies/real_models/smollm2 \
         --model /root/stage/SmolLM2-135M-Instruct.Q4_1.gguf --repeats 3 --check --out $OUT/smollm2.json
 """
 
@@ -89,7 +89,8 @@ def timed(fn) -> tuple[float, object]:
 
 # --------------------------------------------------------------------------------------------- the study's inputs
 def study_inputs(study: Path, model: str, haystack: str | None, device: str = "cuda"):
-    from retmask_interp.workflows import real_models as rmw
+    from retmask_interp.workflows.studies import real_models as rmw
+    from retmask_interp.workflows.studies.real_models.grid import build_samples
 
     raw = json.loads((study / "config.json").read_text())
     known = {f.name for f in fields(rmw.StudyConfig)}
@@ -99,7 +100,7 @@ def study_inputs(study: Path, model: str, haystack: str | None, device: str = "c
         cfg.haystacks = [haystack, *cfg.haystacks[1:]]
     rm = load_model(model, device=device, dtype=cfg.dtypes[0] if device == "cuda" else "float32")
     rm.name = cfg.model_name or rm.name
-    samples = rmw.build_samples(rm, cfg, cfg.haystacks[0], cfg.styles[0])
+    samples = build_samples(rm, cfg, cfg.haystacks[0], cfg.styles[0])
     msamples = rmw.spread_subset(samples, cfg.masking_samples)
     asamples = rmw.spread_subset(samples, cfg.attention_samples)
     hs = load_head_scores(study / "heads.json")

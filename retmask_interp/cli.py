@@ -16,7 +16,7 @@ import sys
 __all__ = ["main", "build_parser"]
 
 # order = order in --help
-_GROUPS = ["detect", "analysis", "training", "figures"]
+_GROUPS = ["detect", "analysis", "training", "figures", "study"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -45,7 +45,7 @@ def register(sub) -> None:
         default=None,
         type=Path,
         metavar="DIR",
-        help="real-model study directories (studies/real_models/real_model_study.py) to re-draw (default: the folders of "
+        help="real-model study directories (`retmask study real-model`) to re-draw (default: the folders of "
         "studies/real_models/ that hold a heads.json; `--real-study` alone: none)",
     )
     p.add_argument(
@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
         if missing:
             raise FileNotFoundError(
                 f"--real-study {' '.join(missing)}: no heads.json there; give directories made by "
-                "studies/real_models/real_model_study.py"
+                "`retmask study real-model`"
             )
     manifest = regenerate_all(
         args.out,

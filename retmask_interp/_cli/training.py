@@ -8,17 +8,15 @@ import logging
 from pathlib import Path
 
 from retmask_interp._cli.detect import add_model_args, check_model_args, load_from_args
+from retmask_interp._cli.options import add_config_arguments, config_from_args
 from retmask_interp._cli.validate import (
     check_writable,
     finite_float,
-    fraction,
     lock_outputs,
     nonnegative_float,
     nonnegative_int,
-    positive_float,
     positive_int,
     seed_int,
-    steps_int,
     top_p,
 )
 
@@ -56,37 +54,11 @@ def _prompt_args(p: argparse.ArgumentParser) -> None:
 
 
 def _train_args(p: argparse.ArgumentParser) -> None:
+    from retmask_interp.retmask.training import DPOSettings
+
     g = p.add_argument_group("DPO (defaults: the RetMask paper)")
-    g.add_argument("--lr", type=positive_float, default=None, help="learning rate (5e-7; LoRA: 5e-5)")
-    g.add_argument("--beta", type=positive_float, default=0.1)
-    g.add_argument("--epochs", type=positive_float, default=2.0)
-    g.add_argument(
-        "--effective-batch-size", type=positive_int, default=512, help="per-device x accumulation x GPUs"
-    )
-    g.add_argument("--per-device-batch-size", type=positive_int, default=4)
-    g.add_argument("--max-length", type=positive_int, default=2560, help="prompt + response tokens")
-    g.add_argument(
-        "--max-steps", type=steps_int, default=-1, help="stop after N optimizer steps (smoke tests)"
-    )
-    g.add_argument("--warmup-ratio", type=fraction, default=0.1)
-    g.add_argument("--weight-decay", type=nonnegative_float, default=0.1)
-    g.add_argument(
-        "--reference", choices=["copy", "precompute"], default="copy", help="full fine-tuning only"
-    )
-    g.add_argument("--lora", action="store_true", help="train a LoRA adapter (merged into the saved model)")
-    g.add_argument("--lora-r", type=positive_int, default=16)
-    g.add_argument("--lora-alpha", type=positive_int, default=32)
-    g.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None, help="(auto: on a GPU)")
-    g.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=None)
-    g.add_argument(
-        "--save-steps", type=positive_int, default=None, help="checkpoint every N steps (for --resume)"
-    )
+    add_config_arguments(g, DPOSettings, helps={"learning_rate": "learning rate (LoRA: 5e-5)"})
     g.add_argument("--resume", action="store_true", help="continue from the last checkpoint in OUT")
-    g.add_argument("--deepspeed", default=None, metavar="JSON", help="DeepSpeed config")
-    g.add_argument("--train-seed", type=seed_int, default=0)
-    g.add_argument(
-        "--logging-steps", type=positive_int, default=10, help="log loss and rewards every N optimizer steps"
-    )
 
 
 def _heads(args, rm) -> list[tuple[int, int]]:
@@ -126,28 +98,8 @@ def _pairs_config(args):
 def _dpo_settings(args):
     from retmask_interp.retmask.training import DPOSettings
 
-    lr = args.lr if args.lr is not None else (5e-5 if args.lora else 5e-7)
-    return DPOSettings(
-        beta=args.beta,
-        learning_rate=lr,
-        warmup_ratio=args.warmup_ratio,
-        weight_decay=args.weight_decay,
-        num_train_epochs=args.epochs,
-        effective_batch_size=args.effective_batch_size,
-        per_device_batch_size=args.per_device_batch_size,
-        max_length=args.max_length,
-        max_steps=args.max_steps,
-        reference=args.reference,
-        lora=args.lora,
-        lora_r=args.lora_r,
-        lora_alpha=args.lora_alpha,
-        bf16=args.bf16,
-        gradient_checkpointing=args.gradient_checkpointing,
-        save_steps=args.save_steps,
-        deepspeed=args.deepspeed,
-        seed=args.train_seed,
-        logging_steps=args.logging_steps,
-    )
+    lr = args.learning_rate if args.learning_rate is not None else (5e-5 if args.lora else 5e-7)
+    return config_from_args(DPOSettings, args, learning_rate=lr)
 
 
 # -- parsers -----------------------------------------------------------------------------------------------------

@@ -80,18 +80,19 @@ def _flat(obj: Any, prefix: str = "") -> dict[str, Any]:
 @dataclass
 class StageContext:
     """What a stage's function is given: its name, effective settings, the run directory and a per-unit
-    checkpoint (``KeyedCheckpoint``; created on first use)."""
+    checkpoint (``KeyedCheckpoint`` at ``units_path``, created on first use; a function that keeps its own
+    checkpoint file, like ``measure``'s ``checkpoint=``, is given ``units_path`` instead: it goes with the stage)."""
 
     name: str
     settings: dict[str, Any]
     root: Path
-    _units: Path
+    units_path: Path  # the unit checkpoint's file (for functions that keep their own ``checkpoint=`` file)
     _checkpoint: KeyedCheckpoint | None = field(default=None, repr=False)
 
     @property
     def checkpoint(self) -> KeyedCheckpoint:
         if self._checkpoint is None:
-            self._checkpoint = KeyedCheckpoint(self._units, self.settings)
+            self._checkpoint = KeyedCheckpoint(self.units_path, self.settings)
         return self._checkpoint
 
     def path(self, *parts: str) -> Path:
@@ -100,10 +101,15 @@ class StageContext:
 
 
 class Stages:
-    """The stages of one run directory (``root``); markers live in ``root/stages``."""
+    """The stages of one run directory (``root``); markers live in ``root/stages``.
 
-    def __init__(self, root: str | Path):
+    ``adopt=True`` (a directory made before this runner, whose settings the caller has checked as a whole): a stage
+    with no marker whose declared outputs all exist is recorded as finished (result ``{"adopted": true}``) without
+    running."""
+
+    def __init__(self, root: str | Path, *, adopt: bool = False):
         self.root = Path(root)
+        self.adopt = adopt
 
     # -- paths ------------------------------------------------------------------------------------------------
     def _file(self, name: str, suffix: str) -> Path:
@@ -162,17 +168,18 @@ class Stages:
         )
 
     def timings(self) -> dict[str, float]:
-        """Wall seconds per finished stage and per group (the part of a name before its first ``/``)."""
+        """Wall seconds per finished stage and per group (the part of a name before its first ``/``; a stage named
+        like a group counts in it)."""
         times: dict[str, float] = {}
+        groups: dict[str, float] = {}
         for name in self.names():
             rec = self.record(name)
             if rec is None or "wall_s" not in rec:
                 continue
-            group = name.split("/")[0]
-            if group != name:
-                times[group] = times.get(group, 0.0) + float(rec["wall_s"])
             times[name] = float(rec["wall_s"])
-        return times
+            group = name.split("/")[0]
+            groups[group] = groups.get(group, 0.0) + times[name]
+        return times | {g: t for g, t in groups.items() if any(n.startswith(g + "/") for n in times)}
 
     # -- checking ---------------------------------------------------------------------------------------------
     def _resolve(self, upstream: Upstream) -> Any:
@@ -246,6 +253,17 @@ class Stages:
             log.warning("stage %s: finished, but %s are gone: running it again", name, missing)
             self.marker(name).unlink()
         started = self._file(name, ".started.json")
+        if self.adopt and outputs and not started.exists() and all((self.root / o).exists() for o in outputs):
+            log.info("stage %s: adopted (its outputs were made before the stage runner)", name)
+            marker = {
+                "name": name,
+                "settings": eff,
+                "result": {"adopted": True},
+                "outputs": outputs,
+                "wall_s": 0.0,
+            }
+            atomic_write_json(self.marker(name), marker)
+            return marker["result"]
         atomic_write_json(started, {"name": name, "settings": eff})
         log.info("stage %s: running", name)
         ctx = StageContext(name, eff, self.root, self._file(name, ".units.jsonl"))
@@ -261,7 +279,7 @@ class Stages:
         }
         atomic_write_json(self.marker(name), marker)
         started.unlink(missing_ok=True)
-        ctx._units.unlink(missing_ok=True)
+        ctx.units_path.unlink(missing_ok=True)
         log.info("stage %s: %.1f s", name, wall)
         return result
 

@@ -40,7 +40,7 @@ import dataclasses
 import json
 import logging
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -70,35 +70,52 @@ SUMMARY_NAME = "training_summary.json"
 class DPOSettings:
     """DPO settings; defaults are the RetMask paper's (Ma & Okazaki 2026) where it states them."""
 
-    beta: float = option(0.1, range=POSITIVE)  # TRL default, used by the paper
-    # paper (full fine-tuning); LoRA usually needs 1e-5 .. 1e-4
-    learning_rate: float = option(5e-7, range=POSITIVE, flag="--lr")
-    lr_scheduler_type: str = "cosine"  # paper
-    warmup_ratio: float = option(0.1, range=FRACTION)  # paper: fraction of all optimizer steps
-    weight_decay: float = option(0.1, range=NONNEGATIVE)  # paper
-    num_train_epochs: float = option(2.0, range=POSITIVE, flag="--epochs")  # paper
-    # paper: per_device_batch_size x gradient accumulation x processes
-    effective_batch_size: int = option(512, range=POSITIVE_INT)
-    per_device_batch_size: int = option(4, range=POSITIVE_INT)
-    # prompt + response tokens; the paper's responses are at most 2048 tokens; None: TRL's default
-    max_length: int | None = option(2560, range=POSITIVE_INT, optional=True)
-    bf16: bool | None = None  # None: bf16 autocast when a CUDA GPU with bf16 is present, else float32
-    gradient_checkpointing: bool | None = None  # None: on for a GPU, off on the CPU
-    reference: str = (
-        "copy"  # full fine-tuning: "copy" (frozen deep copy) or "precompute" (log-probs up front)
+    beta: float = option(0.1, "DPO beta (TRL default, used by the paper)", range=POSITIVE)
+    learning_rate: float = option(
+        5e-7,
+        "learning rate (paper, full fine-tuning; LoRA usually needs 1e-5 .. 1e-4)",
+        range=POSITIVE,
+        flag="--lr",
     )
-    lora: bool = False  # train a LoRA adapter (peft) instead of all weights
-    lora_r: int = option(16, range=POSITIVE_INT)
-    lora_alpha: int = option(32, range=POSITIVE_INT)
-    lora_dropout: float = option(0.0, range=Range(low=0, high=1, high_open=True))
-    lora_target_modules: str | list[str] = "all-linear"
-    seed: int = option(0, range=SEED, flag="--train-seed")
-    max_steps: int = option(-1, range=STEPS)  # > 0 overrides the epochs (smoke tests)
-    logging_steps: int = option(10, range=POSITIVE_INT)
-    # write a Trainer checkpoint every N steps (to resume a long run)
-    save_steps: int | None = option(None, range=POSITIVE_INT)
-    deepspeed: str | None = None  # a DeepSpeed JSON config (or pass one through `accelerate launch`)
-    extra: dict[str, Any] = field(default_factory=dict)  # any other trl.DPOConfig field, passed as is
+    lr_scheduler_type: str = option("cosine", "lr schedule (paper)", cli=False)
+    warmup_ratio: float = option(0.1, "warmup, a fraction of all optimizer steps (paper)", range=FRACTION)
+    weight_decay: float = option(0.1, "weight decay (paper)", range=NONNEGATIVE)
+    num_train_epochs: float = option(2.0, "epochs (paper)", range=POSITIVE, flag="--epochs")
+    effective_batch_size: int = option(
+        512, "pairs per optimizer step: per-device x accumulation x processes (paper)", range=POSITIVE_INT
+    )
+    per_device_batch_size: int = option(4, "pairs per forward pass", range=POSITIVE_INT)
+    max_length: int | None = option(
+        2560, "prompt + response tokens (the paper's responses are at most 2048; none: TRL's default)",
+        range=POSITIVE_INT, optional=True,
+    )  # fmt: skip
+    bf16: bool | None = option(
+        None, "bf16 autocast (auto: when a CUDA GPU with bf16 is present, else float32)"
+    )
+    gradient_checkpointing: bool | None = option(None, "gradient checkpointing (auto: on for a GPU)")
+    reference: str = option(
+        "copy", "full fine-tuning's reference: a frozen deep copy, or log-probs precomputed up front",
+        choices=("copy", "precompute"),
+    )  # fmt: skip
+    lora: bool = option(
+        False, "train a LoRA adapter (peft; merged into the saved model) instead of all weights"
+    )
+    lora_r: int = option(16, "LoRA rank", range=POSITIVE_INT)
+    lora_alpha: int = option(32, "LoRA alpha", range=POSITIVE_INT)
+    lora_dropout: float = option(0.0, "LoRA dropout", range=Range(low=0, high=1, high_open=True), cli=False)
+    lora_target_modules: str | list[str] = option("all-linear", "LoRA target modules", cli=False)
+    seed: int = option(0, "training seed", range=SEED, flag="--train-seed")
+    max_steps: int = option(
+        -1, "stop after N optimizer steps; > 0 overrides the epochs (smoke tests)", range=STEPS
+    )
+    logging_steps: int = option(10, "log loss and rewards every N optimizer steps", range=POSITIVE_INT)
+    save_steps: int | None = option(
+        None, "write a Trainer checkpoint every N steps (to resume a long run: --resume)", range=POSITIVE_INT
+    )
+    deepspeed: str | None = option(None, "a DeepSpeed JSON config (or pass one through `accelerate launch`)")
+    extra: dict[str, Any] = option(
+        help="any other trl.DPOConfig field, passed as is", factory=dict, cli=False
+    )
 
     def __post_init__(self) -> None:
         check_fields(self)

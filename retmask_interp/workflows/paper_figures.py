@@ -242,7 +242,7 @@ def render_figures(
 ) -> tuple[dict[str, Any], list[str]]:
     """Every figure from the experiments' results and the published data: ``({stem: Figure}, notes)``, where
     the notes say which figures were skipped and why. ``real``: real-model studies
-    (``workflows.real_models.load_study_results``), whose ``niah`` / ``topk`` may be ``None``."""
+    (``workflows.studies.real_models.load_study_results``), whose ``niah`` / ``topk`` may be ``None``."""
     figs: dict[str, Any] = {}
     notes: list[str] = []
     published = published or {}
@@ -345,7 +345,7 @@ def regenerate_all(
             _data_root(shared)
         except FileNotFoundError as err:
             raise InputError(f"shared data {shared}: {err}") from None
-    from retmask_interp.workflows.real_models import load_study_results
+    from retmask_interp.workflows.studies.real_models import load_study_results
 
     real: dict[str, Any] = {}
     where: dict[str, Path] = {}

@@ -13,7 +13,7 @@ import pytest
 from retmask_interp.analysis.metrics import agreement
 from retmask_interp.heads.scores import load_head_scores, shipped_head_lists
 from retmask_interp.measure.outcomes import summarize_outcomes
-from retmask_interp.workflows.real_models import load_study_results
+from retmask_interp.workflows.studies.real_models import load_study_results
 
 REPO = Path(__file__).resolve().parents[2]
 STUDIES = {

@@ -308,7 +308,7 @@ def test_figures_real_study_that_is_not_one(tmp_path, capsys):
     """`retmask figures --real-study DIR` with no study there: one line naming the option and the fix."""
     assert main(["figures", "--out", str(tmp_path / "f"), "--organisms", "--real-study", str(tmp_path)]) == 2
     err = _err(capsys)
-    assert "--real-study" in err and "real_model_study.py" in err
+    assert "--real-study" in err and "retmask study real-model" in err
 
 
 # -- every numeric option of every command has a range (issue 28) -----------------------------------------------

@@ -185,3 +185,14 @@ def test_old_markers_and_bad_names(tmp_path):
     for name in ("", "../x", "a//b", "/abs"):
         with pytest.raises(ValueError, match="bad stage name"):
             st.run(name, {}, lambda ctx: 0)
+
+
+def test_adopt_records_outputs_made_before_the_runner(tmp_path):
+    (tmp_path / "old.csv").write_text("a\n1\n")
+    st = Stages(tmp_path, adopt=True)
+    assert st.run("old", {"k": 1}, lambda ctx: 1 / 0, outputs=["old.csv"]) == {"adopted": True}
+    assert st.run("new", {"k": 1}, lambda ctx: 5, outputs=["new.csv"]) == 5  # outputs missing: it runs
+    assert st.run("none", {"k": 1}, lambda ctx: 6) == 6  # nothing declared: nothing to adopt
+    assert Stages(tmp_path).run("old", {"k": 1}, lambda ctx: 1 / 0, outputs=["old.csv"]) == {"adopted": True}
+    with pytest.raises(StageMismatch, match="k was 1, now 2"):
+        Stages(tmp_path).run("old", {"k": 2}, lambda ctx: 0, outputs=["old.csv"])

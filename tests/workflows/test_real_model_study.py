@@ -10,10 +10,11 @@ import json
 import numpy as np
 import pytest
 
+from retmask_interp.core.stages import StageMismatch
 from retmask_interp.heads.scores import HeadScores
 from retmask_interp.organism import available_organisms
-from retmask_interp.workflows import real_models as rmw
-from retmask_interp.workflows.real_models import StudyConfig, StudyConfigError, resolve_config
+from retmask_interp.workflows.studies import real_models as rmw
+from retmask_interp.workflows.studies.real_models import StudyConfig, StudyConfigError, resolve_config
 
 needs_organism = pytest.mark.skipif(
     "concentrated" not in available_organisms(), reason="organism weights missing"
@@ -60,7 +61,7 @@ def test_detection_conditions_primary_first():
     conds = rmw.detection_conditions(cfg)
     assert conds[0] == ("essays", "qa", "bfloat16")
     assert len(conds) == 2 * 2 + 1 and conds[-1] == ("essays", "qa", "float32")
-    assert len({rmw._tag(*c) for c in conds}) == len(conds)  # one file per condition
+    assert len({rmw.tag(*c) for c in conds}) == len(conds)  # one file per condition
 
 
 def _hs(seed: int) -> HeadScores:
@@ -73,7 +74,7 @@ def test_stability_and_organisation_keys():
     assert [p["condition"] for p in pairs] == ["other", "same"]
     assert pairs[1]["spearman"] == pytest.approx(1.0) and pairs[1]["top5_overlap"] == 5
     assert {"spearman", "top2_overlap", "top5_jaccard"} <= set(pairs[0])
-    org = rmw.stage_organisation({"a": _hs(0)})
+    org = rmw.organisation({"a": _hs(0)})
     assert {"gini", "n_ge_0.1", "effective_heads", "layer_mass_share"} <= set(org["a"])
 
 
@@ -138,15 +139,27 @@ def test_study_resumes_and_refuses_changed_parameters(tmp_path, monkeypatch):
         raise AssertionError("detection ran again")
 
     monkeypatch.setattr("retmask_interp.measure.detect.detect_heads", boom)
-    monkeypatch.setattr(rmw, "_load", boom)  # nor is the model loaded for it
-    timings = (out / "timings.json").read_text()
-    assert rmw.run_study(out, _tiny(), probe=_probe)["detection"] == summary["detection"]
-    assert (
-        out / "timings.json"
-    ).read_text() == timings  # a resumed study does not count finished stages again
-    # changed parameters are refused, and overwrite starts afresh
-    with pytest.raises(StudyConfigError, match="other parameters"):
+    monkeypatch.setattr("retmask_interp.core.models.load_model", boom)  # nor is the model loaded for it
+    markers = {p: p.read_text() for p in (out / "stages").rglob("*.json")}
+    again = rmw.run_study(out, _tiny(), probe=_probe)
+    assert again["detection"] == summary["detection"] and again["timings_s"] == summary["timings_s"]
+    assert {p: p.read_text() for p in (out / "stages").rglob("*.json")} == markers  # not counted again
+    # changed parameters are refused naming them, and overwrite starts afresh
+    with pytest.raises(
+        StageMismatch, match=r"stage 'detect/synthetic-0.chat.float32' .* num_depths was 2, now 3"
+    ):
         rmw.run_study(out, _tiny(num_depths=3), probe=_probe)
+    # a directory made before the stage runner (config.json and result files, no stages/): resumed with the same
+    # settings (its result files adopted, nothing run again), refused naming the setting with others
+    import shutil
+
+    shutil.rmtree(out / "stages")
+    with pytest.raises(StageMismatch, match="before the stage runner .*num_depths was 2, now 3"):
+        rmw.run_study(out, _tiny(num_depths=3), probe=_probe)
+    assert rmw.run_study(out, _tiny(), probe=_probe)["detection"] == summary["detection"]
+    assert json.loads((out / "stages" / "detect" / f"{tags[0]}.json").read_text())["result"] == {
+        "adopted": True
+    }
     monkeypatch.undo()
     again = rmw.run_study(out, _tiny(num_depths=3, overwrite=True), probe=_probe)
     assert again["detection"][tags[0]]["num_samples"] == 3
@@ -167,7 +180,7 @@ def test_detection_resumes_from_the_samples_file(tmp_path):
 
 @needs_organism
 def test_interrupted_stages_resume_to_the_same_results(tmp_path, monkeypatch):
-    """Masking, top-k and attention stages keep finished units in ``*.partial.jsonl``: a study killed inside the
+    """Masking, top-k and attention stages keep finished units in their unit checkpoints: a study killed inside the
     top-k stage resumes to the uninterrupted study's tables, and no partial file is left once a stage is done."""
     import pandas as pd
 
@@ -179,24 +192,24 @@ def test_interrupted_stages_resume_to_the_same_results(tmp_path, monkeypatch):
 
     full = rmw.run_study(tmp_path / "a", cfg, probe=_probe)
     assert full["masking"] and full["topk"], "the stages under test did not run"
-    assert not list((tmp_path / "a").rglob("*.partial.jsonl"))
+    assert not list((tmp_path / "a").rglob("*.units.jsonl"))
 
     real_put = KeyedCheckpoint.put
 
     def dies_in_topk(self, key, value):
         """Keeps the unit, then kills the run once the top-k stage has kept its first condition."""
         real_put(self, key, value)
-        if self.path is not None and self.path.name == "topk_outcomes.partial.jsonl":
+        if self.path is not None and self.path.name == "topk.units.jsonl":
             raise KeyboardInterrupt
 
     monkeypatch.setattr(KeyedCheckpoint, "put", dies_in_topk)
     with pytest.raises(KeyboardInterrupt):
         rmw.run_study(tmp_path / "b", cfg, probe=_probe)
-    partial = tmp_path / "b" / "topk_outcomes.partial.jsonl"
+    partial = tmp_path / "b" / "stages" / "topk.units.jsonl"
     assert len(partial.read_text().splitlines()) == 1 and (tmp_path / "b" / "masking_summary.csv").exists()
     monkeypatch.setattr(KeyedCheckpoint, "put", real_put)
     rmw.run_study(tmp_path / "b", cfg, probe=_probe)
-    assert not list((tmp_path / "b").rglob("*.partial.jsonl"))
+    assert not list((tmp_path / "b").rglob("*.units.jsonl"))
     for name in ("masking_outcomes.csv", "topk_curve.csv", "topk_outcomes.csv", "single_head_effects.csv"):
         pd.testing.assert_frame_equal(
             pd.read_csv(tmp_path / "b" / name), pd.read_csv(tmp_path / "a" / name), obj=name

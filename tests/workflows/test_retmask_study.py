@@ -210,9 +210,7 @@ def test_the_committed_run_state_resumes_under_the_stage_runner(tmp_path, monkey
     from retmask_interp.workflows.studies.retmask import StudyConfig, run_study
 
     repo = Path(__file__).resolve().parents[2]
-    committed = next(
-        p for p in (repo / "studies/smollm2_retmask", repo / "docs/experiments/smollm2_retmask") if p.exists()
-    )
+    committed = repo / "studies/smollm2_retmask"
     with tarfile.open(committed / "run_state.tar.gz") as tar:
         tar.extractall(tmp_path / "run", filter="data")
     old = json.loads((tmp_path / "run" / "config.last.json").read_text())

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from retmask_interp.core.options import option
+from retmask_interp.core.ranges import POSITIVE, SEED, TOP_P, check_fields
 
 __all__ = ["CONDITION_SIDES", "LONG_TASKS", "PRESETS", "SIDES", "STAGES", "Side", "StudyConfig"]
 
@@ -53,28 +54,28 @@ class StudyConfig:
     eval_dtype: str = option("auto", "dtype of sampling and evaluation (DPO always trains float32 weights)")
     threads: int | None = option(None, "torch CPU threads", minimum=1)
     # prompts
-    prompt_seed: int = option(0, "seed of the instruction prompt set")
+    prompt_seed: int = option(0, "seed of the instruction prompt set", range=SEED)
     n_prompts: int | None = option(None, "training prompts (train split), default all", minimum=1)
     n_heldout: int | None = option(
         None, "held-out prompts (eval split) for the held-out pairs, default all", minimum=1
     )
     # pairs
     temperature: float = option(0.6, "sampling temperature of the responses", minimum=0.0)
-    top_p: float = option(1.0, "nucleus sampling of the responses", minimum=0.0, maximum=1.0)
+    top_p: float = option(1.0, "nucleus sampling of the responses", range=TOP_P)
     max_new_tokens: int = option(512, "longest response (tokens)", minimum=1)
     pair_batch_size: int = option(256, "prompts per sampling batch", minimum=1)
-    pair_seed: int = option(0, "sampling seed of both sides (common random numbers)")
-    self_seed_offset: int = option(1, "the self-DPO side samples with pair_seed + this")
-    random_seed: int = option(0, "seed of the random control head set")
+    pair_seed: int = option(0, "sampling seed of both sides (common random numbers)", range=SEED)
+    self_seed_offset: int = option(1, "the self-DPO side samples with pair_seed + this", range=SEED)
+    random_seed: int = option(0, "seed of the random control head set", range=SEED)
     conditions: tuple[str, ...] = option(
         ("retmask", "random", "self"), "pair conditions trained", choices=tuple(CONDITION_SIDES)
     )
     # DPO
-    lrs: tuple[float, ...] = option((1e-6, 5e-6, 2e-5), "learning rates of the sweep", minimum=0.0)
-    sweep_seed: int = option(0, "DPO seed of the lr sweep")
-    seeds: tuple[int, ...] = option((0, 1, 2), "DPO seeds at the chosen lr")
-    beta: float = option(0.1, "DPO beta", minimum=0.0)
-    epochs: float = option(2.0, "DPO epochs", minimum=0.0)
+    lrs: tuple[float, ...] = option((1e-6, 5e-6, 2e-5), "learning rates of the sweep", range=POSITIVE)
+    sweep_seed: int = option(0, "DPO seed of the lr sweep", range=SEED)
+    seeds: tuple[int, ...] = option((0, 1, 2), "DPO seeds at the chosen lr", range=SEED)
+    beta: float = option(0.1, "DPO beta", range=POSITIVE)
+    epochs: float = option(2.0, "DPO epochs", range=POSITIVE)
     effective_batch_size: int = option(64, "DPO pairs per optimizer step", minimum=1)
     per_device_batch_size: int = option(16, "DPO pairs per forward pass", minimum=1)
     max_length: int = option(1024, "prompt + response tokens in DPO", minimum=1)
@@ -88,7 +89,7 @@ class StudyConfig:
     )
     n_per_cell: int = option(100, "examples per task x length", minimum=1)
     tasks: tuple[str, ...] = option(LONG_TASKS, "long-context generation tasks", choices=LONG_TASKS)
-    eval_seed: int = option(0, "seed of the evaluation examples")
+    eval_seed: int = option(0, "seed of the evaluation examples", range=SEED)
     eval_batch_size: int = option(32, "evaluation batch size", minimum=1)
     eval_max_new_tokens: int | None = option(
         None, "cap on the suite's per-task answer budgets (tiny runs)", minimum=1
@@ -110,6 +111,7 @@ class StudyConfig:
     title: str = option("RetMask on SmolLM2-135M-Instruct", "title of the report")
 
     def __post_init__(self) -> None:
+        check_fields(self)
         for name in ("conditions", "lrs", "seeds", "lengths", "tasks", "only"):
             setattr(self, name, tuple(getattr(self, name)))
         unknown = set(self.conditions) - set(CONDITION_SIDES)
