@@ -25,6 +25,8 @@ What the runner guarantees:
   ``stages/<name>.units.jsonl`` bound to the stage's settings), so an interrupted stage redoes only the unit it was
   in. ``stages/<name>.started.json`` records the settings a stage started with: a resume with other settings is
   refused before it appends to the partial outputs. Both files go when the marker is written.
+- **One writer per stage.** A stage is locked (``core.locks``) while it runs; a second process that wants the same
+  stage is refused naming the holder, while different stages of one directory may run in parallel processes.
 - **Timings.** Each marker keeps ``wall_s`` (the finishing attempt), the start and end time and the host;
   ``timings()`` sums them per stage and per group (what the studies report as seconds per stage).
 
@@ -241,9 +243,16 @@ class Stages:
     ) -> Any:
         """Run ``fn(ctx)`` as stage ``name`` unless it finished with the same settings (then return its stored
         result). ``outputs``: files or folders (relative to the run directory) the stage makes; a finished stage
-        missing one is run again. Returns the result as it reads back from JSON."""
+        missing one is run again. Returns the result as it reads back from JSON. The stage is locked while it is
+        checked and run (``core.locks.run_lock`` on its marker): another process running it at the same time is
+        refused (``RunLocked``), while processes running different stages of one directory go side by side."""
+        from retmask_interp.core.locks import run_lock
+
+        with run_lock(self.marker(name), what=f"stage {name!r} of {self.root}"):
+            return self._run(name, settings, fn, after, [str(o) for o in outputs])
+
+    def _run(self, name: str, settings: Any, fn, after, outputs: list[str]) -> Any:
         eff = self.check(name, settings, after=after)
-        outputs = [str(o) for o in outputs]
         rec = self.record(name)
         if rec is not None:
             missing = [o for o in rec.get("outputs", outputs) if not (self.root / o).exists()]

@@ -44,7 +44,7 @@ def test_real_model_repeatable_singular_flags():
     "argv, message",
     [
         (["retmask", "--n-per-cell", "0"], "must be >= 1, got 0"),
-        (["retmask", "--top-p", "1.5"], "must be <= 1.0, got 1.5"),
+        (["retmask", "--top-p", "1.5"], "must be in (0, 1]"),
         (["retmask", "--conditions", "bogus"], "invalid choice: 'bogus'"),
         (["real-model", "--out", "d", "--threshold", "nan"], "must be a finite number"),
         (["real-model", "--out", "d", "--style", "poem"], "invalid choice: 'poem'"),

@@ -196,3 +196,39 @@ def test_adopt_records_outputs_made_before_the_runner(tmp_path):
     assert Stages(tmp_path).run("old", {"k": 1}, lambda ctx: 1 / 0, outputs=["old.csv"]) == {"adopted": True}
     with pytest.raises(StageMismatch, match="k was 1, now 2"):
         Stages(tmp_path).run("old", {"k": 2}, lambda ctx: 0, outputs=["old.csv"])
+
+
+HOLDS = """
+import sys, time
+from pathlib import Path
+from retmask_interp.core.stages import Stages
+def fn(ctx):
+    Path(sys.argv[2]).write_text("in")
+    while not Path(sys.argv[3]).exists():
+        time.sleep(0.05)
+    return 1
+Stages(sys.argv[1]).run("s", {"a": 1}, fn)
+"""
+
+
+def test_a_stage_running_in_another_process_is_refused(tmp_path):
+    import time
+
+    from retmask_interp.core.locks import RunLocked
+
+    inside, release = tmp_path / "inside", tmp_path / "release"
+    proc = subprocess.Popen([sys.executable, "-c", HOLDS, str(tmp_path / "run"), str(inside), str(release)])
+    try:
+        for _ in range(600):
+            if inside.exists() or proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        assert inside.exists()
+        st = Stages(tmp_path / "run")
+        with pytest.raises(RunLocked, match=f"process {proc.pid}"):
+            st.run("s", {"a": 1}, lambda ctx: 2)
+        assert st.run("other", {"a": 1}, lambda ctx: 3) == 3  # another stage of the directory goes ahead
+    finally:
+        release.write_text("go")
+        proc.wait(timeout=60)
+    assert proc.returncode == 0 and st.result("s") == 1 and st.run("s", {"a": 1}, lambda ctx: 2) == 1

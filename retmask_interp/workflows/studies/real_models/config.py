@@ -130,7 +130,10 @@ class StudyConfig:
     progress: bool = option(False, "progress bars")
 
     def __post_init__(self) -> None:
-        check_fields(self)
+        try:
+            check_fields(self)
+        except InputError as err:
+            raise StudyConfigError(f"invalid study configuration: {err}") from None
 
 
 def _fill(cfg: StudyConfig, name: str, value: Any) -> None:
