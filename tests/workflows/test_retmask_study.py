@@ -219,7 +219,9 @@ def test_the_committed_run_state_resumes_under_the_stage_runner(tmp_path, monkey
     config = dataclasses.replace(
         config,
         out=str(tmp_path / "run"),
-        heads=str(repo / old["heads"]),
+        heads=str(
+            committed / "heads_2026-11-28.json"
+        ),  # the list that run used (its sha256 is in its markers)
         only=(),
         report_dir=str(tmp_path / "report"),
     )
