@@ -52,14 +52,15 @@ def stage_masking(
     from retmask_interp.measure.experiment import ExperimentConfig, grid_mean_values, retrieval_vs_random
     from retmask_interp.measure.outcomes import summarize_outcomes
 
-    assert cfg.seeds
+    seeds = cfg.seeds
+    assert seeds
     base = _settings(cfg, "threshold", "seeds", "masking_samples")
     for mode in cfg.modes:
 
         def run(ctx, mode=mode) -> dict:
             model, subset = rm(), samples()
             exp = ExperimentConfig(
-                modes=(mode,), seeds=cfg.seeds, controls=("random", "matched"), max_new_tokens=cfg.max_new_tokens,
+                modes=(mode,), seeds=seeds, controls=("random", "matched"), max_new_tokens=cfg.max_new_tokens,
                 batch_size=cfg.masking_batch_size or 8,
             )  # fmt: skip
             # mode mean: the per-head means over the subset, as every mode's conditions see it
