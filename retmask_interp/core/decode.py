@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from einops import rearrange
 
 from retmask_interp.core.architectures import AttentionSettings
 from retmask_interp.core.models import RetModel
@@ -84,10 +85,8 @@ def top1_keys(query: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor | None
     shape, or a 2-D ``[batch, k_len]`` padding mask. Returns ``[batch, heads]`` indices into ``k_len``.
     Query heads are grouped over their KV head, so keys are never repeated.
     """
-    b, h, d = query.shape
-    kv = keys.shape[1]
-    logits = torch.matmul(query.reshape(b, kv, h // kv, d), keys.transpose(-1, -2))  # [b, kv, group, k_len]
-    logits = logits.reshape(b, h, -1)
+    grouped = rearrange(query, "b (kv group) d -> b kv group d", kv=keys.shape[1])
+    logits = rearrange(torch.matmul(grouped, keys.transpose(-1, -2)), "b kv group k -> b (kv group) k")
     if mask is not None:
         if mask.dim() == 2:
             mask = mask[:, None, :].bool()

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from einops import rearrange
 
 from retmask_interp.core.io import InputError, atomic_write_text, refuse_overwrite
 from retmask_interp.heads.scores import (
@@ -613,7 +614,7 @@ def kv_head_scores(hs: HeadScores, group_size: int, reduce: str = "max") -> Head
         raise InputError(f"group_size {group_size} does not divide the {hs.num_heads} heads per layer")
     if reduce not in ("max", "mean"):
         raise InputError(f"reduce={reduce!r}: use 'max' or 'mean'")
-    grouped = hs.matrix().reshape(hs.num_layers, hs.num_heads // group_size, group_size)
+    grouped = rearrange(hs.matrix(), "layer (kv group) -> layer kv group", group=group_size)
     out = HeadScores.from_matrix(getattr(grouped, reduce)(axis=-1), model=hs.model, method=hs.method)
     out.params, out.source = dict(hs.params), hs.source
     out.extra["provenance"] = {"reduced_to_kv_heads": {"group_size": int(group_size), "reduce": reduce}}

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from einops import rearrange
 
 from retmask_interp.core.architectures import AttentionSettings
 from retmask_interp.core.decode import _forward_names, attention_calls
@@ -102,11 +103,10 @@ def attention_probs(
     ``settings``: the layer's scaling, soft-capping and sliding window (``RetModel.attention_settings``, from the
     architecture table and the config). Query heads are grouped over their KV head (keys are never repeated).
     """
-    q = query[:, :, qpos, :].float()
-    b, h, n, d = q.shape
-    kv, k_len = keys.shape[1], keys.shape[2]
-    logits = torch.matmul(q.reshape(b, kv, h // kv, n, d), keys.float()[:, :, None].transpose(-1, -2))
-    logits = logits.reshape(b, h, n, k_len)
+    k_len = keys.shape[2]
+    q = rearrange(query[:, :, qpos, :].float(), "b (kv group) n d -> b kv group n d", kv=keys.shape[1])
+    logits = torch.matmul(q, rearrange(keys.float(), "b kv k d -> b kv 1 d k"))
+    logits = rearrange(logits, "b kv group n k -> b (kv group) n k")
     logits = logits * settings.scaling
     if settings.softcap:
         logits = torch.tanh(logits / settings.softcap) * settings.softcap

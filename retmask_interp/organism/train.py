@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from einops import repeat
 
 from retmask_interp.core.io import InputError
 from retmask_interp.organism.build import (
@@ -85,7 +86,7 @@ class HeadDropout:
     def sample(self, batch: int, device) -> None:
         keep = torch.rand(self.L, batch, self.H, generator=self.gen) >= self.prob[:, None, :]
         scale = keep.float() / (1 - self.prob[:, None, :])
-        self.masks = scale.repeat_interleave(self.d, dim=-1).to(device)  # [L, B, H*d]
+        self.masks = repeat(scale, "L B H -> L B (H d)", d=self.d).to(device)  # o_proj's input, head by head
 
     def _hook(self, layer: int):
         def pre(module, args):

@@ -13,7 +13,7 @@ D=(python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.1
 mkdir -p .whl .whl-train
 # transformers and nnsight, and what nnsight needs that the image lacks; gguf (GGUF loading); rouge-score (Wu's rule)
 "${D[@]}" -d .whl transformers==5.24.0 nnsight==0.8.1 greenlet pydantic==2.14.4 pydantic-core==2.50.5 \
-    annotated-types typing-inspection typing-extensions websocket-client zstandard gguf==0.19.0 rouge-score nltk
+    annotated-types typing-inspection typing-extensions websocket-client zstandard gguf==0.19.0 rouge-score nltk einops
 # DPO (the image has accelerate, peft, pyarrow, xxhash, pandas)
 "${D[@]}" -d .whl-train trl==1.16.0 datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19
 du -sh .whl .whl-train
