@@ -12,9 +12,16 @@ def _help() -> str:
 
     parser = build_parser()
     parts = ["```text", parser.format_help().rstrip(), "```"]
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    for name, p in sub.choices.items():
-        parts += [f"\n## retmask {name}\n", "```text", p.format_help().rstrip(), "```"]
+
+    def walk(p: argparse.ArgumentParser, words: tuple[str, ...]) -> None:  # nested commands too (retmask study X)
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    title = " ".join(("retmask", *words, name))
+                    parts.extend([f"\n## {title}\n", "```text", sub.format_help().rstrip(), "```"])
+                    walk(sub, (*words, name))
+
+    walk(parser, ())
     return "\n".join(parts)
 
 
