@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from retmask_interp.core.io import atomic_write_text
-from retmask_interp.measure.stats import bootstrap_p, holm, unit_bootstrap, unit_mean
+from retmask_interp.measure.stats import bootstrap_p, crossed_bootstrap_ci, holm, unit_bootstrap, unit_mean
 from retmask_interp.retmask.evaluation import first_words, score_example, token_f1
 
 __all__ = [
@@ -302,24 +302,29 @@ def _means(df, cells, metric: str) -> list[dict[str, Any]]:
     return out
 
 
-def _harm(df) -> list[dict[str, Any]]:
-    """What each head set removes: niah score of the untrained model with the set zeroed, next to unmasked."""
+def _harm(df, n_resamples: int = 10_000, seed: int = 0) -> list[dict[str, Any]]:
+    """What each head set removes: per (source, task, head set) the untrained model's score with the set zeroed
+    (``condition == "masked"``) against the unmasked model on the same examples (the masked set ``none`` of the same
+    source and task, else the untrained evaluation on eval seed 0), with a paired bootstrap CI over the examples."""
     out: list[dict[str, Any]] = []
-    base = df[(df["condition"] == "none") & (df["task"] == "niah") & (df["eval_seed"] == 0)]
-    masked = df[(df["condition"] == "masked") & (df["task"] == "niah")]
-    if masked.empty:
-        return out
-    src = sorted(set(masked["source"]))[-1]
-    b = base[base["source"] == src] if not base[base["source"] == src].empty else base
-    for name, g in masked.groupby("control_draw", sort=True):
-        row: dict[str, Any] = {"heads": name}
-        for length, c in g.groupby("length"):
-            row[f"masked_{int(length)}"] = float(c["score"].mean())
-            bb = b[b["length"] == length]
-            row[f"unmasked_{int(length)}"] = float(bb["score"].mean()) if len(bb) else math.nan
-        row["masked_mean"] = float(g["score"].mean())
-        row["unmasked_mean"] = float(b["score"].mean()) if len(b) else math.nan
-        out.append(row)
+    masked = df[df["condition"] == "masked"]
+    for (source, task), m in masked.groupby(["source", "task"], sort=True):
+        ref = m[m["control_draw"] == "none"]
+        if ref.empty:
+            ref = df[(df["condition"] == "none") & (df["task"] == task) & (df["eval_seed"] == 0)]
+        base = ref.set_index(["length", "example"])["score"]
+        for name, g in m[m["control_draw"] != "none"].groupby("control_draw", sort=True):
+            v = g.set_index(["length", "example"])["score"]
+            common = v.index.intersection(base.index)
+            if common.empty:
+                continue
+            diff = (v.loc[common] - base.loc[common]).to_numpy(dtype=float)
+            low, high = crossed_bootstrap_ci(diff[None, :], n_resamples, seed)
+            out.append(
+                {"source": source, "task": task, "heads": name, "examples": int(len(common)),
+                 "masked": float(v.loc[common].mean()), "unmasked": float(base.loc[common].mean()),
+                 "delta": float(diff.mean()), "ci_low": low, "ci_high": high}
+            )  # fmt: skip
     return out
 
 
@@ -358,7 +363,7 @@ def replication_tables(
         m: contrast_table(df, {f"{c} - untrained": (c, None) for c in TRAINED}, general, m, n_resamples=n_resamples,
                           seed=seed) for m in ("score",)
     }  # fmt: skip
-    out["harm"] = _harm(df)
+    out["harm"] = _harm(df, n_resamples, seed)
     old = df[df["source"] == "2026-12-03"]
     out["old_design"] = (
         contrast_table(old, OLD_DESIGN, cells, n_resamples=n_resamples, seed=seed, design=False)
@@ -503,21 +508,19 @@ def report_markdown(tables: Mapping[str, Any], *, title: str, preamble: Sequence
     out += ["", "## General ability (short_qa exact match, gain against the untrained model)", ""]
     out += _contrast_lines(tables["general"]["score"], n) + [""]
     if tables["harm"]:
-        lens = sorted({int(k.split("_")[1]) for r in tables["harm"] for k in r if k.startswith("masked_") and
-                       k != "masked_mean"})  # fmt: skip
-        out += ["## What each head set removes (untrained model, niah, eval seed 0, heads zeroed)", ""]
         out += [
-            "| heads | "
-            + " | ".join(f"{n_} masked / unmasked" for n_ in lens)
-            + " | mean masked / unmasked |"
+            "## What each head set removes (the untrained model with the set zeroed, on the same examples)",
+            "",
         ]
-        out += ["|---|" + "---:|" * (len(lens) + 1)]
+        out += [
+            "| source | task | heads | examples | masked | unmasked | Δ | 95 % CI |",
+            "|---|---|---|---:|---:|---:|---:|---|",
+        ]
         for r in tables["harm"]:
-            cells_ = [f"{_f(r.get(f'masked_{n_}'))} / {_f(r.get(f'unmasked_{n_}'))}" for n_ in lens]
             out.append(
-                f"| {r['heads']} | "
-                + " | ".join(cells_)
-                + f" | {_f(r['masked_mean'])} / {_f(r['unmasked_mean'])} |"
+                f"| {r['source']} | {r['task']} | {r['heads']} | {r['examples']} | {_f(r['masked'])} | "
+                f"{_f(r['unmasked'])} | {_f(r['delta'], sign=True)} | [{_f(r['ci_low'], sign=True)}, "
+                f"{_f(r['ci_high'], sign=True)}] |"
             )
         out.append("")
     if tables.get("old_design"):

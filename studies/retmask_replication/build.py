@@ -165,6 +165,58 @@ def new_units(root: Path, source: str) -> list[tuple[pd.DataFrame, dict]]:
     return out
 
 
+REAL_MODEL_RUN = REPO / "studies/real_models/smollm2/masking_outcomes.csv.gz"
+
+
+def real_model_harm(path: Path = REAL_MODEL_RUN, draws: int = 5) -> list[tuple[pd.DataFrame, dict]]:
+    """What each of the plan's draws removes, from the committed real-model study of SmolLM2 (2026-12-03): its
+    layer-matched random sets 0-4 are this plan's d0-d4 head for head (``random_heads(..., exclude=retrieval,
+    like=retrieval, seed=k)``; checked here), masked by zeroing on its balanced NIAH subset (48 samples, 1K-8K tokens,
+    Wu's success rule). Rows: ``condition`` ``masked``, ``control_draw`` ``none`` (unmasked), ``retrieval``, ``d0``..,
+    task ``niah_grid``, ``length`` the context length, ``example`` the sample's index within its length."""
+    import ast
+
+    from retmask_interp.interventions.controls import random_heads
+
+    df = pd.read_csv(path)
+    df = df[df["mode"] == "zero"]
+    order = {
+        sid: i for _, g in df.groupby("context_length") for i, sid in enumerate(sorted(set(g["sample_id"])))
+    }
+    retrieval = ast.literal_eval(df[df["kind"] == "retrieval"]["heads"].iloc[0])
+    geometry = type("G", (), {"geometry": type("g", (), {"num_layers": 30, "num_heads": 9})})
+    units = [("unmasked", 0, "none"), ("retrieval", 0, "retrieval")]
+    units += [("matched", k, f"d{k}") for k in range(draws)]
+    out = []
+    for kind, seed, name in units:
+        g = df[(df["kind"] == kind) & (df["seed"] == seed)]
+        if kind == "matched":
+            heads = ast.literal_eval(g["heads"].iloc[0])
+            want = random_heads(geometry, len(retrieval), exclude=retrieval, seed=seed, like=retrieval)
+            if sorted(heads) != sorted(want):
+                raise SystemExit(f"the real-model study's matched set {seed} is not this plan's draw d{seed}")
+        rows = pd.DataFrame(
+            {
+                "model": MODEL,
+                "condition": "masked",
+                "control_draw": name,
+                "seed": -1,
+                "pair_seed": -1,
+                "eval_seed": -1,
+                "lr": 0.0,
+                "task": "niah_grid",
+                "length": g["context_length"].astype(int),
+                "example": g["sample_id"].map(order).astype(int),
+                "score": g["success"].astype(float),
+                "source": "real_models/smollm2 2026-12-03",
+            }  # fmt: skip
+        )
+        for c in R.OPTIONAL:
+            rows[c] = float("nan")
+        out.append((rows[list(R.COLUMNS)], {}))
+    return out
+
+
 def rescore_all(units: list[tuple[pd.DataFrame, dict]], tokenizer) -> pd.DataFrame:
     """Every unit's rows with the length-controlled score, token F1 and answer words filled from its predictions;
     N per task from the untrained model's predictions on evaluation seed 0 (this study's evaluation)."""
@@ -258,6 +310,7 @@ def build_table(out_csv: Path, states: list[Path]) -> pd.DataFrame:
     timings: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         units += old_units(_untar(old, Path(tmp) / "old"))
+        units += real_model_harm()
         for i, state in enumerate(states):
             root = _untar(state, Path(tmp) / f"new{i}")
             root = root / "replication" if (root / "replication").is_dir() else root

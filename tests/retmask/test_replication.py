@@ -99,3 +99,19 @@ def test_table_checks():
         R.check_table(df.drop(columns="source"))
     with pytest.raises(ValueError, match="repeats"):
         R.check_table(pd.concat([df, df.iloc[:1]]))
+
+
+def test_harm_pairs_masked_with_unmasked_examples():
+    rows = []
+    for name, scores in (("none", [1, 1, 0, 1]), ("d0", [0, 1, 0, 0]), ("retrieval", [0, 0, 0, 0])):
+        for i, x in enumerate(scores):
+            rows.append(
+                {"model": "m", "condition": "masked", "control_draw": name, "seed": -1, "pair_seed": -1,
+                 "eval_seed": -1, "lr": 0.0, "task": "niah_grid", "length": 1000 * (1 + i % 2), "example": i // 2,
+                 "score": float(x), "score_len_controlled": np.nan, "token_f1": np.nan, "answer_words": np.nan,
+                 "score_first15": np.nan, "source": "s"}
+            )  # fmt: skip
+    harm = {r["heads"]: r for r in R._harm(pd.DataFrame(rows, columns=list(R.COLUMNS)), 200)}
+    assert set(harm) == {"d0", "retrieval"}
+    assert harm["d0"]["unmasked"] == 0.75 and harm["d0"]["masked"] == 0.25 and harm["d0"]["delta"] == -0.5
+    assert harm["retrieval"]["delta"] == -0.75 and harm["retrieval"]["ci_high"] <= 0
