@@ -13,7 +13,9 @@ def _help() -> str:
     parser = build_parser()
     parts = ["```text", parser.format_help().rstrip(), "```"]
 
-    def walk(p: argparse.ArgumentParser, words: tuple[str, ...]) -> None:  # nested commands too (retmask study X)
+    def walk(
+        p: argparse.ArgumentParser, words: tuple[str, ...]
+    ) -> None:  # nested commands too (retmask study X)
         for action in p._actions:
             if isinstance(action, argparse._SubParsersAction):
                 for name, sub in action.choices.items():

@@ -72,18 +72,7 @@ COLUMNS = (
     "source",
 )
 OPTIONAL = ("score_len_controlled", "token_f1", "answer_words", "score_first15")  # empty without predictions
-KEYS = [
-    "model",
-    "condition",
-    "control_draw",
-    "seed",
-    "pair_seed",
-    "eval_seed",
-    "lr",
-    "task",
-    "length",
-    "example",
-]
+KEYS = list(COLUMNS[:10])  # model .. example: one row per key
 UNIT = ["model", "condition", "control_draw", "seed", "pair_seed", "eval_seed", "lr", "source"]
 PRIMARY_TASKS = ("niah", "multi_needle", "rag_qa")
 TRAINED = ("retmask", "random", "random_out", "self", "top4", "top34")
