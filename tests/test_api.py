@@ -125,3 +125,17 @@ def test_heatmap_grows_with_layers_and_labels_stay_legible():
     assert colours[(18, 7)] == "black"  # the brightest (yellow) cell
     assert colours[(0, 0)] == "white"  # a dark cell
     assert "%{y}-%{x}" in fig.data[0].hovertemplate  # hover names the head as layer-head
+
+
+def test_normal_output_has_no_weights_bar_or_absl_line(capfd, caplog):
+    import logging
+
+    from retmask_interp.measure import stats
+
+    stats._WU_SCORER.clear()  # the scorer is built once per process: build it again under capture
+    with caplog.at_level(logging.INFO):
+        rmi.load_model("organism", device="cpu")
+        assert stats.rouge1_recall("the cat", "a cat sat") == 0.5
+    err = capfd.readouterr().err
+    assert "Loading weights" not in err
+    assert "Using default tokenizer" not in caplog.text

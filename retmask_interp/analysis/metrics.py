@@ -265,8 +265,8 @@ def agreement(a, b, k: Sequence[int] = (10, 20, 50)) -> dict[str, Any]:
         out[f"top{kk}_boundary_ties"] = ties_a + ties_b
         out[f"top{kk}_a_in_b"] = _share_reaching(top_a, mb, kk)
         out[f"top{kk}_b_in_a"] = _share_reaching(top_b, ma, kk)
-        if ties_a + ties_b:
-            log.info(
+        if ties_a + ties_b:  # DEBUG: it repeated for every pair of models and every k (-v shows it)
+            log.debug(
                 "top-%d: %d heads tie with the k-th score; the top-k set depends on tie-breaks",
                 kk,
                 ties_a + ties_b,

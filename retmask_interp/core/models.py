@@ -7,9 +7,11 @@ the head geometry, in one object that every stage of the package accepts.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import weakref
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -218,6 +220,22 @@ class RetModel:
         return sorted(set(ids))
 
 
+@contextlib.contextmanager
+def quiet_loading() -> Iterator[None]:
+    """transformers' "Loading weights" progress bar off while a model loads (it showed on every load), unless
+    this module logs at DEBUG (``retmask -v``); the bar's previous state is restored."""
+    from transformers.utils import logging as hf_logging
+
+    if log.isEnabledFor(logging.DEBUG) or not hf_logging.is_progress_bar_enabled():
+        yield
+        return
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.enable_progress_bar()
+
+
 _WRAPPERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _NEWLINES: dict[tuple[str, int, str], tuple[int, ...]] = {}
 
@@ -333,9 +351,10 @@ def load_organism(
     path = organism_path(name)
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
-    model = AutoModelForCausalLM.from_pretrained(
-        str(path), dtype=torch_dtype, attn_implementation=attn_implementation or "sdpa"
-    )
+    with quiet_loading():
+        model = AutoModelForCausalLM.from_pretrained(
+            str(path), dtype=torch_dtype, attn_implementation=attn_implementation or "sdpa"
+        )
     model.to(dev).eval()  # type: ignore[arg-type]  # transformers types PreTrainedModel.to through functools.wraps
     tokenizer = AutoTokenizer.from_pretrained(str(path))
     return RetModel(model, tokenizer, name=f"retmask-organism-{name}")
@@ -383,7 +402,8 @@ def load_model(
         kwargs["device_map"] = "auto"
     log.info("loading %s (%s, %s)", name_or_path, torch_dtype, dev)
     try:
-        model = AutoModelForCausalLM.from_pretrained(str(name_or_path), **kwargs)
+        with quiet_loading():
+            model = AutoModelForCausalLM.from_pretrained(str(name_or_path), **kwargs)
     except ValueError as err:
         if "scaled_dot_product_attention" not in str(err) or attn_implementation:
             raise
@@ -392,7 +412,8 @@ def load_model(
             "and materialises attention weights. Pass attn_implementation= to choose.", name_or_path, err,
         )  # fmt: skip
         kwargs["attn_implementation"] = "eager"
-        model = AutoModelForCausalLM.from_pretrained(str(name_or_path), **kwargs)
+        with quiet_loading():
+            model = AutoModelForCausalLM.from_pretrained(str(name_or_path), **kwargs)
     if "device_map" not in kwargs:
         model.to(dev)  # type: ignore[arg-type]  # (as in load_organism)
     model.eval()

@@ -4,6 +4,7 @@ p-values, Holm's correction, rank correlation."""
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from collections import Counter
@@ -53,7 +54,14 @@ def rouge1_recall(reference: str, hypothesis: str, scorer: str = "wu") -> float:
                     "Wu et al.'s ROUGE needs the rouge-score package: pip install rouge-score "
                     "(or pass scorer='simple')"
                 ) from err
-            _WU_SCORER.append(rouge_scorer.RougeScorer(["rouge1"], use_stemmer=True))
+            absl = logging.getLogger("absl")  # its "Using default tokenizer." INFO line, inside progress bars
+            level = absl.level
+            if not absl.isEnabledFor(logging.DEBUG):
+                absl.setLevel(logging.WARNING)
+            try:
+                _WU_SCORER.append(rouge_scorer.RougeScorer(["rouge1"], use_stemmer=True))
+            finally:
+                absl.setLevel(level)
         return float(_WU_SCORER[0].score(reference, hypothesis)["rouge1"].recall)
     if scorer != "simple":
         raise ValueError(f"scorer must be one of {ROUGE_SCORERS}, got {scorer!r}")
