@@ -150,7 +150,7 @@ def _niah_heat(df, value: str, coloraxis: str | None, name: str = ""):
     heat = go.Heatmap(
         z=mean.to_numpy(dtype=float),
         x=[str(c) for c in mean.columns],
-        y=[float(d) for d in mean.index],
+        y=[f"{float(d):g}" for d in mean.index],  # categories: numeric depths padded the axis to -25..125
         customdata=count.to_numpy(dtype=float),
         name=name,
         hovertemplate="length %{x}, depth %{y}%<br>success %{z:.2f} (n=%{customdata})<extra></extra>",
@@ -169,6 +169,7 @@ def niah_grid(df, *, value: str = "success", title: str | None = None):
         title=title or "Needle in a haystack",
         xaxis_title="context length (tokens)",
         yaxis_title="needle depth (%)",
+        yaxis_type="category",
         template="plotly_white",
     )
     return fig
@@ -183,6 +184,7 @@ def niah_grids(named_dfs: Mapping[str, object], *, value: str = "success", title
         fig.add_trace(_niah_heat(df, value, "coloraxis", name), row=1, col=col)
         fig.update_xaxes(title_text="context length", row=1, col=col)
     fig.update_yaxes(title_text="needle depth (%)", row=1, col=1)
+    fig.update_yaxes(type="category")
     fig.update_layout(
         coloraxis={"colorscale": SUCCESS_SCALE, "cmin": 0.0, "cmax": 1.0, "colorbar": {"title": value}},
         title=title or "Needle in a haystack",
