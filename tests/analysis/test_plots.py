@@ -85,7 +85,11 @@ def _niah_df():
 def test_niah_grid_means_per_cell():
     fig = F.niah_grid(_niah_df())
     heat = fig.data[0]
-    assert list(heat.x) == ["1000", "2000"] and list(heat.y) == ["0", "50", "100"]  # the axis spans the depths only
+    assert list(heat.x) == ["1000", "2000"] and list(heat.y) == [
+        "0",
+        "50",
+        "100",
+    ]  # the axis spans the depths only
     np.testing.assert_allclose(np.asarray(heat.z), [[2 / 3, 1 / 3]] * 3)
     np.testing.assert_array_equal(np.asarray(heat.customdata), np.full((3, 2), 3))
     assert heat.zmin == 0 and heat.zmax == 1
