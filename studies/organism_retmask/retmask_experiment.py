@@ -13,7 +13,8 @@ For each organism (``concentrated``, ``distributed``):
    lengths inside and beyond the training length, plus held-out perplexity, and compare each trained model
    with the untrained one (``evaluation.compare``: paired deltas with bootstrap CIs).
 
-Every stage writes into ``--out/<organism>/`` and is skipped when its output exists, so an interrupted run resumes.
+Every stage writes into ``--out/<organism>/`` through ``core.stages``: a finished stage is skipped (an interrupted
+run resumes), one whose settings changed is refused naming the setting.
 The summary goes to ``--results`` (schema: ``studies/organism_retmask/README.md``). Example (about 2 minutes on one H200; hours on 2 CPU cores)::
 
     python studies/organism_retmask/retmask_experiment.py --out runs/experiment --results studies/organism_retmask/experiment_results.json
@@ -22,7 +23,6 @@ The summary goes to ``--results`` (schema: ``studies/organism_retmask/README.md`
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
 import time
@@ -31,7 +31,8 @@ from typing import Any
 
 import torch
 
-from retmask_interp.core.io import atomic_write_json, refuse_overwrite
+from retmask_interp.core.io import InputError, atomic_write_json, refuse_overwrite
+from retmask_interp.core.stages import Stages
 
 log = logging.getLogger("retmask_experiment")
 
@@ -97,25 +98,27 @@ def niah_samples(rm, args):
     )
 
 
-def detect(rm, out: Path, args):
+def _settings(args, *keys: str) -> dict[str, Any]:
+    return {k: getattr(args, k) for k in keys}
+
+
+def detect(rm, st: Stages, name: str, args):
+    """Stage ``detect``: the head scores on the held-out grid (``heads.json``; resumes from its samples file)."""
     from retmask_interp.heads.scores import load_head_scores, save_head_scores
     from retmask_interp.measure.detect import DetectConfig, detect_heads
 
-    path = out / "heads.json"
-    if path.exists():
-        return load_head_scores(path)
-    samples = niah_samples(rm, args)
-    cfg = DetectConfig(max_new_tokens=24, batch_size=16)
-    hs = detect_heads(
-        rm,
-        samples,
-        cfg,
-        samples_path=out / "detect_samples.jsonl",
-        progress=False,
-        params={"grid": "experiment"},
-    )
-    save_head_scores(hs, path, overwrite=True)
-    return hs
+    def run(ctx) -> dict:
+        hs = detect_heads(
+            rm, niah_samples(rm, args), DetectConfig(max_new_tokens=24, batch_size=16),
+            samples_path=ctx.path("detect_samples.jsonl"), progress=False, params={"grid": "experiment"},
+        )  # fmt: skip
+        save_head_scores(hs, ctx.path("heads.json"), overwrite=True)
+        return {"num_samples": hs.num_samples, "num_counted": hs.num_counted}
+
+    settings = _settings(args, "detect_lengths", "detect_depths", "detect_needles")
+    settings |= {"organism": name, "weights_sha256": weights_sha256(name)}
+    st.run("detect", settings, run, outputs=["heads.json"])
+    return load_head_scores(st.root / "heads.json")
 
 
 def choose_heads(hs, args) -> list[tuple[int, int]]:
@@ -126,80 +129,71 @@ def choose_heads(hs, args) -> list[tuple[int, int]]:
     return sorted(ranked[:k])
 
 
-def make_pair_set(rm, heads, path: Path, args):
-    from retmask_interp.retmask.pairs import (
-        PairsConfig,
-        PairStats,
-        builtin_prompts,
-        make_pairs,
-        pair_paths,
-        task_prompts,
+def make_pair_set(rm, heads, st: Stages, cond: str, args) -> dict[str, Any]:
+    """Stage ``pairs/COND``: preference pairs with ``heads`` masked (``pairs_COND.jsonl``); its stats."""
+    from retmask_interp.retmask.pairs import PairsConfig, builtin_prompts, make_pairs, task_prompts
+
+    def run(ctx) -> dict:
+        cfg = PairsConfig(
+            temperature=args.temperature, max_new_tokens=args.max_new_tokens, batch_size=args.pair_batch_size, seed=0
+        )  # fmt: skip
+        if args.prompts == "tasks":
+            prompts = task_prompts(args.num_prompts, tokenizer=rm.tokenizer, num_tokens=args.prompt_tokens)
+        else:
+            prompts = builtin_prompts(args.num_prompts, seed=0, split="train")
+        return make_pairs(
+            rm, prompts, heads, ctx.path(f"pairs_{cond}.jsonl"), config=cfg, progress=False
+        ).to_dict()
+
+    keys = ("temperature", "max_new_tokens", "pair_batch_size", "num_prompts", "prompts", "prompt_tokens")
+    settings = _settings(args, *keys) | {"heads": [list(h) for h in heads]}
+    return st.run(
+        f"pairs/{cond}", settings, run, after={"detection": "detect"}, outputs=[f"pairs_{cond}.jsonl"]
     )
 
-    stats_path = pair_paths(path).stats
-    if stats_path.exists():
-        return PairStats(
-            **{k: v for k, v in json.loads(stats_path.read_text()).items() if k != "num_dropped"}
-        )
-    cfg = PairsConfig(
-        temperature=args.temperature,
-        max_new_tokens=args.max_new_tokens,
-        batch_size=args.pair_batch_size,
-        seed=0,
-    )
-    if args.prompts == "tasks":
-        prompts = task_prompts(args.num_prompts, tokenizer=rm.tokenizer, num_tokens=args.prompt_tokens)
-    else:
-        prompts = builtin_prompts(args.num_prompts, seed=0, split="train")
-    return make_pairs(rm, prompts, heads, path, config=cfg, progress=False)
 
-
-def train(name: str, pairs_path: Path, out: Path, lr: float, args):
+def train(name: str, st: Stages, cond: str, lr: float, args) -> dict[str, Any]:
+    """Stage ``train/TAG``: DPO of a fresh copy of the organism on ``pairs_COND.jsonl`` (``train_TAG/``)."""
     from retmask_interp.organism import load_organism
     from retmask_interp.retmask.training import SUMMARY_NAME, DPOSettings, train_dpo
 
-    rm = load_organism(name, device=args.device, dtype="float32")
-    if (out / SUMMARY_NAME).exists():
-        from retmask_interp.core.models import load_model
+    tag = f"{cond}_lr{lr:g}"
 
-        return load_model(str(out), device=args.device, dtype="float32"), json.loads(
-            (out / SUMMARY_NAME).read_text()
+    def run(ctx) -> dict:
+        rm = load_organism(name, device=args.device, dtype="float32")
+        settings = DPOSettings(
+            beta=args.beta, learning_rate=lr, num_train_epochs=args.epochs, effective_batch_size=args.batch_size,
+            per_device_batch_size=args.batch_size, max_length=args.max_length, logging_steps=5,
+            gradient_checkpointing=False,
+        )  # fmt: skip
+        return train_dpo(
+            rm, None, ctx.path(f"pairs_{cond}.jsonl"), ctx.path(f"train_{tag}"), settings, overwrite=True
         )
-    settings = DPOSettings(
-        beta=args.beta,
-        learning_rate=lr,
-        num_train_epochs=args.epochs,
-        effective_batch_size=args.batch_size,
-        per_device_batch_size=args.batch_size,
-        max_length=args.max_length,
-        logging_steps=5,
-        gradient_checkpointing=False,
-    )
-    summary = train_dpo(rm, None, pairs_path, out, settings)
-    rm.model.eval()
-    return rm, summary
+
+    settings = _settings(args, "beta", "epochs", "batch_size", "max_length", "device") | {"lr": lr}
+    outputs = [f"train_{tag}/{SUMMARY_NAME}"]
+    return st.run(f"train/{tag}", settings, run, after={"pairs": f"pairs/{cond}"}, outputs=outputs)
 
 
-def run_eval(rm, path: Path, args):
+def run_eval(load, st: Stages, tag: str, args):
+    """Stage ``eval/TAG``: the long-context suite on the model ``load()`` gives (``eval_TAG.csv``)."""
     import pandas as pd
 
+    from retmask_interp.core.io import atomic_write_text
     from retmask_interp.retmask.evaluation import DEFAULT_TASKS, evaluate
 
-    if path.exists():
-        return pd.read_csv(path, keep_default_na=False)
-    df = evaluate(
-        rm,
-        tasks=args.tasks or DEFAULT_TASKS,
-        lengths=args.lengths,
-        n_per_cell=args.n_per_cell,
-        batch_size=args.eval_batch_size,
-        ppl_length=args.ppl_length,
-        progress=False,
-    )
-    tmp = path.with_suffix(".tmp.csv")
-    df.to_csv(tmp, index=False)
-    tmp.replace(path)
-    return df
+    def run(ctx) -> dict:
+        df = evaluate(
+            load(), tasks=args.tasks or DEFAULT_TASKS, lengths=args.lengths, n_per_cell=args.n_per_cell,
+            batch_size=args.eval_batch_size, ppl_length=args.ppl_length, progress=False,
+        )  # fmt: skip
+        atomic_write_text(ctx.path(f"eval_{tag}.csv"), df.to_csv(index=False))
+        return {"rows": len(df)}
+
+    settings = _settings(args, "tasks", "lengths", "n_per_cell", "eval_batch_size", "ppl_length", "device")
+    after = {"trained": f"train/{tag}"} if tag != "none" else {"detection": "detect"}
+    st.run(f"eval/{tag}", settings, run, after=after, outputs=[f"eval_{tag}.csv"])
+    return pd.read_csv(st.root / f"eval_{tag}.csv", keep_default_na=False)
 
 
 # -- summaries ---------------------------------------------------------------------------------------------------
@@ -260,20 +254,23 @@ def run_organism(name: str, args) -> dict[str, Any]:
     from retmask_interp.organism import load_organism
 
     out = Path(args.out) / name
-    out.mkdir(parents=True, exist_ok=True)
+    if out.is_dir() and any(out.iterdir()) and not (out / "stages").exists():
+        raise InputError(
+            f"{out} was made before the stage runner (its settings are not recorded, so a resume could mix "
+            "results of other settings); give another --out"
+        )
+    st = Stages(out)
     t0 = time.time()
     rm = load_organism(name, device=args.device, dtype="float32")
-    hs = detect(rm, out, args)
+    hs = detect(rm, st, name, args)
     metrics = {k: v for k, v in organization_metrics(hs).items()}
     heads = choose_heads(hs, args)
     all_above = hs.above(min(args.threshold, 0.05))
     rand = random_heads(rm, len(heads), exclude=set(all_above) | set(heads), seed=args.random_seed)
     log.info("%s: retrieval heads %s, random control %s", name, heads, rand)
     head_sets = {"retmask": heads, "random": rand}
-    pair_stats = {
-        c: make_pair_set(rm, h, out / f"pairs_{c}.jsonl", args).to_dict() for c, h in head_sets.items()
-    }
-    base = run_eval(rm, out / "eval_none.csv", args)
+    pair_stats = {c: make_pair_set(rm, h, st, c, args) for c, h in head_sets.items()}
+    base = run_eval(lambda model=rm: model, st, "none", args)
     del rm
     res: dict[str, Any] = {
         "metrics": metrics,
@@ -291,10 +288,15 @@ def run_organism(name: str, args) -> dict[str, Any]:
         block = res["conditions"] if i == 0 else res["variants"].setdefault(f"lr={lr:g}", {})
         for cond in ("random", "retmask"):
             tag = f"{cond}_lr{lr:g}"
-            model, summary = train(name, out / f"pairs_{cond}.jsonl", out / f"train_{tag}", lr, args)
-            df = run_eval(model, out / f"eval_{tag}.csv", args)
+            summary = train(name, st, cond, lr, args)
+
+            def trained(tag=tag):
+                from retmask_interp.core.models import load_model
+
+                return load_model(str(out / f"train_{tag}"), device=args.device, dtype="float32")
+
+            df = run_eval(trained, st, tag, args)
             block[cond] = condition_summary(df, base, args) | {"training": _train_info(summary)}
-            del model
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
         if i == 0:
@@ -324,4 +326,8 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except InputError as err:  # a changed setting, an old directory: one line, no traceback
+        log.error("%s", err)
+        raise SystemExit(2) from None
