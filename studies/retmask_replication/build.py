@@ -96,7 +96,7 @@ def old_units(run: Path) -> list[tuple[pd.DataFrame, dict]]:
     return out
 
 
-DIR = re.compile(r"^s(?P<seed>\d+)(?:_d(?P<draw>\d+)|_(?P<top>top\d+))?$")
+DIR = re.compile(r"^s(?P<seed>\d+)(?:_d(?P<draw>\d+)|_(?P<top>top\d+)|_(?P<out>out))?$")
 
 
 def new_units(root: Path, source: str) -> list[tuple[pd.DataFrame, dict]]:
@@ -110,7 +110,7 @@ def new_units(root: Path, source: str) -> list[tuple[pd.DataFrame, dict]]:
         s = int(m["seed"])
         for csv in sorted((d / "eval").glob("*.csv")):
             if csv.stem == "none":
-                if m["draw"] or m["top"]:
+                if m["draw"] or m["top"] or m["out"]:
                     continue  # the seed's own directory holds its untrained evaluation
                 unit = {"condition": "none", "control_draw": "", "seed": -1, "pair_seed": -1, "eval_seed": s}
                 unit["lr"] = 0.0
@@ -120,10 +120,11 @@ def new_units(root: Path, source: str) -> list[tuple[pd.DataFrame, dict]]:
                     continue
                 cond = n["cond"]
                 draw = ""
-                if m["draw"]:
+                if m["draw"] or m["out"]:
                     if cond != "random":
                         continue  # the draw directories' RetMask run is the seed directory's
-                    draw = f"d{m['draw']}"
+                    draw = f"d{m['draw']}" if m["draw"] else "out"
+                    cond = "random" if m["draw"] else "random_out"
                 elif m["top"]:
                     if cond != "retmask":
                         continue

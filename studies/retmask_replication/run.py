@@ -60,12 +60,14 @@ class Unit:
         try:
             if parts[0] == "random" and len(parts) == 3 and parts[1].startswith("d"):
                 return cls("random", int(parts[2].removeprefix("s")), int(parts[1][1:]))
+            if parts[0] == "random_out" and len(parts) == 2:
+                return cls("random_out", int(parts[1].removeprefix("s")), 0)
             if parts[0] in ("retmask", "self", "top4", "top34") and len(parts) == 2:
                 return cls(parts[0], int(parts[1].removeprefix("s")))
         except ValueError:
             pass
         raise SystemExit(
-            f"unknown unit {text!r}: use retmask:s0, self:s1, random:d2:s0, top4:s0, top34:s1 or harm"
+            f"unknown unit {text!r}: use retmask:s0, self:s1, random:d2:s0, random_out:s0, top4:s0, top34:s1 or harm"
         )
 
     @property
@@ -82,11 +84,13 @@ class Unit:
             return f"s{self.seed}_d{self.draw}"
         if self.condition in ("top4", "top34"):
             return f"s{self.seed}_{self.condition}"
+        if self.condition == "random_out":
+            return f"s{self.seed}_out"
         return f"s{self.seed}"
 
     @property
     def study_condition(self) -> str:
-        return {"self": "self", "random": "random"}.get(self.condition, "retmask")
+        return {"self": "self", "random": "random", "random_out": "random"}.get(self.condition, "retmask")
 
 
 def top_k_threshold(k: int, heads: str = HEADS) -> float:
@@ -111,6 +115,7 @@ def unit_config(
         "self": ("retmask", "self"),
         "random": ("retmask", "random"),
     }
+    conditions["random_out"] = ("retmask", "random")
     kw = dict(
         out=str(root / unit.directory),
         model=model,
@@ -129,6 +134,8 @@ def unit_config(
         prune_weights=True,
         only=(f"{unit.study_condition}:{s}",),
     )
+    if unit.condition == "random_out":
+        kw["random_layers"] = "outside"
     if unit.condition in ("top4", "top34"):
         kw["head_threshold"] = top_k_threshold(int(unit.condition[3:]))
     return StudyConfig(**kw)  # type: ignore[arg-type]
@@ -156,7 +163,7 @@ def share(unit: Unit, root: Path) -> list[str]:
     for split in ("train", "heldout"):
         rels += [f"stages/responses/normal.{split}.json", f"responses/normal.{split}.jsonl"]
         rels += [f"responses/normal.{split}.params.json"]
-    if unit.condition == "random":  # the same RetMask side, pairs and run: the study's one-lr "sweep"
+    if unit.condition in ("random", "random_out"):  # the same RetMask side, pairs and run (one-lr "sweep")
         name = run_name("retmask", LR, unit.seed)
         for split in ("train", "heldout"):
             rels += [

@@ -67,6 +67,12 @@ class StudyConfig:
     pair_seed: int = option(0, "sampling seed of both sides (common random numbers)", range=SEED)
     self_seed_offset: int = option(1, "the self-DPO side samples with pair_seed + this", range=SEED)
     random_seed: int = option(0, "seed of the random control head set", range=SEED)
+    random_layers: str = option(
+        "matched",
+        "the random control's layers: 'matched' (as many heads in each layer as the retrieval heads) or 'outside' "
+        "(drawn from the layers that hold no retrieval head)",
+        choices=("matched", "outside"),
+    )
     conditions: tuple[str, ...] = option(
         ("retmask", "random", "self"), "pair conditions trained", choices=tuple(CONDITION_SIDES)
     )

@@ -58,11 +58,14 @@ def _sha256(path: str | Path) -> str:
 
 def stage_heads(config: StudyConfig, st: Stages) -> dict:
     """The retrieval heads (score >= ``head_threshold`` in ``config.heads``) and the random control: as many heads
-    drawn from those below the threshold, per-layer matched (``interventions.controls.random_heads``)."""
+    drawn from those below the threshold, per-layer matched (``interventions.controls.random_heads``), or, with
+    ``random_layers="outside"``, from the layers that hold no retrieval head."""
     if not config.heads:
         raise ValueError("give the retrieval-head list: --heads PATH (a head-score JSON of this model)")
     settings = {"heads_sha256": _sha256(config.heads), "head_threshold": config.head_threshold}
     settings |= {"random_seed": config.random_seed, "model": config.model}
+    if config.random_layers != "matched":  # recorded only when set, so that earlier runs' markers stay valid
+        settings["random_layers"] = config.random_layers
 
     def run(ctx) -> dict:
         from retmask_interp.heads.formats import load_any_head_list
@@ -78,9 +81,16 @@ def stage_heads(config: StudyConfig, st: Stages) -> dict:
         retrieval = sorted(hs.select(threshold=config.head_threshold))
         if not retrieval:
             raise ValueError(f"no head of {config.heads} scores >= {config.head_threshold}")
-        control = random_heads(
-            model, len(retrieval), exclude=retrieval, seed=config.random_seed, like=retrieval
-        )
+        if config.random_layers == "outside":
+            used = {a for a, _ in retrieval}
+            outside = [x for x in range(model.geometry.num_layers) if x not in used]
+            control = random_heads(
+                model, len(retrieval), exclude=retrieval, seed=config.random_seed, layers=outside
+            )
+        else:
+            control = random_heads(
+                model, len(retrieval), exclude=retrieval, seed=config.random_seed, like=retrieval
+            )
         scores = {f"{a}.{b}": hs.scores.get((a, b), 0.0) for a, b in retrieval + control}
         return {
             "retmask": [list(h) for h in retrieval],

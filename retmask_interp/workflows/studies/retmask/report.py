@@ -19,7 +19,8 @@ def setup_lines(config: StudyConfig, extra: dict) -> list[str]:
     return [
         f"model `{config.model}`, device `{config.device}`; heads `{config.heads}` (score >= {config.head_threshold}): "
         f"{len(extra['heads']['retmask'])} retrieval heads, random control {len(extra['heads']['random'])} heads "
-        f"(per-layer matched, seed {config.random_seed})",
+        f"({'per-layer matched' if config.random_layers == 'matched' else 'from layers without retrieval heads'}, "
+        f"seed {config.random_seed})",
         f"pairs: temperature {config.temperature}, top-p {config.top_p}, at most {config.max_new_tokens} new tokens, "
         f"zero masking, seed {config.pair_seed} on both sides (self-DPO: {config.pair_seed} vs "
         f"{config.pair_seed + config.self_seed_offset})",
