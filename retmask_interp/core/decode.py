@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import logging
 import warnings
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
@@ -31,7 +32,10 @@ from einops import rearrange
 from retmask_interp.core.architectures import AttentionSettings
 from retmask_interp.core.models import RetModel
 
+log = logging.getLogger(__name__)
+
 __all__ = [
+    "cap_new_tokens",
     "AttentionCall",
     "Batch",
     "attention_calls",
@@ -56,6 +60,27 @@ class Batch:
     @property
     def padded(self) -> bool:
         return any(self.pad)
+
+
+def cap_new_tokens(max_new_tokens: int, prompt_lengths: Sequence[int], window: int | None) -> int:
+    """``max_new_tokens``, capped at what the model's ``window`` leaves after the shortest prompt (a warning says
+    so): a batch never allocates room for tokens no row could generate inside the window (``--max-new-tokens 1e9``
+    allocated 8 GB), and no row is cut before it reaches the window itself, so generations that fit the window do
+    not depend on the cap or on the batch."""
+    if not window or not prompt_lengths:
+        return max_new_tokens
+    room = max(1, int(window) - min(int(n) for n in prompt_lengths))
+    if max_new_tokens > room:
+        log.warning(
+            "max_new_tokens %d capped to %d: the model's window of %d tokens leaves no more after a prompt of %d "
+            "tokens",
+            max_new_tokens,
+            room,
+            window,
+            min(prompt_lengths),
+        )
+        return room
+    return max_new_tokens
 
 
 def left_pad(

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from retmask_interp.core.decode import decode_in_one_trace, decode_steps, left_pad
+from retmask_interp.core.decode import cap_new_tokens, decode_in_one_trace, decode_steps, left_pad
 from retmask_interp.core.io import InputError
 from retmask_interp.core.models import RetModel
 from retmask_interp.core.static_decode import decode_static, envoy_forward, plain_forward, resolve_backend
@@ -168,6 +168,7 @@ def generate_ids(
         pad_token_id = getattr(rm.tokenizer, "pad_token_id", None)
         if pad_token_id is None:
             pad_token_id = eos_ids[0] if eos_ids else 0
+    max_new_tokens = cap_new_tokens(max_new_tokens, [len(p) for p in prompts], rm.max_context)
     batch = left_pad(prompts, max_new_tokens, rm.device, pad_id=pad_token_id)
     if max_new_tokens == 0:
         return batch.ids[:, : batch.width]

@@ -75,6 +75,9 @@ def _geometry_dict(geometry) -> dict[str, int]:
 
 
 # -- DuoAttention ----------------------------------------------------------------------------------------
+GATE_TOLERANCE = 0.01  # published DuoAttention gates stray this far outside [0, 1] (rounding); clipped
+
+
 def load_duo_attention(
     path: str | Path,
     *,
@@ -88,7 +91,8 @@ def load_duo_attention(
     head ``h // group_size`` (the Hugging Face grouped-query layout), and the provenance records it. Give the
     number of query heads per KV head as ``group_size``, or ``num_heads`` (query heads per layer), or a
     ``geometry`` (``ModelGeometry``, ``RetModel``, HF config or dict); ``group_size=1`` keeps the KV heads as
-    they are. Published gates stray slightly outside [0, 1] (e.g. -1e-4); they are clipped to [0, 1].
+    they are. Published gates stray slightly outside [0, 1] (e.g. -1e-4); such strays (within ``GATE_TOLERANCE``) are
+    clipped to [0, 1]; a gate further out (5.0, -3.0) is not a gate and the file is refused, naming it.
     ``config.json`` beside the file (the training run's settings) is read into ``params`` when present.
     """
     path = Path(path)
@@ -117,6 +121,13 @@ def load_duo_attention(
         raise InputError(f"{path}: no gates (an empty file); expected {DUO_FILE}")
     if not np.all(np.isfinite(gates)):
         raise InputError(f"{path}: contains NaN or infinite gates")
+    far = np.argwhere((gates < -GATE_TOLERANCE) | (gates > 1 + GATE_TOLERANCE))
+    if len(far):
+        layer, kv = (int(x) for x in far[0])
+        raise InputError(
+            f"{path}:{layer + 1}: gate {gates[layer, kv]:g} of KV head {kv} (layer {layer}) is outside [0, 1] "
+            f"({len(far)} such gates); DuoAttention gates are in [0, 1]: is it a gate file?"
+        )
     n_layers, n_kv = gates.shape
     geo = _geometry_dict(geometry)
     if group_size is None and num_heads is None and geo:

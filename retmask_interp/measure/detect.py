@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 
 import torch
 
-from retmask_interp.core.decode import decode_steps, left_pad
+from retmask_interp.core.decode import cap_new_tokens, decode_steps, left_pad
 from retmask_interp.core.io import InputError, append_jsonl, read_jsonl, refuse_overwrite, settings_diff
 from retmask_interp.core.models import as_model
 from retmask_interp.core.options import option
@@ -80,6 +80,7 @@ def copy_paste_scores_batch(
     if max_new_tokens < 1:
         raise ValueError("max_new_tokens must be >= 1")
     device = rm.device
+    max_new_tokens = cap_new_tokens(max_new_tokens, [len(p) for p in prompts], rm.max_context)
     batch = left_pad(prompts, max_new_tokens, device)
     for (start, end), p in zip(needle_spans, batch.pad):
         if not (0 <= start < end <= batch.width - p):

@@ -573,3 +573,48 @@ def test_unwritable_out_of_analyze_and_figures(heads_file, tmp_path, capsys):
         assert "is not writable" in _err(capsys)
     finally:
         ro.chmod(0o700)
+
+
+def test_duo_attention_gates_far_outside_the_unit_interval(tmp_path, capsys):
+    path = tmp_path / "full_attention_heads.tsv"
+    for bad in ("5.0", "-3.0"):
+        path.write_text(f"0.5\t1.0\n0.2\t{bad}\n")
+        assert main(["heads", str(path), "--group-size", "2"]) == 2
+        assert (
+            f"full_attention_heads.tsv:2: gate {bad.rstrip('0').rstrip('.')} of KV head 1 (layer 1)"
+            in _err(capsys)
+        )
+    path.write_text("0.5\t1.0002\n0.2\t-0.0001\n")  # published rounding strays: clipped, accepted
+    assert main(["heads", str(path), "--group-size", "2"]) == 0
+
+
+def test_max_new_tokens_is_capped_at_the_window(caplog):
+    """`--max-new-tokens 1e9` allocated 8 GB up front: generation caps it at what the window leaves and says so;
+    generations that fit the window are unchanged by the cap."""
+    import logging
+
+    import torch
+
+    from retmask_interp.core.decode import cap_new_tokens
+    from retmask_interp.core.models import available_organisms, load_model
+    from retmask_interp.interventions.masking import generate
+    from retmask_interp.measure.detect import copy_paste_scores_batch
+
+    assert cap_new_tokens(10**9, [10, 30], 4096) == 4086 and cap_new_tokens(50, [10], 4096) == 50
+    assert cap_new_tokens(10**9, [10], None) == 10**9  # no known window: nothing to cap at
+    if "concentrated" not in available_organisms():
+        pytest.skip("the organism's weights are not installed")
+    rm = load_model("organism", device="cpu")
+    rm.model.config.max_position_embeddings = 24  # a small window, so that the capped run is short
+    prompts = [torch.arange(3, 15), torch.arange(3, 11)]
+    with caplog.at_level(logging.WARNING):
+        out = generate(rm, prompts, max_new_tokens=10**9, eos_token_id=[])
+    assert out.shape[1] <= 12 + (24 - 8) and "capped to 16" in caplog.text
+    same = generate(rm, prompts, max_new_tokens=4, eos_token_id=[])
+    assert torch.equal(out[:, : same.shape[1]], same)  # the first tokens are those of an uncapped short run
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        (ids, _), _ = copy_paste_scores_batch(
+            rm, prompts, [(0, 2), (0, 2)], max_new_tokens=10**9, eos_token_ids=[]
+        )
+    assert len(ids) <= 16 and "capped to 16" in caplog.text
