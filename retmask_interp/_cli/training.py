@@ -212,6 +212,13 @@ def run_pairs(args) -> int:
     return 0
 
 
+def _main_process() -> bool:
+    """Not a secondary rank of ``accelerate launch`` / torchrun (the main process holds the run lock for all)."""
+    import os
+
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def _launcher_device(args) -> None:
     """Under ``accelerate launch`` / torchrun (WORLD_SIZE > 1), ``--device auto`` is this rank's own GPU.
 
@@ -231,7 +238,7 @@ def run_train(args) -> int:
     from retmask_interp.retmask.training import load_pairs_dataset, train_dpo
 
     check_writable(args.out / "training_summary.json", "training output (--out)")
-    lock_outputs(args, args.out, what="training output")
+    lock_outputs(args, args.out if _main_process() else None, what="training output")
     check_model_args(args)
     _launcher_device(args)
     load_pairs_dataset(args.pairs)  # a bad pairs file fails here, before the model is loaded
@@ -249,7 +256,7 @@ def run_retmask(args) -> int:
 
     pairs = args.out / "pairs.jsonl"
     check_writable(pairs, "pairs output (--out)")
-    lock_outputs(args, args.out, what="RetMask output")
+    lock_outputs(args, args.out if _main_process() else None, what="RetMask output")
     check_model_args(args)
     fresh = args.overwrite or not pair_paths(pairs).stats.exists()
     prompts = _prompts(args) if fresh else None  # read (strictly) before the model is loaded

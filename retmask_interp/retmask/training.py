@@ -40,6 +40,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,7 @@ from typing import Any
 import torch
 
 from retmask_interp.core.io import InputError, atomic_write_json, read_jsonl, refuse_overwrite
+from retmask_interp.core.locks import run_lock
 from retmask_interp.core.options import option
 from retmask_interp.core.ranges import (
     FRACTION,
@@ -309,8 +311,17 @@ def train_dpo(
     ``model`` is a Hugging Face causal LM or a ``RetModel`` (``tokenizer`` may then be ``None``). It is trained in
     place (full fine-tuning) or receives the merged adapter (LoRA). A finished ``out_dir`` (with
     ``training_summary.json``) is not overwritten without ``overwrite=True``; ``resume=True`` continues from the
-    last checkpoint in ``out_dir/checkpoints`` (needs ``save_steps``).
+    last checkpoint in ``out_dir/checkpoints`` (needs ``save_steps``). The run holds the exclusive run lock of
+    ``out_dir`` (``core.locks``; under ``accelerate launch`` the main process holds it for all ranks).
     """
+    main = int(os.environ.get("RANK", "0")) == 0
+    with run_lock(out_dir if main else None, what="training output"):
+        return _train_dpo(model, tokenizer, pairs_path, out_dir, config, overwrite=overwrite, resume=resume)
+
+
+def _train_dpo(
+    model, tokenizer, pairs_path, out_dir, config, *, overwrite: bool, resume: bool
+) -> dict[str, Any]:
     import trl
     from trl import DPOTrainer
 
