@@ -53,10 +53,12 @@ def add_config_arguments(
     skip: Iterable[str] = (),
     flags: Mapping[str, str] | None = None,
     helps: Mapping[str, str] | None = None,
+    defaults: bool = False,
 ) -> list[str]:
     """Add an option per field of ``cls`` (not those in ``skip``, nor fields marked ``cli=False`` or of a type
-    the command line cannot give); ``flags`` / ``helps`` override a field's option name / help. Returns the
-    fields added (``dest`` = the field name)."""
+    the command line cannot give); ``flags`` / ``helps`` override a field's option name / help; ``defaults``: an
+    option left out is the dataclass default, not ``None`` (for commands that have no preset and read the values
+    themselves). Returns the fields added (``dest`` = the field name)."""
     hints = typing.get_type_hints(cls)
     skip, flags, helps = set(skip), dict(flags or {}), dict(helps or {})
     added = []
@@ -69,7 +71,12 @@ def add_config_arguments(
         flag = flags.get(f.name) or f.metadata.get("flag") or f.name
         flag = flag if flag.startswith("--") else "--" + flag.replace("_", "-")
         text = helps.get(f.name, f.metadata.get("help", ""))
-        kwargs: dict[str, Any] = {"dest": f.name, "default": None}
+        default = None
+        if defaults and f.default is not dataclasses.MISSING:
+            default = f.default
+        elif defaults and f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        kwargs: dict[str, Any] = {"dest": f.name, "default": default}
         kwargs["help"] = f"{text} (default: {_default_text(f)})".strip()
         if kind is bool:
             kwargs["action"] = argparse.BooleanOptionalAction

@@ -13,11 +13,9 @@ from retmask_interp._cli.validate import (
     check_writable,
     finite_float,
     lock_outputs,
-    nonnegative_float,
     nonnegative_int,
     positive_int,
     seed_int,
-    top_p,
 )
 
 log = logging.getLogger(__name__)
@@ -44,13 +42,10 @@ def _prompt_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--prompt-column", default="prompt", help="field of the prompt in --prompts (prompt)")
     p.add_argument("--limit", type=positive_int, default=None, help="use the first N prompts only")
-    g = p.add_argument_group("sampling (both sides alike)")
-    g.add_argument("--temperature", type=nonnegative_float, default=0.6, help="0 = greedy (0.6, paper)")
-    g.add_argument("--top-p", type=top_p, default=1.0, help="(1.0, paper)")
-    g.add_argument("--max-new-tokens", type=positive_int, default=2048, help="(2048, paper)")
-    g.add_argument("--batch-size", type=positive_int, default=8, help="prompts per generation batch (8)")
-    g.add_argument("--seed", type=seed_int, default=0)
-    g.add_argument("--format", default="auto", choices=["auto", "conversational", "plain"])
+    from retmask_interp.retmask.pairs import PairsConfig
+
+    g = p.add_argument_group("sampling (both sides alike; defaults: the RetMask paper)")
+    add_config_arguments(g, PairsConfig, skip=("mode",), defaults=True)
 
 
 def _train_args(p: argparse.ArgumentParser) -> None:
@@ -84,15 +79,7 @@ def _prompts(args):
 def _pairs_config(args):
     from retmask_interp.retmask.pairs import PairsConfig
 
-    return PairsConfig(
-        temperature=args.temperature,
-        top_p=args.top_p,
-        max_new_tokens=args.max_new_tokens,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        mode=args.mode,
-        format=args.format,
-    )
+    return config_from_args(PairsConfig, args)
 
 
 def _dpo_settings(args):

@@ -95,17 +95,20 @@ DROP_REASONS = ("empty_chosen", "empty_rejected", "empty_both", "identical")
 class PairsConfig:
     """Sampling settings, identical for both sides of every pair."""
 
-    temperature: float = option(0.6, range=NONNEGATIVE)  # paper; 0 = greedy
-    top_p: float = option(1.0, range=TOP_P)  # paper
-    max_new_tokens: int = option(2048, range=POSITIVE_INT)  # paper's cap
-    batch_size: int = option(8, range=POSITIVE_INT)  # prompts per generate call (left-padded)
-    # run seed; prompt i samples with its own generator seeded sample_seed(seed, i), on both sides: its responses
-    # do not depend on the batch size or on the other prompts (a resume with another batch size equals a clean run)
-    seed: int = option(0, range=SEED)
-    mode: str = "zero"  # masking mode passed to retmask_interp.interventions.masking.generate
-    format: str = (
-        "auto"  # "conversational" iff the tokenizer has a chat template; or "conversational", "plain"
+    temperature: float = option(0.6, "sampling temperature, 0 = greedy (paper)", range=NONNEGATIVE)
+    top_p: float = option(1.0, "nucleus sampling (paper)", range=TOP_P)
+    max_new_tokens: int = option(2048, "longest response in tokens (the paper's cap)", range=POSITIVE_INT)
+    batch_size: int = option(8, "prompts per generate call (left-padded)", range=POSITIVE_INT)
+    # prompt i samples with its own generator seeded sample_seed(seed, i), on both sides: its responses do not
+    # depend on the batch size or on the other prompts (a resume with another batch size equals a clean run)
+    seed: int = option(
+        0, "run seed (prompt i samples with its own generator from it, on both sides)", range=SEED
     )
+    mode: str = option("zero", "masking mode of the rejected side (interventions.masking.generate)")
+    format: str = option(
+        "auto", "pair format: conversational iff the tokenizer has a chat template (auto), or as given",
+        choices=("auto", "conversational", "plain"),
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         check_fields(self)
