@@ -145,7 +145,7 @@ def masking_outcomes(
     The sweep is packed (``measure.sweep``): rows of any condition whose prompts have one length share a batch, each
     masked by its own heads, and one prefill serves both the teacher-forced score and the generation of a row
     (``interventions.masking.score_and_generate``). ``batch_size``: rows per batch (``None``: from the free memory
-    on a GPU, 8 elsewhere).
+    on a GPU, 4 elsewhere).
 
     ``checkpoint``: a JSONL file (``core.io.KeyedCheckpoint``) that keeps each finished condition's rows, keyed by
     its name and heads; a re-run reads them back instead of recomputing, and refuses a file made with other

@@ -30,9 +30,9 @@ __all__ = ["Row", "batch_limit", "sweep"]
 
 log = logging.getLogger(__name__)
 
-CPU_ROWS = (
-    8  # rows per batch off the GPU (a CPU gains nothing from wider batches; the old per-condition default)
-)
+# rows per batch off the GPU: a CPU gains nothing from wider batches (notebook 02's single heads on the organism, one
+# thread: 19-21 s of CPU time at 2, 4 or 8 rows, within the shared machine's noise; docs/benchmarks.md)
+CPU_ROWS = 4
 MAX_ROWS = 1024  # a ceiling on the rows of one batch whatever the memory says
 
 
@@ -79,7 +79,7 @@ def batch_limit(
 ) -> int:
     """The most rows of ``length``-token prompts one batch takes: on a GPU what fits ``budget`` of the free memory
     (``row_bytes``; in float32 also detection's cap for materialised attention scores), at most ``MAX_ROWS``;
-    elsewhere ``CPU_ROWS``."""
+    elsewhere ``CPU_ROWS`` (4)."""
     from retmask_interp.measure.detect import prefill_batch_limit
 
     rm = as_model(model)
