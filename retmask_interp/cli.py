@@ -47,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
         for noisy in ("kaleido", "choreographer", "logistro", "httpx"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
+        from retmask_interp._cli.detect import resolve_model_option
+
+        resolve_model_option(args, args.command)  # --model, or the deprecated positional MODEL
         with contextlib.ExitStack() as held:  # run locks taken by the command (_cli.validate.lock_outputs)
             args.held = held
             return int(args.func(args) or 0)

@@ -6,6 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from retmask_interp._cli.detect import add_model_option
 from retmask_interp._cli.validate import finite_float, nonnegative_int, positive_int
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ def register(sub) -> None:
         description="Load MODEL, zero the output-projection columns of the chosen heads in a copy, and save it "
         "with its tokenizer (safetensors, loadable by transformers / vLLM) plus retmask_heads.json.",
     )
-    p.add_argument("model", metavar="MODEL", help='hub name, local path, or "organism"')
+    add_model_option(p, default=None)
     p.add_argument("--heads", required=True, metavar="FILE", help="head list (any supported format)")
     sel = p.add_mutually_exclusive_group(required=True)
     sel.add_argument("--top-k", type=nonnegative_int, metavar="K", help="mask the K highest-scoring heads")

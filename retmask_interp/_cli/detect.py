@@ -22,14 +22,69 @@ from retmask_interp._cli.validate import (
 from retmask_interp.core.architectures import ATTN_IMPLEMENTATIONS  # light: no torch
 
 
-def add_model_args(p: argparse.ArgumentParser, default: str | None = "organism", dtype: str = "auto") -> None:
-    """MODEL (optional with a default), --device, --dtype, --revision, --attn-implementation; see load_from_args."""
-    if default is None:
-        p.add_argument("model", help="hub name, local path, or 'organism' (the embedded model)")
-    else:
-        p.add_argument(
-            "model", nargs="?", default=default, help=f"hub name, local path or 'organism' ({default})"
+def model_help(default: str | None) -> str:
+    """The help of --model in every command: what names a model, with the real models the package installs."""
+    from retmask_interp.core.real_models import real_model_names
+
+    names = ", ".join(real_model_names())
+    tail = f" (default {default})" if default else " (required)"
+    return (
+        "hub name, local path, .gguf file, 'organism' or 'organism:distributed' (the embedded organisms), or a "
+        f"real model the package installs (scripts/setup.sh): {names}{tail}"
+    )
+
+
+class _PositionalModel(argparse.Action):
+    """The deprecated positional MODEL: sets ``model`` too, unless --model was given."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if values is None:
+            return
+        namespace.model_positional = values
+        if getattr(namespace, "model_given", None) is None:
+            namespace.model = values
+
+
+class _ModelOption(argparse.Action):
+    def __call__(self, parser, namespace, values, option_string=None):
+        namespace.model = namespace.model_given = values
+
+
+def add_model_option(p: argparse.ArgumentParser, default: str | None = "organism") -> None:
+    """``--model NAME``, the one way every command takes its model; the old positional MODEL still works, with a
+    deprecation message (``resolve_model_option``, called by ``cli.main``)."""
+    p.add_argument(
+        "model_positional", nargs="?", default=None, metavar="MODEL", action=_PositionalModel,
+        help="deprecated: use --model",
+    )  # fmt: skip
+    p.add_argument("--model", default=default, metavar="NAME", action=_ModelOption, help=model_help(default))
+    p.set_defaults(model_given=None)
+
+
+def resolve_model_option(args, command: str) -> None:
+    """The deprecated positional MODEL gets a message on stderr; an error when it and --model disagree, or when a
+    command that needs a model got none."""
+    if not hasattr(args, "model_positional"):
+        return
+    positional, given = args.model_positional, args.model_given
+    if positional is not None:
+        if given is not None and given != positional:
+            raise ValueError(
+                f"the model is given twice ({positional!r} and --model {given!r}); give --model only"
+            )
+        print(
+            f"retmask {command}: giving the model as a positional argument is deprecated; use --model {positional}",
+            file=sys.stderr,
         )
+        args.model = positional
+    if args.model is None:
+        raise ValueError(f"retmask {command} needs a model: --model NAME (see retmask {command} --help)")
+
+
+def add_model_args(p: argparse.ArgumentParser, default: str | None = "organism", dtype: str = "auto") -> None:
+    """--model (the old positional MODEL still works, deprecated), --device, --dtype, --revision,
+    --attn-implementation; see load_from_args."""
+    add_model_option(p, default)
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (auto: a GPU if there is one)")
     p.add_argument(
         "--dtype",

@@ -105,3 +105,23 @@ def test_heads_takes_a_shipped_head_list_by_name(capsys):
     assert main(["heads", "gemma-3-270m", "--top", "2"]) == 0
     rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.strip()[:1].isdigit()]
     assert [r[:3] for r in rows[:2]] == [["1", "5", "1"], ["2", "11", "2"]]
+
+
+def test_model_is_given_with_model_everywhere_and_the_old_positional_still_works(capsys):
+    from retmask_interp.cli import build_parser
+
+    parser = build_parser()
+    sub = parser._subparsers._group_actions[0].choices
+    for name, p in sub.items():  # every command that loads a model takes --model, with the installable names
+        if any(a.dest == "model_positional" for a in p._actions) or name == "demo":
+            opt = next(a for a in p._actions if "--model" in a.option_strings)
+            assert name == "demo" or "smollm2-135m-instruct" in opt.help, name
+    args = parser.parse_args(["detect", "--model", "organism:distributed", "--out", "h.json"])
+    assert args.model == "organism:distributed"
+    args = parser.parse_args(["detect", "organism:distributed", "--out", "h.json"])  # the old form
+    assert args.model == "organism:distributed" and args.model_positional == "organism:distributed"
+    assert parser.parse_args(["detect", "--out", "h.json"]).model == "organism"  # the default
+    assert main(["train", "--pairs", "p.jsonl", "--out", "o"]) == 2
+    assert "needs a model: --model NAME" in capsys.readouterr().err
+    assert main(["detect", "organism", "--model", "gemma-3-270m", "--out", "h.json"]) == 2
+    assert "given twice" in capsys.readouterr().err

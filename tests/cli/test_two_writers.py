@@ -15,7 +15,7 @@ from retmask_interp.cli import main
 from retmask_interp.heads.scores import HeadScores, load_head_scores
 
 REPO = Path(__file__).resolve().parents[2]
-DETECT = ["detect", "organism", "--lengths", "200", "--num-depths", "2", "--max-new-tokens", "6",
+DETECT = ["detect", "--model", "organism", "--lengths", "200", "--num-depths", "2", "--max-new-tokens", "6",
           "--no-progress", "--device", "cpu"]  # fmt: skip
 
 
@@ -62,7 +62,7 @@ def test_two_detects_on_the_same_output(tmp_path):
 def test_two_pairs_on_the_same_output(tmp_path):
     heads = tmp_path / "heads.json"
     HeadScores.from_matrix([[float(8 * layer + h) for h in range(8)] for layer in range(6)]).save(heads)
-    args = ["pairs", "organism", "--heads", heads, "--top-k", "6", "--builtin-prompts", "4",
+    args = ["pairs", "--model", "organism", "--heads", heads, "--top-k", "6", "--builtin-prompts", "4",
             "--max-new-tokens", "8", "--batch-size", "2", "--device", "cpu", "--no-progress"]  # fmt: skip
     _race([*args, "--out", tmp_path / "race.jsonl"])
     assert main([*map(str, args), "--out", str(tmp_path / "clean.jsonl")]) == 0
