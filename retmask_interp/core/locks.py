@@ -18,6 +18,7 @@ import json
 import os
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -54,6 +55,17 @@ def lock_holder(path: str | Path) -> dict | None:
     return info if isinstance(info, dict) else None
 
 
+def _wait_for_holder(target: Path, seconds: float = 2.0) -> dict | None:
+    """The holder's record; a holder that has just taken the lock writes it a moment later, so wait for it a little
+    (``seconds`` at most) rather than name "another process"."""
+    deadline = time.monotonic() + seconds
+    while True:
+        info = lock_holder(target)
+        if (info and "pid" in info) or time.monotonic() >= deadline:
+            return info
+        time.sleep(0.02)
+
+
 def _describe(info: dict | None) -> str:
     if not info or "pid" not in info:
         return "another process"
@@ -75,7 +87,7 @@ def _acquire(lock: Path, target: Path, what: str) -> int:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            holder = _describe(lock_holder(target))
+            holder = _describe(_wait_for_holder(target))
             raise RunLocked(
                 f"{what} {target} is being written by {holder}, which is still running; wait for it to finish "
                 f"(or stop it), or give another output path"
