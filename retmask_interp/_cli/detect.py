@@ -119,14 +119,21 @@ def add_grid_args(p: argparse.ArgumentParser, *, lengths=(0, 5000, 20), depths: 
         default=None,
         help="total prompt lengths in tokens (overrides --min/--max/--num-lengths)",
     )
-    g.add_argument("--min-length", type=nonnegative_int, default=lengths[0])
-    g.add_argument("--max-length", type=nonnegative_int, default=lengths[1])
-    g.add_argument("--num-lengths", type=positive_int, default=lengths[2])
+    g.add_argument("--min-length", type=nonnegative_int, default=lengths[0], help="shortest prompt in tokens")
+    g.add_argument("--max-length", type=nonnegative_int, default=lengths[1], help="longest prompt in tokens")
+    g.add_argument(
+        "--num-lengths", type=positive_int, default=lengths[2], help="lengths evenly spaced from min to max"
+    )
     g.add_argument("--depths", type=percent, nargs="+", default=None, help="needle depths in percent")
     g.add_argument(
         "--num-depths", type=positive_int, default=depths, help="round(linspace(0, 100, N)) depths (Wu: 10)"
     )
-    g.add_argument("--prompt-style", choices=["chat", "qa", "continuation"], default="chat")
+    g.add_argument(
+        "--prompt-style",
+        choices=["chat", "qa", "continuation"],
+        default="chat",
+        help="chat: the chat template (instruct models); qa or continuation: base models",
+    )
     g.add_argument(
         "--chat-template-kwargs",
         type=json_object,
@@ -189,7 +196,9 @@ def register(sub) -> None:
     add_model_args(p)
     p.add_argument("--out", required=True, type=Path, help="head list JSON to write")
     add_grid_args(p)
-    p.add_argument("--max-new-tokens", type=positive_int, default=50)
+    p.add_argument(
+        "--max-new-tokens", type=positive_int, default=50, help="longest answer decoded per sample"
+    )
     p.add_argument(
         "--rouge-threshold",
         type=unit_interval,
@@ -207,7 +216,7 @@ def register(sub) -> None:
     )
     p.add_argument("--format", choices=["retmask", "wu"], default="retmask", help="head-file format")
     p.add_argument("--overwrite", action="store_true", help="replace an existing head file and start over")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
     p.set_defaults(func=run_detect)
 
     h = sub.add_parser(
@@ -255,19 +264,29 @@ def register(sub) -> None:
     h.add_argument("--overwrite", action="store_true", help="replace an existing --export file")
     h.set_defaults(func=run_heads)
 
-    d = sub.add_parser("demo", help="the end-to-end demo on the embedded organism (or --model)")
+    d = sub.add_parser(
+        "demo",
+        help="the end-to-end demo on the embedded organism (or --model)",
+        description="Detect the retrieval heads of MODEL on a held-out NIAH grid, mask them, and compare NIAH "
+        "success unmasked / retrieval heads masked / as many random heads masked; writes the head list, figures, "
+        "report.md and summary.json to --out.",
+    )
     d.add_argument("--out", type=Path, default=Path("demo_out"), help="output directory")
-    d.add_argument("--model", default="organism", help="hub name, local path or 'organism'")
-    d.add_argument("--device", default="auto")
-    d.add_argument("--dtype", default="auto")
+    d.add_argument("--model", default="organism", metavar="NAME", help=model_help("organism"))
+    d.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (auto: a GPU if there is one)")
+    d.add_argument(
+        "--dtype", default="auto", help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16"
+    )
     d.add_argument("--threshold", type=finite_float, default=0.1, help="retrieval heads: score >= this")
     d.add_argument("--seeds", type=positive_int, default=5, help="random-head control seeds")
     d.add_argument(
         "--lengths", type=positive_int, nargs="+", default=None, help="NIAH lengths (default: model's)"
     )
-    d.add_argument("--num-depths", type=positive_int, default=None)
-    d.add_argument("--overwrite", action="store_true")
-    d.add_argument("--no-progress", action="store_true")
+    d.add_argument(
+        "--num-depths", type=positive_int, default=None, help="needle depths 0-100 %% (default: model's)"
+    )
+    d.add_argument("--overwrite", action="store_true", help="run again over a finished --out")
+    d.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
     d.set_defaults(func=run_demo)
 
 

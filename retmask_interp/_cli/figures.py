@@ -76,7 +76,7 @@ def register(sub) -> None:
         action="store_true",
         help="replace the figures of a DIR that already holds them (manifest.json, index.md)",
     )
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
     p.set_defaults(func=run)
 
 

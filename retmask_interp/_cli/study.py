@@ -15,7 +15,12 @@ def register(sub) -> None:
     from retmask_interp.workflows.studies.retmask.config import PRESETS, STAGES
     from retmask_interp.workflows.studies.retmask.config import StudyConfig as RetMaskConfig
 
-    p = sub.add_parser("study", help="run or resume a whole study (real-model, retmask) into one directory")
+    p = sub.add_parser(
+        "study",
+        help="run or resume a whole study (real-model, retmask) into one directory",
+        description="Run a study's stages in order into one directory; a re-run resumes, skipping finished "
+        "stages and refusing changed settings by name (retmask study STUDY --help for its options).",
+    )
     studies = p.add_subparsers(dest="study", metavar="STUDY", required=True)
 
     s = studies.add_parser(

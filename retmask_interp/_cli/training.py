@@ -103,7 +103,7 @@ def register(sub) -> None:
     _prompt_args(p)
     p.add_argument("--out", required=True, type=Path, metavar="FILE", help="pairs JSONL to write")
     p.add_argument("--overwrite", action="store_true", help="replace a finished pairs file")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
     p.set_defaults(func=run_pairs)
 
     p = sub.add_parser(
@@ -132,7 +132,7 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output directory")
     _train_args(p)
     p.add_argument("--overwrite", action="store_true", help="redo pairs and training in DIR")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
     p.set_defaults(func=run_retmask)
 
     p = sub.add_parser(
@@ -149,7 +149,9 @@ def register(sub) -> None:
         "--tasks", nargs="+", default=None, help="niah multi_needle json_kv rag_qa rerank cite text"
     )
     p.add_argument("--lengths", type=positive_int, nargs="+", default=[1024, 2048], help="context lengths")
-    p.add_argument("--length-unit", choices=["tokens", "words"], default="tokens")
+    p.add_argument(
+        "--length-unit", choices=["tokens", "words"], default="tokens", help="what --lengths count"
+    )
     p.add_argument(
         "--ppl-length",
         type=nonnegative_int,
@@ -157,19 +159,24 @@ def register(sub) -> None:
         help="length of the perplexity texts (0: --lengths)",
     )
     p.add_argument("--n-per-cell", type=positive_int, default=20, help="examples per task and length")
-    p.add_argument("--seed", type=seed_int, default=0)
-    p.add_argument("--batch-size", type=positive_int, default=4)
+    p.add_argument("--seed", type=seed_int, default=0, help="seed of the generated examples")
+    p.add_argument("--batch-size", type=positive_int, default=4, help="examples decoded together")
     _head_args(p, required=False)
-    p.add_argument("--overwrite", action="store_true")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace a finished --out")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
     p.set_defaults(func=run_evaluate)
 
-    p = sub.add_parser("compare", help="paired before/after table of two `retmask evaluate` results")
-    p.add_argument("before", type=Path, metavar="BEFORE")
-    p.add_argument("after", type=Path, metavar="AFTER")
+    p = sub.add_parser(
+        "compare",
+        help="paired before/after table of two `retmask evaluate` results",
+        description="Pair the examples of two `retmask evaluate` CSVs (before and after training) and print the "
+        "mean change per task and length with a 95 %% paired bootstrap interval.",
+    )
+    p.add_argument("before", type=Path, metavar="BEFORE", help="`retmask evaluate` CSV of the model before")
+    p.add_argument("after", type=Path, metavar="AFTER", help="`retmask evaluate` CSV of the model after")
     p.add_argument("--out", type=Path, default=None, metavar="FILE", help="write the table as CSV")
     p.add_argument("--by", nargs="+", default=["task", "length"], help="grouping columns")
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.set_defaults(func=run_compare)
 
 

@@ -125,3 +125,29 @@ def test_model_is_given_with_model_everywhere_and_the_old_positional_still_works
     assert "needs a model: --model NAME" in capsys.readouterr().err
     assert main(["detect", "organism", "--model", "gemma-3-270m", "--out", "h.json"]) == 2
     assert "given twice" in capsys.readouterr().err
+
+
+def test_every_command_has_a_description_and_every_option_a_help():
+    import argparse
+
+    from retmask_interp.cli import build_parser
+
+    missing = []
+
+    def walk(parser, prefix):
+        for group in [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]:
+            for name, sub in group.choices.items():
+                full = f"{prefix} {name}"
+                if not sub.description:
+                    missing.append(f"{full}: no description")
+                for action in sub._actions:
+                    if (
+                        not isinstance(action, (argparse._HelpAction, argparse._SubParsersAction))
+                        and not action.help
+                    ):
+                        missing.append(f"{full} {action.option_strings or action.dest}: no help")
+                sub.format_help()  # every help renders (no stray % in a help string)
+                walk(sub, full)
+
+    walk(build_parser(), "retmask")
+    assert not missing, missing
