@@ -138,7 +138,7 @@ def test_retmask_cache_that_is_a_file(tmp_path, monkeypatch, kind, capsys):
         real_model_dir(path)
     from retmask_interp.cli import main
 
-    assert main(["detect", str(path), "--out", str(tmp_path / "h.json"), "--device", "cpu"]) == 2
+    assert main(["detect", "--model", str(path), "--out", str(tmp_path / "h.json"), "--device", "cpu"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "RETMASK_CACHE" in err[0], err
 
