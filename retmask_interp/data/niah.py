@@ -703,8 +703,8 @@ def niah_grid(
         length_list = chosen or [int(window or 500)]
     else:
         length_list = [int(n) for n in lengths]
-        if not length_list or min(length_list) < 1:
-            raise InputError(f"lengths must be positive token counts, got {list(lengths)}")
+        if not length_list or min(length_list) < 0:  # a length below a needle's prompt is skipped (logged)
+            raise InputError(f"lengths must be token counts >= 0, got {list(lengths)}")
         over = [n for n in length_list if window is not None and n > window]
         if over and drop_long:
             log.info("dropping lengths %s: longer than the window of %d tokens", over, window)

@@ -104,6 +104,12 @@ def test_a_grid_has_a_short_repr_and_slices_stay_grids(organism):
     assert isinstance(grid[:3], NIAHGrid) and len(grid[:3]) == 3 and grid[:3].spec == grid.spec
 
 
+def test_a_length_below_the_prompt_is_skipped(organism):
+    # Wu et al.'s lengths start at 0 (NIAHConfig's default): such a length has no room for a haystack and is skipped
+    grid = niah_grid(organism, [0, 300], 1, 1)
+    assert [s.context_length for s in grid] == [300]
+
+
 def test_lengths_over_the_window(organism):
     window = organism.max_context
     with pytest.raises(InputError, match=f"window of {window}"):
@@ -119,7 +125,7 @@ def test_lengths_over_the_window(organism):
     [
         (dict(depths=0), "depths must be >= 1"),
         (dict(depths=[10, 120]), r"percentages in \[0, 100\]"),
-        (dict(lengths=[0]), "positive token counts"),
+        (dict(lengths=[-5]), "token counts >= 0"),
         (dict(needles=0), "needles must be >= 1"),
         (dict(needles=10_000, needle_set="default"), "default needles"),
         (dict(needle_set="nope"), "unknown needle set"),
