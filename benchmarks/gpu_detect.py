@@ -44,6 +44,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.floors import card, kv_bytes_per_token, weight_bytes_per_step  # noqa: E402
 from retmask_interp.core.models import as_model  # noqa: E402
 from retmask_interp.core.static_decode import ATTENTION_ENV  # noqa: E402
 from retmask_interp.interventions.masking import generate as masked_generate  # noqa: E402
@@ -482,26 +483,6 @@ def measure_ceilings(device):
     return dict(copy_bytes_per_s=bw, bf16_matmul_flops=flops)
 
 
-def _weight_bytes_per_step(model):
-    """Bytes of weights a decode step reads: every parameter but the input embedding table (one row is read)."""
-    emb = model.get_input_embeddings().weight
-    total = sum(p.numel() * p.element_size() for p in model.parameters())
-    tied = model.get_output_embeddings().weight.data_ptr() == emb.data_ptr()
-    return total - (0 if tied else emb.numel() * emb.element_size())
-
-
-def _kv_bytes_per_token(model):
-    cfg = model.config
-    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
-    return (
-        cfg.num_hidden_layers
-        * 2
-        * cfg.num_key_value_heads
-        * head_dim
-        * next(model.parameters()).element_size()
-    )
-
-
 def section_static(
     model, plain_model, clock, lengths, n, repeats, results, ceilings, eager_masked=True, sdpa=True,
     save=lambda: None, only=None,
@@ -517,8 +498,8 @@ def section_static(
     for count in (32, 128):
         pick = torch.randperm(len(all_heads), generator=g)[: min(count, len(all_heads))].tolist()
         picks[count] = [all_heads[i] for i in pick]
-    w_bytes = _weight_bytes_per_step(plain_model)
-    kv_tok = _kv_bytes_per_token(plain_model)
+    w_bytes = weight_bytes_per_step(plain_model)
+    kv_tok = kv_bytes_per_token(plain_model.config, next(plain_model.parameters()).element_size())
     rows = results.setdefault("static", {"rows": []})["rows"]
     for length in lengths:
         ids = torch.randint(0, model.config.vocab_size, (1, length), device=device)
@@ -574,7 +555,7 @@ def section_static(
         log(f"[static] {length}: warm-ups took {time.perf_counter() - t0:.0f}s")
         stats, outs = interleaved(variants, repeats, clock, f"static {length}")
         t_pre = stats.get("prefill", {}).get("median")
-        bw = 4.8e12
+        bw = card()[2]
         floor_step = w_bytes / bw
         floor_step_kv = (w_bytes + kv_tok * (length + n / 2)) / bw
         row = dict(length=length, new_tokens=n, variants=stats, weight_bytes_per_step=w_bytes,

@@ -51,6 +51,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.floors import card, model_floor_inputs, sweep_floor  # noqa: E402
 from retmask_interp.core.models import load_model  # noqa: E402
 from retmask_interp.heads.scores import load_head_scores  # noqa: E402
 from retmask_interp.measure.attention import answer_tokens, single_head_effects, teacher_forced  # noqa: E402
@@ -61,17 +62,6 @@ from retmask_interp.measure.outcomes import (  # noqa: E402
     summarize_outcomes,
     topk_curve,
 )
-
-# bf16 dense peak (FLOP/s) and memory bandwidth (B/s) of the cards the device tool lends (vendor figures)
-CARDS = {"H100": (989e12, 3.35e12), "H200": (989e12, 4.8e12)}
-
-
-def card() -> tuple[str, float, float]:
-    name = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
-    for key, (peak, bw) in CARDS.items():
-        if key in name:
-            return name, peak, bw
-    return name, float("nan"), float("nan")
 
 
 def sync() -> None:
@@ -146,48 +136,6 @@ def old_condition(rm, samples, heads, mode, cfg, mean_values=None) -> None:
 def old_single(rm, samples, heads, cfg) -> None:
     for h in heads:
         teacher_forced(rm, samples, heads=h, batch_size=cfg.masking_batch_size)
-
-
-# --------------------------------------------------------------------------------------------- floor
-def floor_seconds(rm, rows: list[tuple[int, int, int]], batches: list[tuple[int, int, int]], peak: float,
-                  bw: float) -> dict:  # fmt: skip
-    """``rows``: (prompt tokens, answer tokens, generated tokens) per (condition, sample); ``batches``: (rows, prompt
-    tokens, decode steps) per batch. Returns FLOPs, bytes and the floor in seconds."""
-    config = getattr(rm.config, "text_config", None) or rm.config
-    g = rm.geometry
-    params = sum(p.numel() for n, p in rm.model.named_parameters() if "embed" not in n)
-    hidden, vocab = config.hidden_size, config.vocab_size
-    elt = 2  # bf16
-    windows = [rm.attention_settings(i).sliding_window for i in range(g.num_layers)]
-    attn_dim = g.num_heads * g.head_dim
-
-    def seen(start: int, q: int, w: int | None) -> float:
-        """Keys seen by the queries at positions start .. start+q-1 (causal, window ``w``): sum of min(p+1, w)."""
-        a, b = start + 1, start + q
-        if q <= 0:
-            return 0.0
-        if w is None or w >= b:
-            return (a + b) * q / 2
-        if w <= a:
-            return float(w * q)
-        return (a + w - 1) * (w - a) / 2 + w * (b - w + 1)
-
-    def attn_flops(q: int, start: int) -> float:  # QK and PV of every layer
-        return sum(4 * attn_dim * seen(start, q, w) for w in windows)
-
-    prefill = decode = 0.0
-    for p, n, gen in rows:
-        prefill += 2 * params * (p + n - 1) + attn_flops(p, 0) + attn_flops(n - 1, p) + 2 * hidden * vocab * n
-        decode += max(0, gen - 1) * (2 * params + 2 * hidden * vocab) + attn_flops(max(0, gen - 1), p)
-    kv_pos = 2 * g.num_layers * g.num_kv_heads * g.head_dim * elt
-    weight_bytes = sum(p.numel() for p in rm.model.parameters()) * elt
-    dbytes = 0.0
-    for nrows, p, steps in batches:
-        dbytes += steps * (weight_bytes + nrows * kv_pos * (p + steps / 2))
-    t_prefill = prefill / peak
-    t_decode = max(decode / peak, dbytes / bw)
-    return {"prefill_flops": prefill, "decode_flops": decode, "decode_bytes": dbytes,
-            "floor_s": t_prefill + t_decode, "prefill_s": t_prefill, "decode_s": t_decode}  # fmt: skip
 
 
 def workload(rm, samples, conds: int, max_new: int, answers, generated) -> tuple[list, list]:
@@ -329,7 +277,9 @@ def main() -> None:
         else:
             answers = [answer_tokens(x, rm.tokenizer) for x in asub]
             rows, batches = workload(rm, asub, s["units"], 0, answers, None)
-        s["floor"] = floor_seconds(rm, rows, batches, peak, bw)
+        s["floor"] = sweep_floor(
+            **model_floor_inputs(rm), rows=rows, batches=batches, peak=peak, bandwidth=bw
+        )
         print(f"{stage}: new {s['new_median']:.2f} s [{s['new_spread'][0]:.2f}, {s['new_spread'][1]:.2f}], old "
               f"{s['old_median']:.2f} s [{s['old_spread'][0]:.2f}, {s['old_spread'][1]:.2f}], ratio "
               f"{s['ratio']:.1f}x, floor {s['floor']['floor_s']:.3f} s", flush=True)  # fmt: skip
