@@ -333,6 +333,9 @@ def check_attn_implementation(attn_implementation: str | None) -> None:
         )
 
 
+ORGANISM_PREFIX = "retmask-organism-"  # every organism's model name starts so (data.niah picks its needles by it)
+
+
 def load_organism(
     name: str = DEFAULT_ORGANISM,
     device: str | None = "cpu",
@@ -357,7 +360,7 @@ def load_organism(
         )
     model.to(dev).eval()  # type: ignore[arg-type]  # transformers types PreTrainedModel.to through functools.wraps
     tokenizer = AutoTokenizer.from_pretrained(str(path))
-    return RetModel(model, tokenizer, name=f"retmask-organism-{name}")
+    return RetModel(model, tokenizer, name=f"{ORGANISM_PREFIX}{name}")
 
 
 def load_model(

@@ -43,6 +43,7 @@ from typing import Any, cast
 import numpy as np
 
 from retmask_interp.core.io import InputError
+from retmask_interp.core.models import ORGANISM_PREFIX
 from retmask_interp.data.prompts import WU_PROMPT_TEMPLATE, prompt_parts
 
 __all__ = [
@@ -583,7 +584,6 @@ def build_grid(
 
 # -------------------------------------------------------------------------------------------------- the grid
 NEEDLE_SETS = ("auto", "default", "eval", "train")
-ORGANISM_PREFIX = "retmask-organism-"  # core.models.load_organism names every organism so
 
 
 class NIAHGrid(list):
