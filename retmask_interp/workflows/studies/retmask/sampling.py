@@ -1,9 +1,12 @@
 """The RetMask study's DPO pairs: one response per prompt and side (stage ``responses/SIDE.SPLIT``), then the pairs
 of every condition (stage ``pairs/CONDITION.SPLIT``), as ``retmask.pairs.make_pairs`` makes and filters them.
 
-Every side is sampled in the batches and with the per-batch seeds of ``make_pairs`` (common random numbers), so the
-two sides of a pair differ only by the masked heads (or, for ``normal_alt``, the seed). A side file is appended batch
-by batch: an interrupted side resumes from its last finished batch.
+Every side is sampled in the batches of ``make_pairs`` with one seed per batch, ``sample_seed(seed, first prompt's
+index)``, the same on both sides (common random numbers), so the two sides of a pair differ only by the masked heads
+(or, for ``normal_alt``, the seed). ``make_pairs`` now seeds every prompt on its own (a prompt's sample then does not
+depend on its batch); this study keeps the per-batch rule its committed runs (2026-11-28, 2026-12-03) and the
+pre-registered replication that resumes them were sampled with, so one study never mixes the two rules. A side file
+is appended batch by batch: an interrupted side resumes from its last finished batch.
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ def side_heads(side: str, heads: dict) -> list[tuple[int, int]]:
 
 
 def sample_side(rm, prompts, heads, seed: int, config: StudyConfig, path: Path) -> None:
-    """Append one response per prompt (not yet in ``path``) to ``path``, batched and seeded as ``make_pairs``."""
+    """Append one response per prompt (not yet in ``path``) to ``path``, in ``make_pairs``' batches, one seed per
+    batch (the module's docstring says why not per prompt)."""
     from retmask_interp.retmask.pairs import (
         PairsConfig,
         _conversational,
