@@ -166,7 +166,25 @@ def ctx(sample) -> int:
     return int(getattr(sample, "context_length", None) or len(sample.input_ids))
 
 
+def table(paths: list[Path]) -> str:
+    """The markdown table of ``docs/benchmarks.md`` from the JSON files of runs (``--table A.json B.json``)."""
+    out = ["| model | card | stage | units | old s (median [min, max]) | new s (median [min, max]) | ratio old/new "
+           "| floor s | new / floor |", "|---|---|---|---:|---|---|---:|---:|---:|"]  # fmt: skip
+    for path in paths:
+        res = json.loads(Path(path).read_text())
+        for stage, s in res["stages"].items():
+            fl = s["floor"]["floor_s"]
+            out.append(f"| {res['model']} | {res['card']} | {stage} | {s['units']} | {s['old_median']:.2f} "
+                       f"[{s['old_spread'][0]:.2f}, {s['old_spread'][1]:.2f}] | {s['new_median']:.2f} "
+                       f"[{s['new_spread'][0]:.2f}, {s['new_spread'][1]:.2f}] | {s['ratio']:.1f}x | {fl:.3f} "
+                       f"| {s['new_median'] / fl:.0f}x |")  # fmt: skip
+    return "\n".join(out)
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["--table"]:
+        sys.stdout.write(table([Path(x) for x in sys.argv[2:]]) + "\n")
+        return
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--study", required=True, type=Path)
     ap.add_argument("--model", required=True)
