@@ -333,7 +333,8 @@ def check_attn_implementation(attn_implementation: str | None) -> None:
         )
 
 
-ORGANISM_PREFIX = "retmask-organism-"  # every organism's model name starts so (data.niah picks its needles by it)
+# every organism's model name starts so (data.niah picks its needles by it)
+ORGANISM_PREFIX = "retmask-organism-"
 
 
 def load_organism(

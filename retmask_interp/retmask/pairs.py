@@ -30,6 +30,13 @@ Format. ``conversational`` (the default when the tokenizer has a chat template):
 response}]``; TRL renders them with the same template that was used for sampling. ``plain`` (no chat template, or
 forced): all three are strings; the prompt is tokenised exactly as TRL will tokenise it (``tokenizer(prompt)``).
 
+Base models. A base model has no chat template, and a bare instruction makes it continue the instruction rather than
+answer it. ``template`` writes each prompt into a text such as ``"Question: {prompt}\nAnswer:"`` (plain pairs
+only; the pairs file holds the written prompt, so DPO trains on what was sampled), and ``stop`` ends a response at
+the first of some strings (``"\nQuestion:"``: such a model goes on writing new questions and answers). A cut
+response counts as finished and its token count covers the text kept. Neither is recorded when left at its default,
+so files made before they existed resume as before.
+
 Large runs: export the masked checkpoint (``retmask export-masked``), sample both checkpoints with a fast engine
 (vLLM), and write the pairs with ``pairs_from_responses``, which applies the same filtering (see its docstring).
 """
@@ -72,6 +79,8 @@ __all__ = [
     "pair_paths",
     "pairs_from_responses",
     "plain_qa",
+    "apply_template",
+    "cut_at_stop",
     "resolve_heads",
     "sample_seed",
 ]
@@ -80,15 +89,51 @@ log = logging.getLogger(__name__)
 
 Head = tuple[int, int]
 PLAIN_QA = "Question: {prompt}\nAnswer:"
+QA_STOP = ("\nQuestion:",)  # under PLAIN_QA a base model answers, then writes the next question itself
 
 
 def plain_qa(text: str) -> str:
     """A prompt for a base model (no chat template): ``Question: {text}\nAnswer:``, the form in which the
     long-context suite asks its questions (so training prompts and test prompts end alike)."""
-    return PLAIN_QA.format(prompt=text)
+    return apply_template(text, PLAIN_QA)
 
 
 DROP_REASONS = ("empty_chosen", "empty_rejected", "empty_both", "identical")
+
+
+PROMPT_SLOT = "{prompt}"
+
+
+def check_template(template: str, stop: Sequence[str] = ()) -> None:
+    """Refuse a prompt template without exactly one ``{prompt}`` and an empty stop string."""
+    if template.count(PROMPT_SLOT) != 1:
+        raise InputError(
+            f"prompt template {template!r} must hold '{PROMPT_SLOT}' exactly once, where the prompt goes "
+            "(e.g. 'Question: {prompt}\\nAnswer:')"
+        )
+    if any(not isinstance(x, str) or not x for x in stop):
+        raise InputError(f"stop strings must be non-empty strings, got {list(stop)!r}")
+
+
+def extra_settings(template: str, stop: Sequence[str]) -> dict[str, Any]:
+    """The template and stop strings as recorded settings: only what differs from the defaults."""
+    out: dict[str, Any] = {}
+    if template != PROMPT_SLOT:
+        out["template"] = template
+    if stop:
+        out["stop"] = list(stop)
+    return out
+
+
+def apply_template(text: str, template: str = PROMPT_SLOT) -> str:
+    """``text`` written into ``template`` at its ``{prompt}`` (braces elsewhere in ``text`` are left alone)."""
+    return template.replace(PROMPT_SLOT, text, 1)
+
+
+def cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
+    """``text`` up to, without, the first occurrence of any of ``stop``, and whether one occurred."""
+    hits = [i for i in (text.find(x) for x in stop) if i >= 0]
+    return (text[: min(hits)], True) if hits else (text, False)
 
 
 @dataclass
@@ -109,9 +154,21 @@ class PairsConfig:
         "auto", "pair format: conversational iff the tokenizer has a chat template (auto), or as given",
         choices=("auto", "conversational", "plain"),
     )  # fmt: skip
+    template: str = option(
+        PROMPT_SLOT, "plain pairs: the text a prompt is written into, '{prompt}' where it goes (base models: "
+        "'Question: {prompt}\\nAnswer:')",
+    )  # fmt: skip
+    stop: tuple[str, ...] = option(
+        (), "strings that end a response: cut before the first, and the response counts as finished"
+    )
 
     def __post_init__(self) -> None:
         check_fields(self)
+        check_template(self.template, self.stop)
+
+    def extra_settings(self) -> dict[str, Any]:
+        """``template`` and ``stop`` where they differ from the defaults (recorded with the sampling settings)."""
+        return extra_settings(self.template, self.stop)
 
 
 @dataclass(frozen=True)
@@ -343,14 +400,20 @@ def _conversational(tokenizer, fmt: str) -> bool:
     raise ValueError(f"unknown pair format {fmt!r}; use 'auto', 'conversational' or 'plain'")
 
 
-def encode_prompt(tokenizer, text: str, conversational: bool) -> list[int]:
-    """Token ids of a prompt exactly as TRL's DPO tokenises it (chat template with a generation prompt, or not)."""
+def encode_prompt(tokenizer, text: str, conversational: bool, template: str = PROMPT_SLOT) -> list[int]:
+    """Token ids of a prompt exactly as TRL's DPO tokenises it (chat template with a generation prompt, or the
+    plain text written into ``template``)."""
     if conversational:
+        if template != PROMPT_SLOT:
+            raise InputError(
+                f"prompt template {template!r} applies to plain pairs, and this tokenizer has a chat template "
+                "(conversational pairs): leave the template at '{prompt}', or ask for plain pairs (format='plain')"
+            )
         out = tokenizer.apply_chat_template(
             [{"role": "user", "content": text}], tokenize=True, add_generation_prompt=True, return_dict=True
         )
         return list(out["input_ids"])
-    return list(tokenizer(text=text)["input_ids"])
+    return list(tokenizer(text=apply_template(text, template))["input_ids"])
 
 
 def _masking_generate():
@@ -367,7 +430,8 @@ def sample_responses(
     config: PairsConfig,
 ) -> list[tuple[str, int, bool]]:
     """One response per prompt with ``heads`` masked (``()`` = the normal model), as ``(text, new tokens,
-    finished)``; ``finished`` is False when the response hit ``max_new_tokens`` without an end-of-sequence token.
+    finished)``; ``finished`` is False when the response hit ``max_new_tokens`` without an end-of-sequence token or
+    one of ``config.stop`` (a response is cut before its first stop string; its tokens then cover the text kept).
 
     Sampling is ``masking.generate``'s, seeded with ``seed`` (one seed per prompt: each prompt its own generator,
     as ``make_pairs`` does): the same seed draws the same random numbers.
@@ -393,8 +457,26 @@ def sample_responses(
     for prompt, row in zip(prompt_ids, out[:, width:].tolist()):
         cut = next((i for i, t in enumerate(row) if t in eos), None)
         new = row if cut is None else row[:cut]
-        results.append((_decode_continuation(tok, list(prompt), new), len(new), cut is not None))
+        text = _decode_continuation(tok, list(prompt), new)
+        kept, stopped = cut_at_stop(text, config.stop)
+        if stopped:
+            n = _tokens_covering(tok, list(prompt), new, len(kept))
+            results.append((kept, n, True))
+        else:
+            results.append((text, len(new), cut is not None))
     return results
+
+
+def _tokens_covering(tok, prompt: list[int], new: list[int], chars: int) -> int:
+    """The fewest leading tokens of ``new`` whose text (after ``prompt``) is at least ``chars`` characters long."""
+    lo, hi = 0, len(new)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if len(_decode_continuation(tok, prompt, new[:mid])) >= chars:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
 
 
 def _decode_continuation(tok, prompt: list[int], new: list[int]) -> str:
@@ -420,9 +502,13 @@ def _drop_reason(chosen: str, rejected: str) -> str | None:
     return "identical" if c == r else None
 
 
-def _record(p: Prompt, chosen, rejected, meta: dict, conversational: bool) -> dict:
+def _record(
+    p: Prompt, chosen, rejected, meta: dict, conversational: bool, template: str = PROMPT_SLOT
+) -> dict:
     rec = {
-        "prompt": [{"role": "user", "content": p.text}] if conversational else p.text,
+        "prompt": [{"role": "user", "content": p.text}]
+        if conversational
+        else apply_template(p.text, template),
         "chosen": [{"role": "assistant", "content": chosen[0]}] if conversational else chosen[0],
         "rejected": [{"role": "assistant", "content": rejected[0]}] if conversational else rejected[0],
         "prompt_index": p.index,
@@ -443,7 +529,9 @@ def _settings_hash(sampling: dict, fmt: str) -> str:
     return hashlib.sha256(json.dumps([sampling, fmt], sort_keys=True).encode()).hexdigest()[:12]
 
 
-def _start(paths: PairPaths, prompts: Sequence[Prompt], meta: dict, overwrite: bool) -> set[int]:
+def _start(
+    paths: PairPaths, prompts: Sequence[Prompt], meta: dict, overwrite: bool, template: str = PROMPT_SLOT
+) -> set[int]:
     """Handle an existing run: refuse a finished one, or return the prompt indices already done (validated)."""
     if overwrite:
         for p in (paths.pairs, paths.dropped, paths.stats):
@@ -480,7 +568,11 @@ def _start(paths: PairPaths, prompts: Sequence[Prompt], meta: dict, overwrite: b
                         f"{fix}"
                     )
             i = rec["prompt_index"]
-            if i not in by_index or _prompt_text(rec) != by_index[i].text:
+            if i not in by_index or _prompt_text(rec) not in (
+                by_index[i].text
+                if isinstance(rec["prompt"], list)
+                else apply_template(by_index[i].text, template),
+            ):
                 raise ValueError(f"{path}: prompt {i} differs from this prompt set; use another output path")
             done.add(i)
     if done:
@@ -488,11 +580,14 @@ def _start(paths: PairPaths, prompts: Sequence[Prompt], meta: dict, overwrite: b
     return done
 
 
-def _write(paths: PairPaths, prompts, chosen, rejected, meta: dict, conversational: bool, extra=None) -> None:
+def _write(
+    paths: PairPaths, prompts, chosen, rejected, meta: dict, conversational: bool, extra=None,
+    template: str = PROMPT_SLOT,
+) -> None:  # fmt: skip
     """Filter and append one batch; ``chosen`` / ``rejected`` are ``(text, tokens, finished)`` per prompt."""
     kept, dropped = [], []
     for i, (p, c, r) in enumerate(zip(prompts, chosen, rejected)):
-        rec = _record(p, c, r, meta, conversational) | (extra[i] if extra else {})
+        rec = _record(p, c, r, meta, conversational, template) | (extra[i] if extra else {})
         reason = _drop_reason(c[0], r[0])
         if reason is None:
             kept.append(rec)
@@ -579,14 +674,17 @@ def make_pairs(
     fmt = "conversational" if conversational else "plain"
     paths = pair_paths(out_path)
     sampling = {k: getattr(config, k) for k in ("temperature", "top_p", "max_new_tokens")}
+    sampling |= config.extra_settings()  # template, stop: only where set
     meta: dict[str, Any] = {"seed": config.seed, "heads_hash": heads_hash(heads, config.mode)}
     meta["mode"] = config.mode
     meta["settings"] = _settings_hash(sampling, fmt)
     # "seeding": how the noise is drawn (files of older versions seeded each batch: not resumable with this one)
     meta["run"] = {**sampling, "format": fmt, "seeding": "per-prompt", **model_identity(rm)}
     with run_lock(paths.pairs, what="pairs file"):  # one writer per pairs file (core.locks)
-        done = _start(paths, prompts, meta, overwrite)
-        encoded = {p.index: encode_prompt(rm.tokenizer, p.text, conversational) for p in prompts}
+        done = _start(paths, prompts, meta, overwrite, config.template)
+        encoded = {
+            p.index: encode_prompt(rm.tokenizer, p.text, conversational, config.template) for p in prompts
+        }
         order = sorted(prompts, key=lambda p: (-len(encoded[p.index]), p.index))
         batches = [order[i : i + config.batch_size] for i in range(0, len(order), config.batch_size)]
         bar = tqdm(
@@ -603,8 +701,9 @@ def make_pairs(
             pick = [batch[j] for j in todo]
             extra = [{"sample_seed": seeds[j]} for j in todo]
             _write(
-                paths, pick, [normal[j] for j in todo], [masked[j] for j in todo], meta, conversational, extra
-            )
+                paths, pick, [normal[j] for j in todo], [masked[j] for j in todo], meta, conversational, extra,
+                config.template,
+            )  # fmt: skip
             bar.update(len(todo))
         bar.close()
         return _finish(paths, len(prompts), heads, meta, fmt, sampling, rm.name)

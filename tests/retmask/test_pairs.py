@@ -291,3 +291,112 @@ def test_task_prompts_hold_a_document_and_a_question():
     assert task_prompts(2, tasks=("json_kv",), num_tokens=80)[0] != task_prompts(2, num_tokens=80)[0]
     with pytest.raises(ValueError, match="at least one task"):
         task_prompts(1, tasks=())
+
+
+# -- base models: a prompt template and stop strings -------------------------------------------------------------
+TEMPLATE = "Story: {prompt}\nEnd:"
+
+
+def test_template_and_stop_strings_as_functions():
+    from retmask_interp.core.io import InputError
+    from retmask_interp.retmask.pairs import PLAIN_QA, apply_template, check_template, cut_at_stop, plain_qa
+
+    assert apply_template("a {b} {prompt} c", PLAIN_QA) == "Question: a {b} {prompt} c\nAnswer:"
+    assert plain_qa("x") == "Question: x\nAnswer:"
+    assert cut_at_stop("Paris.\nQuestion: next?\nAnswer: no", ("\nQuestion:",)) == ("Paris.", True)
+    assert cut_at_stop("a. b! c", ("!", ".")) == ("a", True)  # the earliest of several
+    assert cut_at_stop("no stop here", ("\nQuestion:",)) == ("no stop here", False)
+    assert cut_at_stop("anything", ()) == ("anything", False)
+    for bad in ("no slot", "{prompt} and {prompt}"):
+        with pytest.raises(InputError, match="exactly once"):
+            check_template(bad)
+    with pytest.raises(InputError, match="non-empty"):
+        PairsConfig(stop=("",))
+    with pytest.raises(InputError, match="exactly once"):
+        PairsConfig(template="Question: {text}")
+
+
+def test_stop_strings_cut_what_the_model_wrote_and_count_its_tokens(stories, monkeypatch):
+    """A response sampled with stop strings is the same sample cut before the first stop; its token count is the
+    fewest sampled tokens that cover the kept text; and a cut response counts as finished."""
+    from retmask_interp.retmask.pairs import _decode_continuation, cut_at_stop, sample_responses
+
+    tok = stories.tokenizer
+    ids = [encode_prompt(tok, p, False, TEMPLATE) for p in PROMPTS]
+    assert tok.decode(ids[0], skip_special_tokens=True) == "Story: " + PROMPTS[0] + "\nEnd:"
+    seeds = [sample_seed(7, i) for i in range(len(PROMPTS))]
+    free = sample_responses(stories, ids, seeds, (), PairsConfig(max_new_tokens=24))
+    sampled = []
+    real = masking.generate
+
+    def keep(*a, **k):
+        out = real(*a, **k)
+        sampled.append(out)
+        return out
+
+    monkeypatch.setattr(masking, "generate", keep)
+    stops = (".", " and")
+    cut = sample_responses(stories, ids, seeds, (), PairsConfig(max_new_tokens=24, stop=stops))
+    width = max(map(len, ids))
+    n_cut = 0
+    for prompt, row, (text, n, done), (ctext, cn, cdone) in zip(ids, sampled[0].tolist(), free, cut):
+        want, hit = cut_at_stop(text, stops)
+        assert ctext == want
+        if not hit:
+            assert (cn, cdone) == (n, done)
+            continue
+        n_cut += 1
+        assert cdone and not any(x in ctext for x in stops)
+        new = row[width:]
+        assert _decode_continuation(tok, prompt, new[:cn]).startswith(ctext)
+        assert len(_decode_continuation(tok, prompt, new[: cn - 1])) < len(ctext)
+    assert n_cut >= 3  # these stories have sentences: the rule ran, not only its no-op branch
+
+
+def test_make_pairs_writes_the_templated_prompt_and_records_the_settings(stories, tmp_path):
+    cfg = PairsConfig(max_new_tokens=16, batch_size=2, seed=3, template=TEMPLATE, stop=(".",))
+    out = tmp_path / "t.jsonl"
+    stats = make_pairs(stories, PROMPTS, HEADS, out, config=cfg, progress=False)
+    recs = _records(out) + list(read_jsonl(pair_paths(out).dropped))
+    assert len(recs) == 5
+    for r in recs:
+        assert r["prompt"] == "Story: " + PROMPTS[r["prompt_index"]] + "\nEnd:"  # what DPO will see
+        assert "." not in r["chosen"] and "." not in r["rejected"]
+        assert r["run"]["template"] == TEMPLATE and r["run"]["stop"] == ["."]
+    assert stats.sampling["template"] == TEMPLATE and stats.sampling["stop"] == ["."]
+    # defaults are not recorded: pairs files made before these settings existed resume as before
+    plain = tmp_path / "p.jsonl"
+    make_pairs(stories, PROMPTS[:2], HEADS, plain, config=CFG, progress=False)
+    rec = (_records(plain) + list(read_jsonl(pair_paths(plain).dropped)))[0]
+    assert "template" not in rec["run"] and "stop" not in rec["run"]
+    # an interrupted templated run resumes to the same records; one with another template is refused, naming it
+    first = _records(out), _records(pair_paths(out).dropped)
+    stats_path = pair_paths(out).stats
+    for path in (out, pair_paths(out).dropped):  # keep the first batch (the two longest prompts) only
+        keep = [r for r in read_jsonl(path) if r["prompt_index"] in (0, 1)]
+        path.write_text("".join(json.dumps(r) + "\n" for r in keep))
+    stats_path.unlink()
+    again = make_pairs(stories, PROMPTS, HEADS, out, config=cfg, progress=False)
+    assert again.kept == stats.kept and (_records(out), _records(pair_paths(out).dropped)) == first
+    stats_path.unlink()
+    other = PairsConfig(max_new_tokens=16, batch_size=2, seed=3, template="Tale: {prompt}\nEnd:", stop=(".",))
+    with pytest.raises(ValueError, match="template"):
+        make_pairs(stories, PROMPTS, HEADS, out, config=other, progress=False)
+
+
+def test_a_template_with_a_chat_model_is_refused(stories, tmp_path):
+    import copy
+
+    from retmask_interp.core.io import InputError
+    from retmask_interp.core.models import RetModel
+
+    tok = copy.deepcopy(stories.tokenizer)
+    tok.chat_template = CHAT_TEMPLATE
+    rm = RetModel(stories.model, tok, name="stories-chat")
+    cfg = PairsConfig(max_new_tokens=4, template=TEMPLATE)
+    with pytest.raises(InputError, match="format='plain'"):
+        make_pairs(rm, PROMPTS[:1], HEADS, tmp_path / "c.jsonl", config=cfg, progress=False)
+    forced = PairsConfig(max_new_tokens=4, template=TEMPLATE, format="plain")
+    make_pairs(rm, PROMPTS[:1], HEADS, tmp_path / "f.jsonl", config=forced, progress=False)
+    rec = (list(read_jsonl(tmp_path / "f.jsonl")) + list(read_jsonl(tmp_path / "f.dropped.jsonl")))[0]
+    assert rec["prompt"] == "Story: " + PROMPTS[0] + "\nEnd:"

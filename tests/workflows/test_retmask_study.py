@@ -250,3 +250,45 @@ def test_the_committed_run_state_resumes_under_the_stage_runner(tmp_path, monkey
 
     with pytest.raises(StageMismatch, match="stage 'heads' .* head_threshold was 0.1, now 0.2"):
         run_study(dataclasses.replace(config, head_threshold=0.2))
+
+
+def test_a_base_model_study_writes_its_prompts_into_the_template_and_stops(tmp_path):
+    """The study's sides and pairs with a prompt template and a stop string (Gemma-3's arm of the replication), on
+    stories260K (no chat template): the pairs hold the written prompt, no side holds the stop string, the stage
+    markers record both settings, and another template is refused by name."""
+    from helpers import SHARED
+
+    path = SHARED / "models" / "stories260K"
+    if not path.exists():
+        pytest.skip("../shared/models/stories260K is absent")
+    from retmask_interp.core.io import read_jsonl
+    from retmask_interp.heads.scores import HeadScores, save_head_scores
+    from retmask_interp.workflows.studies.retmask import StageMismatch, StudyConfig, run_study
+
+    m = np.zeros((5, 8))
+    m[4, 6], m[3, 1], m[2, 5] = 0.9, 0.5, 0.3
+    heads = save_head_scores(HeadScores.from_matrix(m, model="stories260K"), tmp_path / "heads.json")
+    template = "Story: {prompt}\nEnd:"
+    config = StudyConfig(
+        out=str(tmp_path / "run"), model=str(path), heads=str(heads), device="cpu", n_prompts=4, n_heldout=2,
+        max_new_tokens=16, pair_batch_size=4, conditions=("retmask", "self"), prompt_template=template,
+        stop=(".",),
+    )  # fmt: skip
+    res = run_study(config, until="pairs")
+    run = tmp_path / "run"
+    prompts = {r["prompt_index"]: r for r in read_jsonl(run / "responses" / "normal.train.jsonl")}
+    assert len(prompts) == 4 and not any("." in r["text"] for r in prompts.values())
+    for cond in ("retmask", "self"):
+        recs = list(read_jsonl(run / "pairs" / f"{cond}.train.jsonl"))
+        recs += list(read_jsonl(run / "pairs" / f"{cond}.train.dropped.jsonl"))
+        assert len(recs) == 4
+        for r in recs:
+            assert r["prompt"].startswith("Story: ") and r["prompt"].endswith("\nEnd:")
+            assert "." not in r["chosen"] and "." not in r["rejected"]
+        assert res["pairs"][f"{cond}.train"]["sampling"]["template"] == template
+    marker = json.loads((run / "stages" / "responses" / "normal.train.json").read_text())
+    assert marker["settings"]["template"] == template and marker["settings"]["stop"] == ["."]
+    import dataclasses
+
+    with pytest.raises(StageMismatch, match="template"):
+        run_study(dataclasses.replace(config, prompt_template="Tale: {prompt}\nEnd:"), until="pairs")

@@ -64,6 +64,14 @@ class StudyConfig:
     top_p: float = option(1.0, "nucleus sampling of the responses", range=TOP_P)
     max_new_tokens: int = option(512, "longest response (tokens)", minimum=1)
     pair_batch_size: int = option(256, "prompts per sampling batch", minimum=1)
+    prompt_template: str = option(
+        "{prompt}", "plain pairs (no chat template): the text a training prompt is written into, '{prompt}' where "
+        "it goes; base models: 'Question: {prompt}\\nAnswer:' (in bash: $'Question: {prompt}\\nAnswer:')",
+    )  # fmt: skip
+    stop: tuple[str, ...] = option(
+        (), "strings that end a sampled response (cut before the first); a base model under the Q/A template: "
+        "$'\\nQuestion:'",
+    )  # fmt: skip
     pair_seed: int = option(0, "sampling seed of both sides (common random numbers)", range=SEED)
     self_seed_offset: int = option(1, "the self-DPO side samples with pair_seed + this", range=SEED)
     random_seed: int = option(0, "seed of the random control head set", range=SEED)
@@ -118,8 +126,11 @@ class StudyConfig:
 
     def __post_init__(self) -> None:
         check_fields(self)
-        for name in ("conditions", "lrs", "seeds", "lengths", "tasks", "only"):
+        for name in ("conditions", "lrs", "seeds", "lengths", "tasks", "only", "stop"):
             setattr(self, name, tuple(getattr(self, name)))
+        from retmask_interp.retmask.pairs import check_template
+
+        check_template(self.prompt_template, self.stop)
         unknown = set(self.conditions) - set(CONDITION_SIDES)
         if unknown:
             raise ValueError(f"unknown conditions {sorted(unknown)}; choose from {sorted(CONDITION_SIDES)}")

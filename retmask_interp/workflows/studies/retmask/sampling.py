@@ -50,13 +50,15 @@ def sample_side(rm, prompts, heads, seed: int, config: StudyConfig, path: Path) 
         max_new_tokens=config.max_new_tokens,
         batch_size=config.pair_batch_size,
         seed=seed,
+        template=config.prompt_template,
+        stop=config.stop,
     )
     done: set[int] = set()
     if path.exists():  # resuming after a kill: drop a torn last line, keep the finished batches
         repair_jsonl_tail(path)
         done = {r["prompt_index"] for r in read_jsonl(path)}
     conversational = _conversational(rm.tokenizer, "auto")
-    encoded = {p.index: encode_prompt(rm.tokenizer, p.text, conversational) for p in prompts}
+    encoded = {p.index: encode_prompt(rm.tokenizer, p.text, conversational, pc.template) for p in prompts}
     order = sorted(prompts, key=lambda p: (-len(encoded[p.index]), p.index))
     for start in range(0, len(order), pc.batch_size):
         batch = order[start : start + pc.batch_size]
@@ -74,6 +76,8 @@ def sample_side(rm, prompts, heads, seed: int, config: StudyConfig, path: Path) 
 
 def stage_responses(config: StudyConfig, st: Stages, heads: dict, get_model: Callable[[], Any]) -> dict:
     """Every side the conditions need, for the train and the held-out prompts."""
+    from retmask_interp.retmask.pairs import extra_settings
+
     results = {}
     for split in SPLITS:
         prompts = read_prompts(st.root, split)
@@ -87,6 +91,8 @@ def stage_responses(config: StudyConfig, st: Stages, heads: dict, get_model: Cal
                 "device": config.device,
                 "eval_dtype": config.eval_dtype,
             } | {k: getattr(config, k) for k in ("temperature", "top_p", "max_new_tokens", "pair_batch_size")}
+            # template and stop strings only where set, so runs made before they existed resume
+            settings |= extra_settings(config.prompt_template, config.stop)
 
             def run(ctx, prompts=prompts, side=side, split=split) -> dict:
                 path = ctx.path("responses", f"{side}.{split}.jsonl")
@@ -132,6 +138,7 @@ def stage_pairs(config: StudyConfig, st: Stages, heads: dict, get_model: Callabl
                 conversational = P._conversational(get_model().tokenizer, "auto")
                 masked = side_heads(rejected_side, heads)
                 sampling = {k: getattr(config, k) for k in ("temperature", "top_p", "max_new_tokens")}
+                sampling |= P.extra_settings(config.prompt_template, config.stop)
                 fmt = "conversational" if conversational else "plain"
                 meta = {"seed": config.pair_seed, "heads_hash": P.heads_hash(masked, "zero"), "mode": "zero"}
                 meta["settings"] = P._settings_hash(sampling, fmt)
@@ -144,7 +151,9 @@ def stage_pairs(config: StudyConfig, st: Stages, heads: dict, get_model: Callabl
                 chosen = [triple(side[chosen_side][p.index]) for p in prompts]
                 rejected = [triple(side[rejected_side][p.index]) for p in prompts]
                 extra = [{"sample_seed": side[chosen_side][p.index]["sample_seed"]} for p in prompts]
-                P._write(paths, prompts, chosen, rejected, meta, conversational, extra)
+                P._write(
+                    paths, prompts, chosen, rejected, meta, conversational, extra, config.prompt_template
+                )
                 st_ = P._finish(paths, len(prompts), masked, meta, fmt, sampling, config.model)
                 return {k: v for k, v in st_.to_dict().items() if k not in ("pairs_path", "dropped_path")}
 
