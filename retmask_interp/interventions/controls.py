@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random as _random
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable, Sequence
 
 import torch
 
@@ -20,10 +20,15 @@ def random_heads(
     seed: int = 0,
     like: Iterable[Head] | None = None,
     layers: Iterable[int] | None = None,
+    groups: Sequence[Hashable] | None = None,
 ) -> list[Head]:
     """``n`` heads drawn uniformly without replacement from the heads not in ``exclude``.
 
     With ``like`` (a head list), the draw is matched per layer: as many heads in each layer as ``like`` has there.
+    A layer with fewer free heads than that is refused, unless ``groups`` gives a label per layer (such as
+    :func:`attention_groups`: each layer's attention window): then the layer's free heads are all taken and the
+    rest is drawn from the free heads of the other layers of its group, after every layer's own draw (so a draw
+    that needs no such spill equals the plain per-layer draw, head for head).
     With ``layers`` (unmatched draws only), the heads come from those layers alone (e.g. the layers that hold no
     retrieval head).
     """
@@ -40,13 +45,34 @@ def random_heads(
         per_layer: dict[int, int] = {}
         for layer, _ in like:
             per_layer[layer] = per_layer.get(layer, 0) + 1
+        if groups is not None and len(groups) != g.num_layers:
+            raise ValueError(f"groups needs one label per layer ({g.num_layers}), got {len(groups)}")
         out: list[Head] = []
+        short: dict[int, int] = {}
         for layer, k in sorted(per_layer.items()):
             pool = [(layer, h) for h in range(g.num_heads) if (layer, h) not in excluded]
             if len(pool) < k:
+                if groups is None:
+                    raise ValueError(
+                        f"layer {layer} has {len(pool)} heads outside the excluded set but {k} are needed for a "
+                        "per-layer matched control; use an unmatched control (like=None), or pass groups= "
+                        "(e.g. attention_groups(model)) to take the rest from layers of the same kind"
+                    )
+                short[layer], k = k - len(pool), len(pool)
+            out += rng.sample(pool, k)
+        for layer, k in sorted(short.items()):
+            taken = excluded | set(out)
+            pool = [
+                (other, h)
+                for other in range(g.num_layers)
+                if other != layer and groups[other] == groups[layer]  # type: ignore[index]
+                for h in range(g.num_heads)
+                if (other, h) not in taken
+            ]
+            if len(pool) < k:
                 raise ValueError(
-                    f"layer {layer} has {len(pool)} heads outside the excluded set but {k} are needed for a "
-                    "per-layer matched control; use an unmatched control (like=None)"
+                    f"layer {layer} lacks {k} free heads and the other layers of its group "
+                    f"({groups[layer]!r}) have only {len(pool)}: no matched control fits"  # type: ignore[index]
                 )
             out += rng.sample(pool, k)
         return sorted(out)
@@ -63,6 +89,14 @@ def random_heads(
             f"asked for {n} random heads but only {len(pool)} heads lie outside the excluded set"
         )
     return sorted(rng.sample(pool, n))
+
+
+def attention_groups(model) -> list[int | None]:
+    """Each layer's attention window (``None``: global attention), a ``groups=`` for :func:`random_heads`: on
+    Gemma-3, whose global layers 5, 11 and 17 hold most retrieval heads, a matched control then keeps to global
+    layers where a layer has no free head left."""
+    rm = as_model(model)
+    return [rm.attention_settings(i).sliding_window for i in range(rm.geometry.num_layers)]
 
 
 def random_controls(

@@ -173,3 +173,41 @@ def test_random_heads_from_given_layers():
         random_heads(model, 1, layers=[g.num_layers])
     with pytest.raises(ValueError, match="like"):
         random_heads(model, 1, like=[(0, 1)], layers=[0])
+
+
+def test_matched_control_spills_into_layers_of_the_same_attention_window():
+    """Gemma-3's case: a layer whose heads are all retrieval heads. With groups, its share comes from the other
+    layers of its group (never another group, never an excluded or already drawn head); a draw that needs no spill
+    is the plain per-layer draw, head for head."""
+    from types import SimpleNamespace
+
+    from retmask_interp.interventions.controls import attention_groups
+
+    g = SimpleNamespace(num_layers=6, num_heads=4)
+    groups = [512, 512, None, 512, 512, None]  # layers 2 and 5 global, as Gemma-3's every sixth layer
+    retrieval = [(2, 0), (2, 1), (2, 2), (2, 3), (4, 1)]  # layer 2 has no free head left
+    for seed in range(20):
+        drawn = random_heads(g, 5, exclude=retrieval, seed=seed, like=retrieval, groups=groups)
+        assert len(set(drawn)) == 5 and not set(drawn) & set(retrieval)
+        layers = sorted(a for a, _ in drawn)
+        assert (
+            layers.count(4) == 1 and layers.count(5) == 4
+        )  # layer 4's own, layer 2's four from global layer 5
+    # no spill needed: groups change nothing
+    easy = [(0, 1), (3, 2), (3, 0)]
+    for seed in range(20):
+        assert random_heads(g, 3, exclude=easy, seed=seed, like=easy, groups=groups) == random_heads(
+            g, 3, exclude=easy, seed=seed, like=easy
+        )
+    with pytest.raises(ValueError, match="groups="):
+        random_heads(g, 5, exclude=retrieval, seed=0, like=retrieval)
+    crowded = retrieval + [(5, 0), (5, 1)]  # the group has 2 free heads for 4 needed
+    with pytest.raises(ValueError, match="no matched control fits"):
+        random_heads(g, 5, exclude=crowded, seed=0, like=retrieval, groups=groups)
+    with pytest.raises(ValueError, match="one label per layer"):
+        random_heads(g, 5, exclude=retrieval, like=retrieval, groups=[None])
+    # attention_groups reads each layer's window from the config (a tiny Gemma-3: sliding, then global)
+    model = make_tiny_model(
+        "gemma3_text", sliding_window=8, layer_types=["sliding_attention", "full_attention"]
+    )
+    assert attention_groups(model) == [8, None]

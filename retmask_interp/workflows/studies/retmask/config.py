@@ -77,9 +77,11 @@ class StudyConfig:
     random_seed: int = option(0, "seed of the random control head set", range=SEED)
     random_layers: str = option(
         "matched",
-        "the random control's layers: 'matched' (as many heads in each layer as the retrieval heads) or 'outside' "
-        "(drawn from the layers that hold no retrieval head)",
-        choices=("matched", "outside"),
+        "the random control's layers: 'matched' (as many heads in each layer as the retrieval heads), "
+        "'matched_or_window' (so, and where a layer has too few heads left, the rest from the layers of its "
+        "attention window: Gemma-3's layer 5 is all retrieval heads) or 'outside' (the layers that hold no "
+        "retrieval head)",
+        choices=("matched", "matched_or_window", "outside"),
     )
     conditions: tuple[str, ...] = option(
         ("retmask", "random", "self"), "pair conditions trained", choices=tuple(CONDITION_SIDES)

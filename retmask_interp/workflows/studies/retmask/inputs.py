@@ -58,8 +58,9 @@ def _sha256(path: str | Path) -> str:
 
 def stage_heads(config: StudyConfig, st: Stages) -> dict:
     """The retrieval heads (score >= ``head_threshold`` in ``config.heads``) and the random control: as many heads
-    drawn from those below the threshold, per-layer matched (``interventions.controls.random_heads``), or, with
-    ``random_layers="outside"``, from the layers that hold no retrieval head."""
+    drawn from those below the threshold, per-layer matched (``interventions.controls.random_heads``; with
+    ``random_layers="matched_or_window"`` a layer short of free heads takes the rest from the layers of its attention
+    window), or, with ``random_layers="outside"``, from the layers that hold no retrieval head."""
     if not config.heads:
         raise ValueError("give the retrieval-head list: --heads PATH (a head-score JSON of this model)")
     settings = {"heads_sha256": _sha256(config.heads), "head_threshold": config.head_threshold}
@@ -69,7 +70,7 @@ def stage_heads(config: StudyConfig, st: Stages) -> dict:
 
     def run(ctx) -> dict:
         from retmask_interp.heads.formats import load_any_head_list
-        from retmask_interp.interventions.controls import random_heads
+        from retmask_interp.interventions.controls import attention_groups, random_heads
 
         model = load(config)
         hs = load_any_head_list(str(config.heads))
@@ -88,8 +89,14 @@ def stage_heads(config: StudyConfig, st: Stages) -> dict:
                 model, len(retrieval), exclude=retrieval, seed=config.random_seed, layers=outside
             )
         else:
+            groups = attention_groups(model) if config.random_layers == "matched_or_window" else None
             control = random_heads(
-                model, len(retrieval), exclude=retrieval, seed=config.random_seed, like=retrieval
+                model,
+                len(retrieval),
+                exclude=retrieval,
+                seed=config.random_seed,
+                like=retrieval,
+                groups=groups,
             )
         scores = {f"{a}.{b}": hs.scores.get((a, b), 0.0) for a, b in retrieval + control}
         return {
