@@ -12,6 +12,13 @@ trains, the untrained model's evaluation), so a draw or a seed never samples or 
   the k-th best head's score, so that exactly the top k heads are masked);
 - ``harm``: the untrained model's niah score with each head set zeroed (what a control removes), ``harm/``.
 
+Gemma-3-270M's arm (PLAN.md section 6): the same units with the prefix ``gemma3:`` (``gemma3:retmask:s0``,
+``gemma3:self:s0``, ``gemma3:random:d1:s0``, ``gemma3:harm``), under ``--root``'s ``gemma3/``, with Gemma-3's shipped
+head list, its training prompts written into ``Question: {prompt}\nAnswer:`` and its responses cut at
+``\nQuestion:`` (a base model writes the next question itself), and its random draws per-layer matched where a
+layer has free heads and from layers of the same attention window where not (layer 5's four heads are all
+retrieval heads: README's deviations). Nothing of it is prepared from an earlier run.
+
 ``prepare`` lays out ``s0`` from the 2026-12-03 run state (its normal and RetMask sides rebuilt exactly from its pair
 files, which keep every response; the RetMask seed-0 run's marker, so it is not trained again). ``lanes`` runs lists
 of units as side-by-side processes inside one GPU call's time. ``python studies/retmask_replication/run.py -h``.
@@ -41,10 +48,42 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 HEADS = "studies/smollm2_retmask/heads_2026-11-28.json"
 GGUF = "/root/stage/SmolLM2-135M-Instruct.Q4_1.gguf"
+GEMMA_HEADS = "retmask_interp/data/heads/gemma-3-270m.json"
+GEMMA_GGUF = "/root/stage/gemma-3-270m-q4_k_m.gguf"
 LR = 5e-6  # PLAN.md section 2: one lr for every condition, not tuned again
 SELF_OFFSET = 1000
 OLD_STATE = "studies/smollm2_retmask/run_state.tar.gz"
 HARM_SETS = ("retrieval", "d0", "d1", "d2", "d3", "d4", "out", "top4", "top34")
+
+
+@dataclasses.dataclass(frozen=True)
+class Arm:
+    """A model of the replication and what differs between models (PLAN.md sections 2 and 6)."""
+
+    name: str
+    model: str  # the GGUF on the GPU machine
+    heads: str  # the head list, relative to the repository
+    conditions: tuple[str, ...]  # the unit conditions it runs
+    harm_sets: tuple[str, ...]
+    template: str = "{prompt}"  # the study's prompt_template (plain pairs)
+    stop: tuple[str, ...] = ()
+    random_layers: str = "matched"
+    subdir: str = ""  # its directory under --root
+
+
+def _gemma_arm() -> Arm:
+    from retmask_interp.retmask.pairs import PLAIN_QA, QA_STOP
+
+    return Arm("gemma3", GEMMA_GGUF, GEMMA_HEADS, ("retmask", "self", "random"),
+               ("retrieval", "d0", "d1", "d2", "d3", "d4"), PLAIN_QA, QA_STOP, "matched_or_window", "gemma3")  # fmt: skip
+
+
+ARMS = {
+    "smollm2": Arm(
+        "smollm2", GGUF, HEADS, ("retmask", "self", "random", "random_out", "top4", "top34"), HARM_SETS
+    ),
+    "gemma3": _gemma_arm(),
+}
 
 
 # -- units -------------------------------------------------------------------------------------------------------
@@ -53,40 +92,57 @@ class Unit:
     condition: str  # retmask, self, random, top4, top34
     seed: int
     draw: int | None = None
+    arm: str = "smollm2"
 
     @classmethod
     def parse(cls, text: str) -> Unit:
-        parts = text.split(":")
+        arm, rest = (
+            ("gemma3", text.removeprefix("gemma3:")) if text.startswith("gemma3:") else ("smollm2", text)
+        )
+        parts = rest.split(":")
+        unit = None
         try:
             if parts[0] == "random" and len(parts) == 3 and parts[1].startswith("d"):
-                return cls("random", int(parts[2].removeprefix("s")), int(parts[1][1:]))
-            if parts[0] == "random_out" and len(parts) == 2:
-                return cls("random_out", int(parts[1].removeprefix("s")), 0)
-            if parts[0] in ("retmask", "self", "top4", "top34") and len(parts) == 2:
-                return cls(parts[0], int(parts[1].removeprefix("s")))
+                unit = cls("random", int(parts[2].removeprefix("s")), int(parts[1][1:]), arm)
+            elif parts[0] == "random_out" and len(parts) == 2:
+                unit = cls("random_out", int(parts[1].removeprefix("s")), 0, arm)
+            elif parts[0] in ("retmask", "self", "top4", "top34") and len(parts) == 2:
+                unit = cls(parts[0], int(parts[1].removeprefix("s")), None, arm)
         except ValueError:
             pass
-        raise SystemExit(
-            f"unknown unit {text!r}: use retmask:s0, self:s1, random:d2:s0, random_out:s0, top4:s0, top34:s1 or harm"
-        )
+        if unit is None or unit.condition not in ARMS[arm].conditions:
+            raise SystemExit(
+                f"unknown unit {text!r}: use retmask:s0, self:s1, random:d2:s0, random_out:s0, top4:s0, top34:s1 or "
+                "harm; for Gemma-3 gemma3:retmask:s0, gemma3:self:s0, gemma3:random:d1:s0 or gemma3:harm"
+            )
+        return unit
 
     @property
     def name(self) -> str:
-        return (
+        base = (
             f"random:d{self.draw}:s{self.seed}"
             if self.condition == "random"
             else f"{self.condition}:s{self.seed}"
         )
+        return base if self.arm == "smollm2" else f"{self.arm}:{base}"
 
     @property
     def directory(self) -> str:
         if self.condition == "random":
-            return f"s{self.seed}_d{self.draw}"
-        if self.condition in ("top4", "top34"):
-            return f"s{self.seed}_{self.condition}"
-        if self.condition == "random_out":
-            return f"s{self.seed}_out"
-        return f"s{self.seed}"
+            base = f"s{self.seed}_d{self.draw}"
+        elif self.condition in ("top4", "top34"):
+            base = f"s{self.seed}_{self.condition}"
+        elif self.condition == "random_out":
+            base = f"s{self.seed}_out"
+        else:
+            base = f"s{self.seed}"
+        sub = ARMS[self.arm].subdir
+        return f"{sub}/{base}" if sub else base
+
+    @property
+    def seed_directory(self) -> str:
+        """The directory of its seed (``s<S>``), whose finished stages it shares."""
+        return Unit("retmask", self.seed, None, self.arm).directory
 
     @property
     def study_condition(self) -> str:
@@ -106,9 +162,11 @@ def top_k_threshold(k: int, heads: str = HEADS) -> float:
 
 
 def unit_config(
-    unit: Unit, root: Path, *, model: str = GGUF, device: str = "cuda", batch: int = 64
+    unit: Unit, root: Path, *, model: str | None = None, device: str = "cuda", batch: int = 64
 ) -> StudyConfig:
-    """The RetMask study's settings for one unit (PLAN.md sections 2-4)."""
+    """The RetMask study's settings for one unit (PLAN.md sections 2-4 and, for Gemma-3, 6); ``model`` replaces the
+    arm's GGUF (tests)."""
+    arm = ARMS[unit.arm]
     s = unit.seed
     conditions = {
         "retmask": ("retmask", "self"),
@@ -118,8 +176,8 @@ def unit_config(
     conditions["random_out"] = ("retmask", "random")
     kw = dict(
         out=str(root / unit.directory),
-        model=model,
-        heads=HEADS,
+        model=model or arm.model,
+        heads=arm.heads,
         device=device,
         pair_seed=s,
         self_seed_offset=SELF_OFFSET,
@@ -136,8 +194,12 @@ def unit_config(
     )
     if unit.condition == "random_out":
         kw["random_layers"] = "outside"
+    elif arm.random_layers != "matched":
+        kw["random_layers"] = arm.random_layers
     if unit.condition in ("top4", "top34"):
         kw["head_threshold"] = top_k_threshold(int(unit.condition[3:]))
+    if arm.template != "{prompt}" or arm.stop:
+        kw |= {"prompt_template": arm.template, "stop": arm.stop, "title": "RetMask on Gemma-3-270M"}
     return StudyConfig(**kw)  # type: ignore[arg-type]
 
 
@@ -156,7 +218,7 @@ def _copy(src: Path, dst: Path, rel: str) -> bool:
 
 def share(unit: Unit, root: Path) -> list[str]:
     """Copy into the unit's directory the finished stages of its seed's directory that it would otherwise redo."""
-    src, dst = root / f"s{unit.seed}", root / unit.directory
+    src, dst = root / unit.seed_directory, root / unit.directory
     if src == dst or not src.exists():
         return []
     rels = ["stages/prompts.json", "prompts"]
@@ -222,12 +284,15 @@ def prepare_s0(root: Path, old_state: Path = REPO / OLD_STATE) -> list[str]:
 
 
 # -- what each head set removes ----------------------------------------------------------------------------------
-def head_sets(rm, heads: str = HEADS, threshold: float = 0.1) -> dict[str, list[tuple[int, int]]]:
-    """The retrieval heads, the layer-matched draws d0-d4, the outside-layers draw and the top 4 / 34."""
+def head_sets(rm, arm: str = "smollm2", threshold: float = 0.1) -> dict[str, list[tuple[int, int]]]:
+    """The retrieval heads, the draws d0-d4 (layer-matched, as the study draws its control for ``arm``), the
+    outside-layers draw and the top 4 / 34."""
     from retmask_interp.heads.formats import load_any_head_list
-    from retmask_interp.interventions.controls import random_heads
+    from retmask_interp.interventions.controls import attention_groups, random_heads
 
-    hs = load_any_head_list(str(REPO / heads))
+    a = ARMS[arm]
+    groups = attention_groups(rm) if a.random_layers == "matched_or_window" else None
+    hs = load_any_head_list(str(REPO / a.heads))
     retrieval = sorted(hs.select(threshold=threshold))
     n = len(retrieval)
     layers = {a for a, _ in retrieval}
@@ -235,26 +300,31 @@ def head_sets(rm, heads: str = HEADS, threshold: float = 0.1) -> dict[str, list[
     ranked = [h for h, _ in sorted(hs.scores.items(), key=lambda kv: -kv[1])]
     sets = {"retrieval": retrieval}
     for k in range(5):
-        sets[f"d{k}"] = random_heads(rm, n, exclude=retrieval, seed=k, like=retrieval)
+        sets[f"d{k}"] = random_heads(rm, n, exclude=retrieval, seed=k, like=retrieval, groups=groups)
     sets["out"] = random_heads(rm, n, exclude=retrieval, seed=0, layers=outside)
     sets["top4"], sets["top34"] = sorted(ranked[:4]), sorted(ranked[:34])
-    return {k: [(int(a), int(b)) for a, b in v] for k, v in sets.items()}
+    return {k: [(int(x), int(y)) for x, y in v] for k, v in sets.items() if k in a.harm_sets}
 
 
-def run_harm(root: Path, *, model: str = GGUF, device: str = "cuda", batch: int = 64, n: int = 100) -> dict:
-    """Per head set, a stage ``harm/<set>``: the untrained model's niah (eval seed 0, 100 examples a length) with
-    the set zeroed; predictions and scores in ``harm/<set>.jsonl``."""
+def run_harm(
+    root: Path, *, arm: str = "smollm2", model: str | None = None, device: str = "cuda", batch: int = 64,
+    n: int = 100,
+) -> dict:  # fmt: skip
+    """Per head set of ``arm``, a stage ``harm/<set>``: the untrained model's niah (eval seed 0, 100 examples a
+    length) with the set zeroed; predictions and scores in ``harm/<set>.jsonl`` (Gemma-3: under ``gemma3/``)."""
     from retmask_interp.core.models import load_model
     from retmask_interp.core.stages import Stages
     from retmask_interp.heads.formats import load_any_head_list
     from retmask_interp.retmask.evaluation import evaluate
 
-    st = Stages(root / "harm_run")
+    a = ARMS[arm]
+    model = model or a.model
+    st = Stages(root / a.subdir / "harm_run")
     rm = load_model(model, device=device, dtype="auto")
-    sets = head_sets(rm)
-    hs = load_any_head_list(str(REPO / HEADS))
+    sets = head_sets(rm, arm)
+    hs = load_any_head_list(str(REPO / a.heads))
     out = {}
-    for name in HARM_SETS:
+    for name in a.harm_sets:
         heads = sets[name]
         settings = {"model": model, "heads": heads, "lengths": [2048, 4096, 7000], "n": n, "eval_seed": 0}
 
@@ -275,7 +345,7 @@ def run_harm(root: Path, *, model: str = GGUF, device: str = "cuda", batch: int 
 
 # -- commands ----------------------------------------------------------------------------------------------------
 def run_unit(unit: Unit, root: Path, args) -> None:
-    if unit.seed == 0:
+    if unit.seed == 0 and unit.arm == "smollm2":
         prepare_s0(root)
     shared = share(unit, root)
     if shared:
@@ -297,8 +367,8 @@ def lanes(args) -> int:
     procs = []
     for i, lane in enumerate(x for x in args.lanes.split(";") if x.strip()):
         cmd = [sys.executable, __file__, "lane", "--root", str(root), "--units", lane, "--deadline",
-               str(t0 + args.seconds), "--need", str(args.need), "--model", args.model, "--device", args.device,
-               "--batch", str(args.batch)]  # fmt: skip
+               str(t0 + args.seconds), "--need", str(args.need), "--device", args.device,
+               "--batch", str(args.batch)] + (["--model", args.model] if args.model else [])  # fmt: skip
         log_file = open(root / "logs" / f"lane{i}.log", "a")  # noqa: SIM115 - the child's log
         procs.append(subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT))
 
@@ -318,14 +388,16 @@ def lane(args) -> int:
     for item in args.units.split(","):
         item = item.strip()
         left = args.deadline - time.time()
-        need = 150.0 if item == "harm" else args.need
+        harm = item in ("harm", "gemma3:harm")
+        need = 150.0 if harm else args.need
         if left < need:
             log.info("%s: not started, %.0f s left < %.0f s", item, left, need)
             continue
         t = time.time()
         log.info("%s: start (%.0f s left)", item, left)
-        if item == "harm":
-            run_harm(root, model=args.model, device=args.device, batch=args.batch)
+        if harm:
+            arm = "gemma3" if item.startswith("gemma3:") else "smollm2"
+            run_harm(root, arm=arm, model=args.model, device=args.device, batch=args.batch)
         else:
             run_unit(Unit.parse(item), root, args)
         log.info("%s: done in %.0f s", item, time.time() - t)
@@ -338,13 +410,15 @@ def main(argv=None) -> int:
     for name in ("unit", "lanes", "lane", "prepare", "harm"):
         q = sub.add_parser(name)
         q.add_argument("--root", default="/root/replication")
-        q.add_argument("--model", default=GGUF)
+        q.add_argument("--model", default=None, help="replaces every unit's model (default: each arm's GGUF)")
         q.add_argument("--device", default="cuda")
         q.add_argument(
             "--batch", type=int, default=64, help="evaluation batch (two processes fit an H100 at 64)"
         )
         if name == "unit":
             q.add_argument("unit")
+        if name == "harm":
+            q.add_argument("--arm", default="smollm2", choices=tuple(ARMS))
         if name == "lanes":
             q.add_argument("--lanes", required=True, help="'harm,random:d1:s0;self:s0,random:d2:s0'")
             q.add_argument("--seconds", type=float, required=True)
@@ -361,7 +435,8 @@ def main(argv=None) -> int:
     elif args.cmd == "unit":
         run_unit(Unit.parse(args.unit), root, args)
     elif args.cmd == "harm":
-        log.info("%s", json.dumps(run_harm(root, model=args.model, device=args.device, batch=args.batch)))
+        log.info("%s", json.dumps(run_harm(root, arm=args.arm, model=args.model, device=args.device,
+                                           batch=args.batch)))  # fmt: skip
     elif args.cmd == "lanes":
         return lanes(args)
     elif args.cmd == "lane":

@@ -67,3 +67,75 @@ def test_units_and_top_k():
     hs = load_any_head_list(str(run.REPO / run.HEADS))
     for k in (4, 17, 34):
         assert len(hs.select(threshold=run.top_k_threshold(k))) == k
+
+
+def _tiny_gemma(tmp_path: Path) -> Path:
+    """A random-weight Gemma-3 text model with Gemma-3-270M's head layout (18 layers x 4 query heads over 1 KV
+    head, global attention at layers 5, 11 and 17) and stories260K's tokenizer (no chat template), saved."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    stories = Path(__file__).resolve().parents[2].parent / "shared" / "models" / "stories260K"
+    if not stories.exists():
+        pytest.skip("../shared/models/stories260K is absent")
+    tok = AutoTokenizer.from_pretrained(stories)
+    assert not getattr(tok, "chat_template", None)
+    types = ["full_attention" if (i + 1) % 6 == 0 else "sliding_attention" for i in range(18)]
+    config = AutoConfig.for_model(
+        "gemma3_text", vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=18,
+        num_attention_heads=4, num_key_value_heads=1, head_dim=8, sliding_window=64, layer_types=types,
+        max_position_embeddings=4096,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config)
+    with torch.no_grad():  # random init is flat; scaled up, masking six heads changes what the model writes
+        for name, p in model.named_parameters():
+            if p.dim() == 2 and "embed" not in name:
+                p.mul_(4.0)
+    out = tmp_path / "tiny-gemma3"
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+def test_gemma_arm_runs_end_to_end_on_a_tiny_gemma3(tmp_path):
+    """Gemma-3's arm on a random model of its layout: the Q/A template reaches the pairs, the stop string the
+    responses, the random control keeps out of the retrieval heads and, where layer 5 has no free head, to global
+    layers, and a unit trains and evaluates under the study (the path the GPU run takes, at a toy size)."""
+    pytest.importorskip("trl")
+    run = _driver()
+    model = _tiny_gemma(tmp_path)
+    unit = run.Unit.parse("gemma3:random:d0:s0")
+    config = run.unit_config(unit, tmp_path / "root", model=str(model), device="cpu", batch=2)
+    assert config.prompt_template == "Question: {prompt}\nAnswer:" and config.stop == ("\nQuestion:",)
+    config = dataclasses.replace(
+        config, n_prompts=4, n_heldout=2, max_new_tokens=12, pair_batch_size=4, effective_batch_size=2,
+        per_device_batch_size=2, max_length=128, lengths=(256,), n_per_cell=2, eval_max_new_tokens=8, n_short_qa=3,
+        n_ppl=2, bootstrap=50, eval_dtype="float32",
+    )  # fmt: skip
+    from retmask_interp.workflows.studies.retmask import run_study
+
+    res = run_study(config, until="eval")
+    d = tmp_path / "root" / "gemma3" / "s0_d0"
+    retrieval = {tuple(h) for h in res["heads"]["retmask"]}
+    control = {tuple(h) for h in res["heads"]["random"]}
+    assert retrieval == {(5, 0), (5, 1), (5, 2), (5, 3), (11, 2), (13, 3)}
+    assert len(control) == 6 and not control & retrieval
+    layers = sorted(a for a, _ in control)
+    assert layers.count(13) == 1 and sum(a in (11, 17) for a in layers) == 5  # layer 5's four: global layers
+    assert control == set(run.head_sets(_load(model), "gemma3")["d0"])  # what the harm stage masks
+    for cond in ("retmask", "random"):
+        recs = list(read_jsonl(d / "pairs" / f"{cond}.train.jsonl"))
+        recs += list(read_jsonl(d / "pairs" / f"{cond}.train.dropped.jsonl"))
+        assert len(recs) == 4
+        for r in recs:
+            assert r["prompt"].startswith("Question: ") and r["prompt"].endswith("\nAnswer:")
+            assert "\nQuestion:" not in r["chosen"] and "\nQuestion:" not in r["rejected"]
+    evaluated = {p.name for p in (d / "eval").glob("*.csv")}
+    assert "none.csv" in evaluated and any(n.startswith("random_") for n in evaluated)
+
+
+def _load(path):
+    from retmask_interp.core.models import load_model
+
+    return load_model(str(path), device="cpu", dtype="float32")
