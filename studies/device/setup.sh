@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# First call on a fresh GPU machine (carry .whl, and .whl-train / .stage/essays where the 64 MiB a call carries leaves
-# room): installs the wheels into /root/site, lays out the SmolLM2 RetMask run state in /root/run
-# (.stage/exp/run.tar.gz when carried, else the committed final state) and the essays, if carried, in /root/stage.
-# About 10 s.
+# First call on a fresh GPU machine, carrying .whl, .whl-train and .stage/essays; then a second call carrying .whl-tf
+# alone (transformers 5.24: the 64 MiB a call carries leaves no room for all of them). Installs the carried wheels
+# into /root/site, lays out the SmolLM2 RetMask run state in /root/run (.stage/exp/run.tar.gz when carried, else the
+# committed final state) and the essays, if carried, in /root/stage. About 10 s.
 set -euo pipefail
 t0=$(date +%s)
 # .whl-train (trl, datasets: the RetMask runs) may be left out of the call where the tree leaves no room for it
 shopt -s nullglob
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /root/site \
-    .whl/*.whl .whl-train/*.whl 2>&1 | tail -3
+    .whl/*.whl .whl-tf/*.whl .whl-train/*.whl 2>&1 | tail -3
 mods="nnsight, transformers, gguf, rouge_score"
 if [ -d .whl-train ]; then mods="trl, datasets, $mods"; fi
 PYTHONPATH=$PWD:/root/site python3 -c "import $mods, transformers; print('ok', transformers.__version__)"
