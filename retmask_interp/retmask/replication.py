@@ -16,6 +16,11 @@ The CSV (``COLUMNS``) has one row per scored example of one evaluated *unit* (a 
   ``answer_words`` (words in the prediction); empty for units whose predictions are lost;
 - ``source``: the run the row comes from.
 
+Several models (the plan's SmolLM2 and its Gemma-3-270M arm) share one table: every contrast is computed within a
+model (``render_report`` splits the table by ``model``; ``replication_tables`` refuses rows of two models), and the
+gain against retrieval concentration across models (``concentration_table``) is shown only once every arm has at
+least two units of RetMask, random-head and self-DPO (PLAN.md section 6).
+
 A unit belongs to the design when its three seeds agree (``seed == pair_seed == eval_seed``); the 2026-12-03 runs
 that only changed the DPO shuffle (pairs and examples of seed 0) do not, and are reported apart.
 """
@@ -40,10 +45,12 @@ __all__ = [
     "CONTRASTS",
     "answer_words",
     "check_table",
+    "concentration_table",
     "contrast_table",
     "design_units",
     "gain_units",
     "length_budget",
+    "models",
     "read_table",
     "replication_tables",
     "primary_sentences",
@@ -88,6 +95,12 @@ OLD_DESIGN: dict[str, tuple[str, str | None]] = {
     "retmask - untrained": ("retmask", None),
     "random (d0) - untrained": ("random", None),
 }
+MAIN_MODEL = "smollm2-135m-instruct"  # the plan's model; other models are its arms (section 6)
+READY = (
+    "retmask",
+    "random",
+    "self",
+)  # conditions every arm needs >= 2 units of before gain meets concentration
 SECONDARY_CONTRASTS: dict[str, tuple[str, str | None]] = {
     "random - untrained": ("random", None),
     "self - untrained": ("self", None),
@@ -325,8 +338,13 @@ def replication_tables(
     n_resamples: int = 10_000,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Every table of the report, from the CSV alone (``report_markdown`` prints them)."""
+    """Every table of the report for one model, from its rows of the CSV alone (``report_markdown`` prints them)."""
     check_table(df)
+    if df["model"].nunique() > 1:
+        raise ValueError(
+            f"replication_tables takes one model's rows, got {sorted(set(df['model']))}: pass df[df.model == M] "
+            "(render_report splits the table by model)"
+        )
     cells = _cells(tasks, lengths)
     out: dict[str, Any] = {"cells": [list(c) for c in cells], "n_resamples": n_resamples}
     out["primary"] = contrast_table(df, CONTRASTS, cells, n_resamples=n_resamples, seed=seed)
@@ -392,6 +410,96 @@ def _clean(obj: Any) -> Any:
     if isinstance(obj, np.integer):
         return int(obj)
     return obj
+
+
+def models(df) -> list[str]:
+    """The models of a table, the plan's main model first."""
+    return sorted(set(df["model"]), key=lambda m: (m != MAIN_MODEL, m))
+
+
+def unit_counts(tables: Mapping[str, Any]) -> dict[str, int]:
+    """Design units with every primary cell, per condition of ``READY`` (from a model's primary contrasts)."""
+    rows = {r["contrast"]: r for r in tables["primary"]}
+    return {
+        "retmask": len(rows["H3 retmask - untrained"]["units"]),
+        "random": len(rows["H1 retmask - random"]["baseline_units"]),
+        "self": len(rows["H2 retmask - self"]["baseline_units"]),
+    }
+
+
+def concentration_table(
+    arms: Mapping[str, Mapping[str, Any]],
+    metrics: Mapping[str, Mapping[str, Any]],
+    organisms: Sequence[Mapping[str, Any]] = (),
+    need: int = 2,
+) -> dict[str, Any]:
+    """Gain against retrieval concentration across models. ``arms``: each real model's tables
+    (``replication_tables``; an arm not run yet is absent); ``metrics``: the concentration (``gini``,
+    ``effective_heads``, ``n_ge_0.1`` of its head list) of every real model the plan compares; ``organisms``: rows of the organism study (model, gini, effective_heads, n_ge_0.1, gain,
+    ci_low, ci_high, source). The gains are shown only when every arm has ``need`` units of each ``READY``
+    condition; ``ready`` and ``counts`` say where the arms stand."""
+    counts = {m: unit_counts(arms[m]) if m in arms else dict.fromkeys(READY, 0) for m in metrics}
+    ready = bool(counts) and all(min(c.values()) >= need for c in counts.values())
+    rows = []
+    for m in metrics:
+        t = arms.get(m)
+        row: dict[str, Any] = {
+            "model": m,
+            **{k: metrics[m][k] for k in ("gini", "effective_heads", "n_ge_0.1")},
+        }
+        row["source"] = "this replication: pooled primary cells, design units"
+        if ready and t is not None:
+            by = {r["contrast"]: r for r in t["primary"]}
+            for key, name in (("gain", "H3 retmask - untrained"), ("vs_random", "H1 retmask - random")):
+                row |= {key: by[name]["estimate"], f"{key}_ci_low": by[name]["ci_low"],
+                        f"{key}_ci_high": by[name]["ci_high"]}  # fmt: skip
+        rows.append(row)
+    for o in organisms:
+        rows.append({k: o.get(k) for k in ("model", "gini", "effective_heads", "n_ge_0.1", "source")}
+                    | ({"gain": o["gain"], "gain_ci_low": o["ci_low"], "gain_ci_high": o["ci_high"]} if ready else {}))  # fmt: skip
+    return _clean({"ready": ready, "need": need, "counts": counts, "rows": rows})
+
+
+def _concentration_lines(c: Mapping[str, Any]) -> list[str]:
+    out = []
+    if not c["ready"]:
+        where = "; ".join(
+            f"{m}: " + ", ".join(f"{k} {v}" for k, v in n.items()) for m, n in c["counts"].items()
+        )
+        out += [
+            f"Withheld, as the plan says, until every real-model arm has at least {c['need']} design units of "
+            f"RetMask, random-head and self-DPO ({where}). The concentration of each model's retrieval heads (the "
+            "table's x axis):",
+            "",
+        ]
+    out += ["| model | Gini | effective heads | heads >= 0.1 | gain (RetMask - untrained) [95 % CI] | "
+            "RetMask - random [95 % CI] | source |", "|---|---:|---:|---:|---|---|---|"]  # fmt: skip
+    for r in c["rows"]:
+
+        def ci(key: str, r=r) -> str:
+            if r.get(key) is None:
+                return "–"
+            return f"{_f(r[key], sign=True)} [{_f(r[key + '_ci_low'], sign=True)}, {_f(r[key + '_ci_high'], sign=True)}]"
+
+        out.append(f"| {r['model']} | {_f(r['gini'])} | {_f(r['effective_heads'], 1)} | {r['n_ge_0.1']} | "
+                   f"{ci('gain')} | {ci('vs_random')} | {r['source']} |")  # fmt: skip
+    return out
+
+
+def _arm_lines(model: str, t: Mapping[str, Any]) -> list[str]:
+    """A further model's primary contrasts, harm table and means (the plan's section 6 arm)."""
+    n = int(t["n_resamples"])
+    out = [f"Units: {len(t['units'])} ({', '.join(f'`{u}`' for u in t['units'])}).", ""]
+    out += ["Primary metric (the plan's, within this model):", ""] + _contrast_lines(t["primary"], n) + [""]
+    out += primary_sentences(t) + [""]
+    out += ["Secondary (score):", ""] + _contrast_lines(t["secondary"]["score"], n) + [""]
+    if t["harm"]:
+        out += ["What each head set removes:", "", "| task | heads | examples | masked | unmasked | Δ | 95 % CI |",
+                "|---|---|---:|---:|---:|---:|---|"]  # fmt: skip
+        for r in t["harm"]:
+            out.append(f"| {r['task']} | {r['heads']} | {r['examples']} | {_f(r['masked'])} | {_f(r['unmasked'])} "
+                       f"| {_f(r['delta'], sign=True)} | [{_f(r['ci_low'], sign=True)}, {_f(r['ci_high'], sign=True)}] |")  # fmt: skip
+    return out
 
 
 # -- Markdown ------------------------------------------------------------------------------------------------------
@@ -541,13 +649,20 @@ def render_report(
     notes: str | Path,
     *,
     timings: Mapping[str, float] | None = None,
-    length_budget: Mapping[str, int] | None = None,
+    length_budget: Mapping[str, Any] | None = None,
     n_resamples: int = 10_000,
     title: str = "RetMask replication on SmolLM2-135M-Instruct (issue 27)",
+    concentration: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, Any], str]:
     """``(tables, README text)`` of the replication from its table alone, the study's notes (a Markdown file or
-    text, placed after the primary result), and optionally the GPU seconds per stage and the length budget."""
-    tables = replication_tables(df, n_resamples=n_resamples)
+    text, placed after the primary result), and optionally the GPU seconds per stage, the length budget (per
+    model) and the concentration inputs (``{"models": {model: metrics}, "organisms": [rows]}``). The main model's
+    tables are the top level; each further model's are under ``arms``."""
+    names = models(df) or [MAIN_MODEL]
+    tables = replication_tables(df[df["model"] == names[0]], n_resamples=n_resamples)
+    arms = {m: replication_tables(df[df["model"] == m], n_resamples=n_resamples) for m in names[1:]}
+    if arms:
+        tables["arms"] = arms
     text = Path(notes).read_text(encoding="utf-8") if isinstance(notes, Path) else notes
     units = tables["units"]
     preamble = [
@@ -560,12 +675,23 @@ def render_report(
         *[f"- `{u}`" for u in units],
     ]
     sections: list[tuple[str, Sequence[str]]] = []
-    if length_budget:
+    for m, t in arms.items():
+        sections.append((f"{m}: the plan's section 6 arm", _arm_lines(m, t)))
+    if concentration:
+        every = {names[0]: tables, **arms}
+        tables["concentration"] = concentration_table(
+            every, concentration["models"], concentration.get("organisms", ())
+        )
+        sections.append(
+            ("Gain against concentration (PLAN.md section 6)", _concentration_lines(tables["concentration"]))
+        )
+    budgets = {m: b for m, b in (length_budget or {}).items() if b}
+    if budgets:
         sections.append(
             (
                 "Length budget",
-                ["N (words) per task, the untrained model's median answer length on eval seed 0: "
-                 + ", ".join(f"{k} {v}" for k, v in sorted(length_budget.items()))],
+                [f"N (words) per task, {m}'s untrained median answer length on eval seed 0: "
+                 + ", ".join(f"{k} {v}" for k, v in sorted(b.items())) for m, b in budgets.items()],
             )
         )  # fmt: skip
     if timings:

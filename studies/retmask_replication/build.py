@@ -36,6 +36,13 @@ OLD = [
     REPO / "docs/experiments/smollm2_retmask/run_state.tar.gz",
 ]
 MODEL = "smollm2-135m-instruct"
+GEMMA = "gemma-3-270m"  # the plan's section 6 arm: run.py's gemma3/ directories
+ARM_DIRS = {MODEL: "", GEMMA: "gemma3"}
+HEAD_LISTS = {
+    MODEL: "studies/smollm2_retmask/heads_2026-11-28.json",
+    GEMMA: "retmask_interp/data/heads/gemma-3-270m.json",
+}
+ORGANISMS = REPO / "studies/organism_retmask/experiment_results.json"  # run A: the paper's general prompts
 LENGTHS = (2048, 4096, 7000)
 KEEP = (*R.PRIMARY_TASKS, "short_qa", "ppl_nll")
 
@@ -46,13 +53,13 @@ def _untar(path: Path, into: Path) -> Path:
     return into
 
 
-def _unit_rows(csv: Path, unit: dict, source: str) -> tuple[pd.DataFrame, dict]:
+def _unit_rows(csv: Path, unit: dict, source: str, model: str = MODEL) -> tuple[pd.DataFrame, dict]:
     """Score rows of one evaluated model (``retmask.report`` CSV) as replication rows, and its predictions."""
     df = pd.read_csv(csv, keep_default_na=False)
     df = df[df["task"].isin(KEEP)].copy()
     for k, v in unit.items():
         df[k] = v
-    df["model"], df["source"] = MODEL, source
+    df["model"], df["source"] = model, source
     for c in R.OPTIONAL:
         df[c] = float("nan")
     preds_path = csv.with_suffix(".predictions.jsonl")
@@ -99,10 +106,13 @@ def old_units(run: Path) -> list[tuple[pd.DataFrame, dict]]:
 DIR = re.compile(r"^s(?P<seed>\d+)(?:_d(?P<draw>\d+)|_(?P<top>top\d+)|_(?P<out>out))?$")
 
 
-def new_units(root: Path, source: str) -> list[tuple[pd.DataFrame, dict]]:
-    """This study's unit directories (``run.py``): ``s<S>`` (untrained on eval seed S, RetMask, self-DPO),
-    ``s<S>_d<K>`` (random draw K), ``s<S>_top<k>`` (dose); and the masked-niah units of ``harm_run``."""
+def new_units(root: Path, source: str, model: str = MODEL) -> list[tuple[pd.DataFrame, dict]]:
+    """This study's unit directories (``run.py``) of ``model`` under ``root``: ``s<S>`` (untrained on eval seed S,
+    RetMask, self-DPO), ``s<S>_d<K>`` (random draw K), ``s<S>_top<k>`` (dose); and the masked-niah units of
+    ``harm_run``."""
     out = []
+    if not root.is_dir():
+        return out
     for d in sorted(p for p in root.iterdir() if p.is_dir()):
         m = DIR.match(d.name)
         if not m:
@@ -133,14 +143,14 @@ def new_units(root: Path, source: str) -> list[tuple[pd.DataFrame, dict]]:
                     continue
                 unit = {"condition": cond, "control_draw": draw, "seed": int(n["seed"]), "pair_seed": s}
                 unit |= {"eval_seed": s, "lr": float(n["lr"])}
-            out.append(_unit_rows(csv, unit, source))
+            out.append(_unit_rows(csv, unit, source, model))
     harm = root / "harm_run" / "harm"
     for f in sorted(harm.glob("*.jsonl")) if harm.exists() else []:
         recs = list(read_jsonl(f))
         df = pd.DataFrame(
             [
                 {
-                    "model": MODEL,
+                    "model": model,
                     "condition": "masked",
                     "control_draw": f.stem,
                     "seed": -1,
@@ -219,8 +229,9 @@ def real_model_harm(path: Path = REAL_MODEL_RUN, draws: int = 5) -> list[tuple[p
 
 
 def rescore_all(units: list[tuple[pd.DataFrame, dict]], tokenizer) -> pd.DataFrame:
-    """Every unit's rows with the length-controlled score, token F1 and answer words filled from its predictions;
-    N per task from the untrained model's predictions on evaluation seed 0 (this study's evaluation)."""
+    """Every unit's rows (of one model, whose ``tokenizer`` made the examples) with the length-controlled score,
+    token F1 and answer words filled from its predictions; N per task from that model's untrained predictions on
+    evaluation seed 0 (this study's evaluation)."""
     from retmask_interp.data.tasks import generate_examples
 
     cache: dict[tuple[str, int, int], list] = {}
@@ -274,7 +285,7 @@ def rescore_all(units: list[tuple[pd.DataFrame, dict]], tokenizer) -> pd.DataFra
 SESSION = 1_796_601_600  # 2026-12-07 00:00 UTC: markers older than this were copied from the 2026-12-03 run
 
 
-def stage_timings(root: Path) -> dict[str, float]:
+def stage_timings(root: Path, label: str = "") -> dict[str, float]:
     """GPU wall seconds per stage of this study's runs, from the unit directories' stage markers: each marker made
     in this study counted once (a marker copied into a draw's directory has the same name and time as its source;
     markers of the 2026-12-03 run, copied into ``s0``, are older than this study and left out); ``harm`` per set;
@@ -292,11 +303,37 @@ def stage_timings(root: Path) -> dict[str, float]:
             continue
         seen.add((name, wall))
         directory = marker.relative_to(root).parts[0]
-        out[f"{directory}: {name}"] = wall
+        out[f"{label}{directory}: {name}"] = wall
     for f in sorted((root / "timings").glob("*.json")) if (root / "timings").exists() else []:
         rec = json.loads(f.read_text(encoding="utf-8"))
         out[f"unit total: {rec['unit']}"] = float(rec["wall_s"])
+    if not label and (root / "gemma3").is_dir():  # Gemma-3's arm: its directories, under gemma3/
+        for k, v in stage_timings(root / "gemma3", "gemma3/").items():
+            out.setdefault(k, v)
     return out
+
+
+def concentration_inputs() -> dict:
+    """The x axis of gain against concentration: each real model's concentration (the head list its runs masked),
+    and the organisms' RetMask gains from their study's run A (RetMask DPO at lr 5e-5, one seed; the gain pools the
+    three lengths, CI from its paired bootstrap), for ``replication.concentration_table``."""
+    from retmask_interp.analysis.metrics import organization_metrics
+    from retmask_interp.heads.formats import load_any_head_list
+
+    keep = ("gini", "effective_heads", "n_ge_0.1")
+    models = {}
+    for model, rel in HEAD_LISTS.items():
+        m = organization_metrics(load_any_head_list(str(REPO / rel)))
+        models[model] = {k: m[k] for k in keep} | {"heads_file": rel}
+    organisms = []
+    res = json.loads(ORGANISMS.read_text(encoding="utf-8"))
+    lr = res["settings"]["lr"][0] if isinstance(res["settings"].get("lr"), list) else None
+    for name, o in sorted(res["organisms"].items()):
+        pooled = next(r for r in o["conditions"]["retmask"]["vs_none_by_task"] if r["task"] == "all")
+        organisms.append({"model": f"organism {name}", **{k: o["metrics"][k] for k in keep},
+                          "gain": pooled["delta"], "ci_low": pooled["ci_low"], "ci_high": pooled["ci_high"],
+                          "source": f"studies/organism_retmask run A (RetMask lr {lr:g}, one seed, 6 tasks, 1K-3K)"})  # fmt: skip
+    return {"models": models, "organisms": organisms}
 
 
 def build_table(out_csv: Path, states: list[Path]) -> pd.DataFrame:
@@ -307,19 +344,26 @@ def build_table(out_csv: Path, states: list[Path]) -> pd.DataFrame:
     old = next((p for p in OLD if p.exists()), None)
     if old is None:
         raise SystemExit(f"the 2026-12-03 run state is not at {' or '.join(map(str, OLD))}")
-    units = []
+    units: dict[str, list] = {MODEL: [], GEMMA: []}
     timings: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        units += old_units(_untar(old, Path(tmp) / "old"))
-        units += real_model_harm()
+        units[MODEL] += old_units(_untar(old, Path(tmp) / "old"))
+        units[MODEL] += real_model_harm()
         for i, state in enumerate(states):
             root = _untar(state, Path(tmp) / f"new{i}")
             root = root / "replication" if (root / "replication").is_dir() else root
-            units += new_units(root, "2026-12-07")
+            for model, sub in ARM_DIRS.items():
+                units[model] += new_units(root / sub if sub else root, "2026-12-07", model)
             timings |= stage_timings(root)
-        tok = AutoTokenizer.from_pretrained(str(real_model_dir(MODEL)))
-        df = rescore_all(units, tok)
-    budget = df.attrs["length_budget"]
+        frames, budget = [], {}
+        for model, us in units.items():
+            if not us:
+                continue
+            tok = AutoTokenizer.from_pretrained(str(real_model_dir(model)))  # the examples are per tokenizer
+            part = rescore_all(us, tok)
+            budget[model] = part.attrs["length_budget"]
+            frames.append(part)
+        df = pd.concat(frames, ignore_index=True)
     R.write_table(df, out_csv)
     atomic_write_json(out_csv.with_name("length_budget.json"), budget)
     atomic_write_json(out_csv.with_name("timings.json"), timings)
@@ -349,8 +393,9 @@ def main(argv=None) -> int:
             [Path(s) for s in a.states] if a.states is not None else sorted(HERE.glob("run_state*.tar.gz"))
         )
         df = build_table(csv, states)
+    atomic_write_json(out / "concentration.json", concentration_inputs())
     extra = {}
-    for name in ("timings", "length_budget"):
+    for name in ("timings", "length_budget", "concentration"):
         f = out / f"{name}.json"
         extra[name] = json.loads(f.read_text(encoding="utf-8")) if f.exists() else None
     tables, text = R.render_report(df, HERE / "NOTES.md", n_resamples=a.resamples, **extra)

@@ -29,6 +29,7 @@ def test_report_and_tables_recompute_from_the_csv():
         timings=_load("timings.json"),
         length_budget=_load("length_budget.json"),
         n_resamples=committed["n_resamples"],
+        concentration=_load("concentration.json"),
     )
     assert json.loads(json.dumps(tables)) == committed
     assert text == (STUDY / "README.md").read_text(encoding="utf-8")
@@ -45,3 +46,26 @@ def test_a_changed_score_changes_the_report():
     changed = R.contrast_table(df, R.CONTRASTS, cells, n_resamples=20)
     before = {r["contrast"]: r["estimate"] for r in committed["primary"]}
     assert changed[2]["estimate"] != pytest.approx(before[changed[2]["contrast"]], abs=1e-12)
+
+
+@pytest.mark.skipif(
+    not (STUDY / "concentration.json").exists(), reason="the replication's table is not built yet"
+)
+def test_concentration_inputs_recompute_from_the_head_lists_and_the_organism_study():
+    """The x axis (Gini, effective heads, heads >= 0.1 of the head list each model's runs masked) and the organisms'
+    gains, as build.py derives them from committed files."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("replication_build", STUDY / "build.py")
+    build = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = build
+    try:
+        spec.loader.exec_module(build)
+        assert build.concentration_inputs() == _load("concentration.json")
+    finally:
+        sys.modules.pop(spec.name, None)
+    c = _load("concentration.json")
+    # the issue's figures: 20.5 against 6.5 effective heads, Gini 0.944 / 0.930
+    assert round(c["models"]["smollm2-135m-instruct"]["effective_heads"], 1) == 20.5
+    assert round(c["models"]["gemma-3-270m"]["effective_heads"], 1) == 6.5

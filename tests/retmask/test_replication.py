@@ -43,10 +43,10 @@ def test_length_budget_rounds_the_median():
     assert R.length_budget({"niah": [1, 2, 3, 10], "rag_qa": [4]}) == {"niah": 3, "rag_qa": 4}
 
 
-def _table(gains: dict[str, list[float]], n: int = 40, seed: int = 0) -> pd.DataFrame:
+def _table(gains: dict[str, list[float]], n: int = 40, seed: int = 0, cells=None) -> pd.DataFrame:
     """Untrained scores at eval seed 0, and per condition one unit per listed gain (examples shifted by it)."""
     rng = np.random.default_rng(seed)
-    cells = [("niah", 2048), ("rag_qa", 2048)]
+    cells = cells or [("niah", 2048), ("rag_qa", 2048)]
     base = {c: rng.integers(0, 2, n).astype(float) for c in cells}
     rows = []
 
@@ -115,3 +115,55 @@ def test_harm_pairs_masked_with_unmasked_examples():
     assert set(harm) == {"d0", "retrieval"}
     assert harm["d0"]["unmasked"] == 0.75 and harm["d0"]["masked"] == 0.25 and harm["d0"]["delta"] == -0.5
     assert harm["retrieval"]["delta"] == -0.75 and harm["retrieval"]["ci_high"] <= 0
+
+
+ALL_CELLS = [(t, n) for t in R.PRIMARY_TASKS for n in (2048, 4096, 7000)]
+
+
+def test_every_model_is_compared_with_its_own_untrained_model():
+    """Two models in one table: the main model's tables are what it gives alone, the arm's gains are against the
+    arm's own untrained model, and an arm without one is not run (never the main model's baseline)."""
+    main, _ = _table({"retmask": [0.1], "random": [0.0]}, n=12, cells=ALL_CELLS)
+    arm, _ = _table({"retmask": [0.3], "random": [0.1]}, n=12, seed=1, cells=ALL_CELLS)
+    main["model"], arm["model"] = R.MAIN_MODEL, "gemma-3-270m"
+    both = pd.concat([arm, main], ignore_index=True)
+    with pytest.raises(ValueError, match="one model"):
+        R.replication_tables(both, n_resamples=10)
+    alone, text_alone = R.render_report(main, "notes", n_resamples=50)
+    tables, text = R.render_report(both, "notes", n_resamples=50)
+    assert R.models(both) == [R.MAIN_MODEL, "gemma-3-270m"]
+    assert {k: v for k, v in tables.items() if k != "arms"} == alone
+    h = {r["contrast"]: r for r in tables["arms"]["gemma-3-270m"]["primary"]}
+    assert h["H3 retmask - untrained"]["estimate"] == pytest.approx(0.3)
+    assert h["H1 retmask - random"]["estimate"] == pytest.approx(0.2)
+    assert (
+        text.startswith(text_alone.rstrip("\n")[:200]) and "## gemma-3-270m: the plan's section 6 arm" in text
+    )
+    orphan = pd.concat([main, arm[arm["condition"] != "none"]], ignore_index=True)
+    t2, _ = R.render_report(orphan, "notes", n_resamples=50)
+    h2 = {r["contrast"]: r for r in t2["arms"]["gemma-3-270m"]["primary"]}
+    assert h2["H3 retmask - untrained"]["status"] == "not run"
+
+
+def _primary(n_retmask: int, n_random: int, n_self: int) -> dict:
+    def row(name, units, base):
+        return {"contrast": name, "units": [f"u{i}" for i in range(units)], "baseline_units": [f"b{i}" for i in range(base)],
+                "estimate": 0.05, "ci_low": 0.01, "ci_high": 0.09}  # fmt: skip
+
+    return {"primary": [row("H1 retmask - random", n_retmask, n_random), row("H2 retmask - self", n_retmask, n_self),
+                        row("H3 retmask - untrained", n_retmask, 0)]}  # fmt: skip
+
+
+def test_concentration_waits_for_two_units_of_every_condition_in_every_arm():
+    metrics = {m: {"gini": 0.9, "effective_heads": 6.0, "n_ge_0.1": 6} for m in ("a", "b")}
+    organisms = [{"model": "organism x", "gini": 0.8, "effective_heads": 9.0, "n_ge_0.1": 9, "gain": 0.01,
+                  "ci_low": -0.01, "ci_high": 0.02, "source": "s"}]  # fmt: skip
+    only_a = R.concentration_table({"a": _primary(3, 5, 2)}, metrics, organisms)
+    assert not only_a["ready"] and only_a["counts"]["b"] == {"retmask": 0, "random": 0, "self": 0}
+    assert all("gain" not in r for r in only_a["rows"])  # the x axis only
+    short = R.concentration_table({"a": _primary(3, 5, 2), "b": _primary(2, 3, 1)}, metrics, organisms)
+    assert not short["ready"] and short["counts"]["b"]["self"] == 1
+    ready = R.concentration_table({"a": _primary(3, 5, 2), "b": _primary(2, 3, 2)}, metrics, organisms)
+    assert ready["ready"] and [r["model"] for r in ready["rows"]] == ["a", "b", "organism x"]
+    assert ready["rows"][0]["gain"] == 0.05 and ready["rows"][0]["vs_random_ci_high"] == 0.09
+    assert ready["rows"][2]["gain"] == 0.01 and ready["rows"][2]["gain_ci_low"] == -0.01
