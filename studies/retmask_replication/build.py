@@ -336,6 +336,22 @@ def concentration_inputs() -> dict:
     return {"models": models, "organisms": organisms}
 
 
+def concentration_figures(conc: dict) -> dict:
+    """Gain (RetMask minus untrained, 95 % CI) against the Gini and the effective number of retrieval heads, one
+    point per model (both real models and the organisms), from a ready ``concentration_table``; {} when not ready."""
+    from retmask_interp.workflows.paper_figures import fig_gain_vs_concentration
+
+    if not conc.get("ready"):
+        return {}
+    rows = [
+        {"model": r["model"], "condition": "retmask", "gain": r["gain"], "ci_low": r["gain_ci_low"],
+         "ci_high": r["gain_ci_high"], "gini": r["gini"], "effective_heads": r["effective_heads"]}
+        for r in conc["rows"] if r.get("gain") is not None
+    ]  # fmt: skip
+    df = pd.DataFrame(rows)
+    return {f"gain_vs_{x}": fig_gain_vs_concentration(df, x=x) for x in ("gini", "effective_heads")}
+
+
 def build_table(out_csv: Path, states: list[Path]) -> pd.DataFrame:
     from transformers import AutoTokenizer
 
@@ -401,6 +417,12 @@ def main(argv=None) -> int:
     tables, text = R.render_report(df, HERE / "NOTES.md", n_resamples=a.resamples, **extra)
     atomic_write_json(out / "tables.json", tables)
     atomic_write_text(out / "README.md", text)
+    from retmask_interp.analysis.export import save_figure
+
+    for name, fig in concentration_figures(tables.get("concentration", {})).items():
+        log.info(
+            "wrote %s", save_figure(fig, out / name, formats=("html", "png"), html="cdn", overwrite=True)
+        )
     log.info("wrote %s, tables.json, README.md (%d rows)", csv, len(df))
     return 0
 

@@ -69,3 +69,25 @@ def test_concentration_inputs_recompute_from_the_head_lists_and_the_organism_stu
     # the issue's figures: 20.5 against 6.5 effective heads, Gini 0.944 / 0.930
     assert round(c["models"]["smollm2-135m-instruct"]["effective_heads"], 1) == 20.5
     assert round(c["models"]["gemma-3-270m"]["effective_heads"], 1) == 6.5
+
+
+def test_concentration_figures_once_the_table_is_ready():
+    """Not drawn while the plan withholds the table; once ready, one point per model with its interval."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("replication_build_fig", STUDY / "build.py")
+    build = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = build
+    try:
+        spec.loader.exec_module(build)
+        assert build.concentration_figures({"ready": False, "rows": []}) == {}
+        rows = [{"model": m, "gini": g, "effective_heads": e, "gain": y, "gain_ci_low": y - 0.01,
+                 "gain_ci_high": y + 0.02} for m, g, e, y in (("a", 0.94, 20.5, 0.04), ("b", 0.93, 6.5, 0.08))]  # fmt: skip
+        figs = build.concentration_figures({"ready": True, "rows": rows})
+    finally:
+        sys.modules.pop(spec.name, None)
+    assert set(figs) == {"gain_vs_gini", "gain_vs_effective_heads"}
+    point = figs["gain_vs_effective_heads"].data[0]
+    assert list(point.x) == [20.5, 6.5] and list(point.y) == [0.04, 0.08]
+    assert list(point.error_y.arrayminus) == pytest.approx([0.01, 0.01])
