@@ -4,7 +4,10 @@ beside it), so a changed number in the report, or in the table, fails here."""
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -48,23 +51,27 @@ def test_a_changed_score_changes_the_report():
     assert changed[2]["estimate"] != pytest.approx(before[changed[2]["contrast"]], abs=1e-12)
 
 
+@contextlib.contextmanager
+def _build_module():
+    """``build.py`` imported as a module (registered while in use: its dataclasses look it up)."""
+    spec = importlib.util.spec_from_file_location("replication_build", STUDY / "build.py")
+    build = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = build
+    try:
+        spec.loader.exec_module(build)
+        yield build
+    finally:
+        sys.modules.pop(spec.name, None)
+
+
 @pytest.mark.skipif(
     not (STUDY / "concentration.json").exists(), reason="the replication's table is not built yet"
 )
 def test_concentration_inputs_recompute_from_the_head_lists_and_the_organism_study():
     """The x axis (Gini, effective heads, heads >= 0.1 of the head list each model's runs masked) and the organisms'
     gains, as build.py derives them from committed files."""
-    import importlib.util
-    import sys
-
-    spec = importlib.util.spec_from_file_location("replication_build", STUDY / "build.py")
-    build = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = build
-    try:
-        spec.loader.exec_module(build)
+    with _build_module() as build:
         assert build.concentration_inputs() == _load("concentration.json")
-    finally:
-        sys.modules.pop(spec.name, None)
     c = _load("concentration.json")
     # the issue's figures: 20.5 against 6.5 effective heads, Gini 0.944 / 0.930
     assert round(c["models"]["smollm2-135m-instruct"]["effective_heads"], 1) == 20.5
@@ -73,20 +80,11 @@ def test_concentration_inputs_recompute_from_the_head_lists_and_the_organism_stu
 
 def test_concentration_figures_once_the_table_is_ready():
     """Not drawn while the plan withholds the table; once ready, one point per model with its interval."""
-    import importlib.util
-    import sys
-
-    spec = importlib.util.spec_from_file_location("replication_build_fig", STUDY / "build.py")
-    build = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = build
-    try:
-        spec.loader.exec_module(build)
+    rows = [{"model": m, "gini": g, "effective_heads": e, "gain": y, "gain_ci_low": y - 0.01,
+             "gain_ci_high": y + 0.02} for m, g, e, y in (("a", 0.94, 20.5, 0.04), ("b", 0.93, 6.5, 0.08))]  # fmt: skip
+    with _build_module() as build:
         assert build.concentration_figures({"ready": False, "rows": []}) == {}
-        rows = [{"model": m, "gini": g, "effective_heads": e, "gain": y, "gain_ci_low": y - 0.01,
-                 "gain_ci_high": y + 0.02} for m, g, e, y in (("a", 0.94, 20.5, 0.04), ("b", 0.93, 6.5, 0.08))]  # fmt: skip
         figs = build.concentration_figures({"ready": True, "rows": rows})
-    finally:
-        sys.modules.pop(spec.name, None)
     assert set(figs) == {"gain_vs_gini", "gain_vs_effective_heads"}
     point = figs["gain_vs_effective_heads"].data[0]
     assert list(point.x) == [20.5, 6.5] and list(point.y) == [0.04, 0.08]
