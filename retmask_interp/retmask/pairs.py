@@ -722,11 +722,13 @@ def pairs_from_responses(
     sampling: dict[str, Any] | None = None,
     model: str = "",
     overwrite: bool = False,
+    template: str = PROMPT_SLOT,
 ) -> PairStats:
     """Write pairs from responses sampled elsewhere: same filtering, files and ``PairStats`` as ``make_pairs``.
 
     ``format`` is ``"conversational"`` or ``"plain"``; ``heads`` / ``mode`` / ``seed`` / ``sampling`` are recorded
-    as provenance; a missing response may be ``None``. The vLLM route for large runs: ``retmask export-masked MODEL
+    as provenance; a missing response may be ``None``. ``template`` (plain pairs): the text each prompt was written
+    into when it was sampled (``PairsConfig.template``), so that the pairs hold the prompt the responses answered. The vLLM route for large runs: ``retmask export-masked MODEL
     --heads H --top-k K --out masked/``, then, with the same sampling settings and seeds on both sides::
 
         from vllm import LLM, SamplingParams
@@ -757,16 +759,22 @@ def pairs_from_responses(
         )
     if format not in ("conversational", "plain"):
         raise ValueError(f"format must be 'conversational' or 'plain', got {format!r}")
+    check_template(template)
+    if format == "conversational" and template != PROMPT_SLOT:
+        raise InputError(
+            "a prompt template applies to plain pairs: pass format='plain', or leave template at '{prompt}'"
+        )
+    sampling = dict(sampling or {}) | extra_settings(template, ())
     heads = sorted({(int(a), int(b)) for a, b in heads})
     paths = pair_paths(out_path)
     meta: dict[str, Any] = {"seed": seed, "heads_hash": heads_hash(heads, mode), "mode": mode}
-    meta["settings"] = _settings_hash(dict(sampling or {}), format)
-    meta["run"] = {**dict(sampling or {}), "format": format, "model": model}
-    done = _start(paths, prompts, meta, overwrite)
+    meta["settings"] = _settings_hash(sampling, format)
+    meta["run"] = {**sampling, "format": format, "model": model}
+    done = _start(paths, prompts, meta, overwrite, template)
     rows = [(p, n, m) for p, n, m in zip(prompts, normal_responses, masked_responses) if p.index not in done]
     for i, (_, n, m) in enumerate(rows):
         if n is not None and not isinstance(n, str) or m is not None and not isinstance(m, str):
             raise ValueError(f"response {i}: expected strings (or None for a missing response)")
     side = [[(n or "", None, None) for _, n, _ in rows], [(m or "", None, None) for _, _, m in rows]]
-    _write(paths, [r[0] for r in rows], side[0], side[1], meta, format == "conversational")
-    return _finish(paths, len(prompts), heads, meta, format, dict(sampling or {}), model)
+    _write(paths, [r[0] for r in rows], side[0], side[1], meta, format == "conversational", template=template)
+    return _finish(paths, len(prompts), heads, meta, format, sampling, model)

@@ -400,3 +400,16 @@ def test_a_template_with_a_chat_model_is_refused(stories, tmp_path):
     make_pairs(rm, PROMPTS[:1], HEADS, tmp_path / "f.jsonl", config=forced, progress=False)
     rec = (list(read_jsonl(tmp_path / "f.jsonl")) + list(read_jsonl(tmp_path / "f.dropped.jsonl")))[0]
     assert rec["prompt"] == "Story: " + PROMPTS[0] + "\nEnd:"
+
+
+def test_pairs_from_responses_write_the_templated_prompt(tmp_path):
+    from retmask_interp.core.io import InputError
+
+    out = tmp_path / "v.jsonl"
+    stats = pairs_from_responses(PROMPTS[:2], ["a", "b"], ["c", "b"], out, heads=[(0, 0)], format="plain",
+                                 template=TEMPLATE)  # fmt: skip
+    rec = list(read_jsonl(out))[0]
+    assert rec["prompt"] == "Story: " + PROMPTS[0] + "\nEnd:" and stats.sampling == {"template": TEMPLATE}
+    assert stats.kept == 1 and stats.dropped["identical"] == 1
+    with pytest.raises(InputError, match="plain pairs"):
+        pairs_from_responses(PROMPTS[:1], ["a"], ["c"], tmp_path / "w.jsonl", template=TEMPLATE)
