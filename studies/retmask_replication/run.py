@@ -361,6 +361,9 @@ def lanes(args) -> int:
     """Each ``;``-separated lane is a comma-separated list of units (or ``harm``) run one after another in its own
     process; a unit starts only when the call has the time it needs (``--need`` seconds)."""
     root = Path(args.root)
+    for item in (x.strip() for lane in args.lanes.split(";") for x in lane.split(",") if x.strip()):
+        if item not in ("harm", "gemma3:harm"):
+            Unit.parse(item)  # a misspelt unit stops the call now, not when its lane reaches it
     (root / "logs").mkdir(parents=True, exist_ok=True)
     prepare_s0(root)  # once, before the lanes (two lanes preparing it at once would race)
     t0 = time.time()

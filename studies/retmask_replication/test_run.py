@@ -139,3 +139,29 @@ def _load(path):
     from retmask_interp.core.models import load_model
 
     return load_model(str(path), device="cpu", dtype="float32")
+
+
+def test_lanes_start_their_processes_and_skip_what_the_call_has_no_time_for(tmp_path):
+    """The GPU call's orchestration on the CPU: ``lanes`` prepares s0 once, starts one process per lane with the
+    arguments ``lane`` parses (no ``--model``: each arm's own), and a unit the call has no time left for is logged and
+    skipped, so the call ends in time and its logs come back."""
+    import subprocess
+
+    if not (_driver().REPO / _driver().OLD_STATE).exists():
+        pytest.skip("the 2026-12-03 run state is not in this checkout")
+    root = tmp_path / "rep"
+    cmd = [sys.executable, str(HERE / "run.py"), "lanes", "--root", str(root), "--seconds", "5", "--device", "cpu",
+           "--lanes", "self:s0,random:d1:s0;gemma3:harm;harm"]  # fmt: skip
+    env = {**__import__("os").environ, "PYTHONPATH": str(HERE.parents[1])}
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (root / "s0" / "stages" / "heads.json").exists()  # prepared once, before the lanes
+    logs = {p.name: p.read_text() for p in sorted((root / "logs").glob("lane*.log"))}
+    assert set(logs) == {"lane0.log", "lane1.log", "lane2.log"}
+    assert "self:s0: not started" in logs["lane0.log"] and "random:d1:s0: not started" in logs["lane0.log"]
+    assert "gemma3:harm: not started" in logs["lane1.log"] and "harm: not started" in logs["lane2.log"]
+    assert not any("Traceback" in text for text in logs.values())
+    bad = subprocess.run(
+        cmd[:-1] + ["self:s0;gemma3:top4:s0"], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert bad.returncode != 0 and "unknown unit 'gemma3:top4:s0'" in bad.stderr
