@@ -133,6 +133,18 @@ def test_gemma_arm_runs_end_to_end_on_a_tiny_gemma3(tmp_path):
             assert "\nQuestion:" not in r["chosen"] and "\nQuestion:" not in r["rejected"]
     evaluated = {p.name for p in (d / "eval").glob("*.csv")}
     assert "none.csv" in evaluated and any(n.startswith("random_") for n in evaluated)
+    # build.py reads the arm's directories as Gemma-3 rows: the draw's random run (its RetMask run and untrained
+    # evaluation belong to the seed directory, gemma3/s0, which this unit did not make)
+    spec = importlib.util.spec_from_file_location("replication_build_run", HERE / "build.py")
+    build = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = build
+    try:
+        spec.loader.exec_module(build)
+        units = build.new_units(tmp_path / "root" / "gemma3", "test", build.GEMMA)
+    finally:
+        sys.modules.pop(spec.name, None)
+    rows = {(df["model"].iloc[0], df["condition"].iloc[0], df["control_draw"].iloc[0]) for df, _ in units}
+    assert rows == {("gemma-3-270m", "random", "d0")}
 
 
 def _load(path):
