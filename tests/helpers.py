@@ -98,3 +98,21 @@ def script_module(path: Path, name: str):
         yield module
     finally:
         sys.modules.pop(name, None)
+
+
+def tiny_gguf(path: Path, arch: str = "llama", tokens: bool = False) -> Path:
+    """A GGUF file of architecture ``arch`` holding one 4-float tensor (``tokens``: and a llama sentencepiece
+    vocabulary of five tokens without scores); the test is skipped without the ``gguf`` package."""
+    gguf = pytest.importorskip("gguf")
+    import numpy as np
+
+    writer = gguf.GGUFWriter(str(path), arch)
+    if tokens:
+        writer.add_tokenizer_model("llama")
+        writer.add_token_list(["<unk>", "<s>", "</s>", "a", "b"])
+    writer.add_tensor("t", np.zeros(4, dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path

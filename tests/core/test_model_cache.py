@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import pytest
+from helpers import tiny_gguf
 
 from retmask_interp.core import real_models as rmod
 from retmask_interp.core.real_models import (
@@ -24,21 +25,6 @@ gguf = pytest.importorskip("gguf")
 pytest.importorskip("transformers")
 
 FILES = {"config.json": b'{"model_type": "llama"}', "model.safetensors": b"W" * 4096, "tokenizer.json": b"{}"}
-
-
-def _tiny_gguf(path: Path, arch: str = "llama", tokens: bool = False) -> Path:
-    import numpy as np
-
-    writer = gguf.GGUFWriter(str(path), arch)
-    if tokens:  # a llama (sentencepiece) vocabulary without its scores
-        writer.add_tokenizer_model("llama")
-        writer.add_token_list(["<unk>", "<s>", "</s>", "a", "b"])
-    writer.add_tensor("t", np.zeros(4, dtype=np.float32))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    return path
 
 
 @pytest.fixture
@@ -85,7 +71,7 @@ def _damage_record(d, name):
 @pytest.mark.parametrize("damage", [_damage_missing, _damage_truncated, _damage_same_size, _damage_record])
 def test_a_damaged_entry_is_converted_again_and_swapped_in(cache, tmp_path, name, damage):
     root, calls = cache
-    path = _tiny_gguf(tmp_path / "tiny.gguf")
+    path = tiny_gguf(tmp_path / "tiny.gguf")
     entry = real_model_dir(path)
     record = json.loads((entry / rmod.SOURCE_FILE).read_text())
     assert set(record["files"]) == set(FILES) and entry_problem(entry) is None
@@ -101,7 +87,7 @@ def test_a_damaged_entry_is_converted_again_and_swapped_in(cache, tmp_path, name
 
 def test_an_entry_without_a_manifest_is_converted_again(cache, tmp_path):
     root, calls = cache
-    path = _tiny_gguf(tmp_path / "tiny.gguf")
+    path = tiny_gguf(tmp_path / "tiny.gguf")
     entry = real_model_dir(path)
     record = json.loads((entry / rmod.SOURCE_FILE).read_text())
     del record["files"]  # as an older version wrote it
@@ -116,7 +102,7 @@ def test_an_entry_without_a_manifest_is_converted_again(cache, tmp_path):
 
 def test_a_corrupt_digest_record_is_only_a_rehash(cache, tmp_path):
     root, calls = cache
-    path = _tiny_gguf(tmp_path / "tiny.gguf")
+    path = tiny_gguf(tmp_path / "tiny.gguf")
     entry = real_model_dir(path)
     for memo in (root / "digests").iterdir():
         for junk in ("[1, 2]", '{"stamp": 3}', "\x00\x01", '{"stamp": null, "sha256": 5}'):
@@ -131,7 +117,7 @@ def test_retmask_cache_that_is_a_file(tmp_path, monkeypatch, kind, capsys):
     blocker.write_text("")
     where = blocker if kind == "file" else blocker / "cache"
     monkeypatch.setenv("RETMASK_CACHE", str(where))
-    path = _tiny_gguf(tmp_path / "tiny.gguf")
+    path = tiny_gguf(tmp_path / "tiny.gguf")
     with pytest.raises(
         ModelCacheError, match=r"\(RETMASK_CACHE\) (is not a directory|is below .*a file); set"
     ):
@@ -146,7 +132,7 @@ def test_retmask_cache_that_is_a_file(tmp_path, monkeypatch, kind, capsys):
 @pytest.mark.parametrize("code", [errno.EROFS, errno.EACCES, errno.ENOSPC])
 def test_retmask_cache_read_only_or_full(cache, tmp_path, monkeypatch, code):
     root, _ = cache
-    path = _tiny_gguf(tmp_path / "tiny.gguf")
+    path = tiny_gguf(tmp_path / "tiny.gguf")
 
     def full(gguf_path, out_dir, tokenizer_facts=None):
         (Path(out_dir) / "model.safetensors").write_bytes(b"partial")
@@ -167,7 +153,7 @@ def test_retmask_cache_read_only_or_full(cache, tmp_path, monkeypatch, code):
 
 def test_a_valid_entry_is_used_from_a_read_only_cache(cache, tmp_path, monkeypatch):
     root, calls = cache
-    path = _tiny_gguf(tmp_path / "tiny.gguf")
+    path = tiny_gguf(tmp_path / "tiny.gguf")
     entry = real_model_dir(path)
     monkeypatch.setattr(rmod.tempfile, "mkdtemp", lambda *a, **k: pytest.fail("wrote into the cache"))
     assert real_model_dir(path) == entry and len(calls) == 1
@@ -177,7 +163,7 @@ def test_gguf_missing_what_transformers_needs_is_one_clear_error(tmp_path, monke
     """A tiny GGUF of a supported architecture but without its tokenizer and tensors: transformers' reader fails
     with KeyError; the conversion says what is wrong instead (no conversion is faked here)."""
     monkeypatch.setenv("RETMASK_CACHE", str(tmp_path / "cache"))
-    path = _tiny_gguf(tmp_path / "tiny.gguf", tokens=True)
+    path = tiny_gguf(tmp_path / "tiny.gguf", tokens=True)
     with pytest.raises(UnsupportedGGUFError, match="transformers cannot convert it: the GGUF lacks 'scores'"):
         real_model_dir(path)
     assert _entries(tmp_path / "cache") == []

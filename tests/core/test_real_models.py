@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import tiny_gguf
 
 from retmask_interp.core import real_models as rmod
 from retmask_interp.core.real_models import (
@@ -121,22 +122,9 @@ def test_corrupt_package_file(monkeypatch, tmp_cache, tmp_path):
     assert not (tmp_cache / f"hf-v{rmod.CONVERSION_FORMAT}").exists()  # nothing converted, nothing left
 
 
-def _write_gguf(path: Path, arch: str) -> Path:
-    gguf = pytest.importorskip("gguf")
-    import numpy as np
-
-    writer = gguf.GGUFWriter(str(path), arch)
-    writer.add_tensor("t", np.zeros(4, dtype=np.float32))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    return path
-
-
 @pytest.mark.parametrize("arch", ["bert", "mamba", "t5"])
 def test_unsupported_gguf_architecture(tmp_cache, tmp_path, arch):
-    path = _write_gguf(tmp_path / f"{arch}.gguf", arch)
+    path = tiny_gguf(tmp_path / f"{arch}.gguf", arch)
     with pytest.raises(UnsupportedGGUFError, match=f"architecture '{arch}' is not supported.*llama"):
         real_model_dir(path)
     leftovers = list((tmp_cache / f"hf-v{rmod.CONVERSION_FORMAT}").iterdir())
@@ -154,7 +142,7 @@ def test_not_a_gguf_and_missing_path(tmp_cache, tmp_path):
 
 
 def test_failed_conversion_leaves_no_entry(monkeypatch, tmp_cache, tmp_path):
-    path = _write_gguf(tmp_path / "tiny.gguf", "llama")
+    path = tiny_gguf(tmp_path / "tiny.gguf", "llama")
 
     def broken(gguf_path, out_dir, tokenizer_facts=None):
         (Path(out_dir) / "config.json").write_text("{}")  # a partial write, then a crash

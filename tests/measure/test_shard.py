@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -14,24 +13,11 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: conftest (spawned ranks import it)
-from helpers import script_module  # noqa: E402
+from helpers import NiahSample, WordTokenizer, script_module  # noqa: E402
 
 from retmask_interp.measure.detect import shard_order  # noqa: E402
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "multi_gpu_detect.py"
-
-
-@dataclass
-class _Sample:
-    sample_id: str
-    input_ids: list
-    answer_span: tuple
-    needle: dict
-
-
-class _Tok:
-    def decode(self, ids, skip_special_tokens=True):
-        return " ".join(f"t{i}" for i in ids)
 
 
 def _setup(lengths: int = 3, n: int = 7):
@@ -41,10 +27,10 @@ def _setup(lengths: int = 3, n: int = 7):
     from retmask_interp.core.models import as_model
     from retmask_interp.measure.detect import DetectConfig
 
-    rm = as_model(make_tiny_model("llama", vocab_size=8), _Tok())
+    rm = as_model(make_tiny_model("llama", vocab_size=8), WordTokenizer())
     g = torch.Generator().manual_seed(0)
     samples = [
-        _Sample(
+        NiahSample(
             f"s{i}",
             torch.randint(0, 6, (20 + i % lengths,), generator=g).tolist(),
             (2, 15),
