@@ -43,6 +43,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from reference_impl import naive_copy_paste_scores  # noqa: E402
 
 from benchmarks.floors import card, kv_bytes_per_token, weight_bytes_per_step  # noqa: E402
 from retmask_interp.core.models import as_model  # noqa: E402
@@ -122,36 +125,11 @@ def plain_loop(model, ids, n):
     return torch.stack(out, 1)
 
 
-@torch.no_grad()
 def wu_style(model, ids, span, n):
-    """Wu et al.'s decode loop: sdpa prefill of prompt[:-1], then eager attention with attention outputs and a
-    Python loop over every layer x head with a host sync per head."""
-    start, end = span
-    cfg = model.config
-    model.set_attn_implementation("sdpa")
-    out = model(input_ids=ids[:, :-1], use_cache=True, logits_to_keep=1)
-    past = out.past_key_values
-    model.set_attn_implementation("eager")
-    inp = ids[:, -1:]
-    prompt = ids[0]
-    scores = [[0.0] * cfg.num_attention_heads for _ in range(cfg.num_hidden_layers)]
-    generated = []
-    try:
-        for _ in range(n):
-            out = model(input_ids=inp, past_key_values=past, use_cache=True, output_attentions=True)
-            past = out.past_key_values
-            token = out.logits[0, -1].argmax()
-            generated.append(int(token))
-            for layer in range(cfg.num_hidden_layers):
-                att = out.attentions[layer][0]
-                for head in range(cfg.num_attention_heads):
-                    j = int(att[head, -1].argmax())  # host sync per head
-                    if start <= j < end and int(prompt[j]) == generated[-1]:
-                        scores[layer][head] += 1 / (end - start)
-            inp = token.view(1, 1)
-    finally:
-        model.set_attn_implementation("sdpa")
-    return generated, scores
+    """Wu et al.'s decode loop (``tests/reference_impl.py``, as the tests and cpu_detect use it): sdpa prefill of
+    prompt[:-1], then eager attention with attention outputs and a Python loop over every layer x head with a host
+    sync per head."""
+    return naive_copy_paste_scores(model, ids[0], span, n, prefill="sdpa")
 
 
 def section_lengths(model, clock, lengths, n, repeats, results, wu: bool, plain_model=None):
