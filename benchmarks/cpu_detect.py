@@ -13,16 +13,16 @@ Usage: python benchmarks/cpu_detect.py [--length 2048] [--new-tokens 50] [--repe
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from reference_impl import eager_copy, naive_copy_paste_scores  # noqa: E402
 
+from benchmarks.timing import Clock  # noqa: E402
 from retmask_interp.measure.detect import copy_paste_scores  # noqa: E402
 
 
@@ -40,15 +40,6 @@ def build_model(layers=8, hidden=512, heads=8, kv=2, vocab=8192, seed=0):
         max_position_embeddings=8192,
     )
     return AutoModelForCausalLM.from_config(cfg, attn_implementation="sdpa").eval()
-
-
-def timed(fn, repeats):
-    out, times = None, []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), out
 
 
 def main(argv=None):
@@ -83,8 +74,9 @@ def main(argv=None):
 
     plain()
     detect()  # warm-up (nnsight source instrumentation, allocator)
-    t_plain, gen_plain = timed(plain, args.repeats)
-    t_detect, (gen, _) = timed(detect, args.repeats)
+    clock = Clock("cpu")
+    t_plain, _, gen_plain = clock.run(plain, args.repeats)
+    t_detect, _, (gen, _) = clock.run(detect, args.repeats)
     assert gen.tolist() == gen_plain.tolist(), "detection must decode the same tokens as plain generation"
     print(
         f"model: random GQA Llama, 8 layers, 8 heads / 2 KV heads, hidden 512; prompt {args.length} tokens, "
@@ -95,7 +87,7 @@ def main(argv=None):
     print(f"detect/generate ratio: {t_detect / t_plain:.3f}  (target <= 1.3)")
     if not args.skip_naive:
         eager = eager_copy(model)
-        t_naive, (gen_naive, _) = timed(lambda: naive_copy_paste_scores(eager, ids, span, n), 1)
+        t_naive, _, (gen_naive, _) = clock.run(lambda: naive_copy_paste_scores(eager, ids, span, n), 1)
         assert gen_naive.tolist() == gen.tolist()
         print(f"naive reference:         {t_naive:.3f} s")
         print(f"speedup over naive: {t_naive / t_detect:.2f}x")

@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -48,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from reference_impl import naive_copy_paste_scores  # noqa: E402
 
 from benchmarks.floors import card, kv_bytes_per_token, weight_bytes_per_step  # noqa: E402
+from benchmarks.timing import Clock, interleaved, log  # noqa: E402
 from retmask_interp.core.models import as_model  # noqa: E402
 from retmask_interp.core.static_decode import ATTENTION_ENV  # noqa: E402
 from retmask_interp.interventions.masking import generate as masked_generate  # noqa: E402
@@ -62,33 +62,6 @@ TINY = dict(
     vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
     num_key_value_heads=2, max_position_embeddings=4096,
 )  # fmt: skip
-
-
-def log(msg: str) -> None:
-    print(msg, flush=True)
-
-
-class Clock:
-    def __init__(self, device):
-        self.cuda = device.type == "cuda"
-
-    def sync(self):
-        if self.cuda:
-            torch.cuda.synchronize()
-
-    def run(self, fn, repeats=1):
-        """Median seconds over ``repeats`` and the peak GPU memory (GiB) of the last run."""
-        times, out = [], None
-        for _ in range(repeats):
-            if self.cuda:
-                torch.cuda.reset_peak_memory_stats()
-            self.sync()
-            t0 = time.perf_counter()
-            out = fn()
-            self.sync()
-            times.append(time.perf_counter() - t0)
-        peak = torch.cuda.max_memory_allocated() / 2**30 if self.cuda else float("nan")
-        return statistics.median(times), peak, out
 
 
 def build(cfg_kwargs, device, dtype):
@@ -402,39 +375,6 @@ def with_env(name, value, fn):
             os.environ[name] = old
 
 
-def interleaved(variants, repeats, clock, label):
-    """Time every variant ``repeats`` times in rounds (A B C ... A B C ...); a variant that raises is dropped (its
-    error recorded). Returns {name: {"times": [...], "median", "min", "max", "spread"}} and the last outputs."""
-    import traceback
-
-    times = {name: [] for name in variants}
-    outs, errors = {}, {}
-    for r in range(repeats):
-        for name, fn in variants.items():
-            if name in errors:
-                continue
-            try:
-                t, _, out = clock.run(fn, 1)
-            except Exception as err:  # noqa: BLE001 - one broken variant must not end the run
-                errors[name] = f"{type(err).__name__}: {err}"
-                log(f"[{label}] {name} failed:\n{traceback.format_exc()}")
-                continue
-            times[name].append(t)
-            outs[name] = out
-        log(
-            f"[{label}] round {r + 1}/{repeats}: "
-            + ", ".join(f"{k} {v[-1]:.3f}" for k, v in times.items() if v)
-        )
-    stats = {}
-    for name, ts in times.items():
-        if not ts:
-            stats[name] = dict(error=errors.get(name))
-            continue
-        med = statistics.median(ts)
-        stats[name] = dict(times=ts, median=med, min=min(ts), max=max(ts), spread=(max(ts) - min(ts)) / med)
-    return stats, outs
-
-
 def measure_ceilings(device):
     """Device-to-device copy bandwidth (bytes read + written) and a bf16 matmul rate, measured once."""
     if device.type != "cuda":
@@ -567,7 +507,7 @@ def section_static(
                 f"({step:6.2f} ms/step after prefill)  / hf_static {ratio:.3f}")  # fmt: skip
         if t_pre is not None:
             log(f"  {'floor (weights)':<22} {row['floor_s']:7.3f}s  ({floor_step * 1e3:.2f} ms/step: "
-                f"{w_bytes / 1e9:.2f} GB / 4.8 TB/s)")  # fmt: skip
+                f"{w_bytes / 1e9:.2f} GB / {bw / 1e12:.2f} TB/s)")  # fmt: skip
             log(
                 f"  {'floor (weights + KV)':<22} {row['floor_with_kv_s']:7.3f}s  ({floor_step_kv * 1e3:.2f} ms/step)"
             )

@@ -47,11 +47,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.floors import card, model_floor_inputs, sweep_floor  # noqa: E402
+from benchmarks.timing import Clock, sync  # noqa: E402
 from retmask_interp.core.models import load_model  # noqa: E402
 from retmask_interp.heads.scores import load_head_scores  # noqa: E402
 from retmask_interp.measure.attention import answer_tokens, single_head_effects, teacher_forced  # noqa: E402
@@ -62,19 +62,6 @@ from retmask_interp.measure.outcomes import (  # noqa: E402
     summarize_outcomes,
     topk_curve,
 )
-
-
-def sync() -> None:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-
-
-def timed(fn) -> tuple[float, object]:
-    sync()
-    t0 = time.perf_counter()
-    out = fn()
-    sync()
-    return time.perf_counter() - t0, out
 
 
 # --------------------------------------------------------------------------------------------- the study's inputs
@@ -202,7 +189,8 @@ def main() -> None:
     args = ap.parse_args()
     stages = args.stages.split(",")
     name, peak, bw = card()
-    t_load, (rm, cfg, samples, msamples, asamples, hs, retrieval, conds) = timed(
+    clock = Clock(args.device)
+    t_load, _, (rm, cfg, samples, msamples, asamples, hs, retrieval, conds) = clock.run(
         lambda: study_inputs(args.study, args.model, args.haystack, args.device)
     )
     if args.dry:
@@ -267,7 +255,7 @@ def main() -> None:
         for stage in stages:
             order = ("old", "new") if r % 2 == 0 else ("new", "old")
             for which in order:
-                t, out = timed(new_fns[stage] if which == "new" else old_fns[stage])
+                t, _, out = clock.run(new_fns[stage] if which == "new" else old_fns[stage])
                 res["stages"][stage]["new" if which == "new" else "old_part"].append(t)
                 if which == "new":
                     last[stage] = out
