@@ -62,6 +62,7 @@ sys.path.insert(0, str(HERE))  # gpu_detect (the model)
 
 from gpu_detect import LLAMA_8B, TINY, build  # noqa: E402
 
+from benchmarks.timing import sync  # noqa: E402
 from retmask_interp.core.models import as_model  # noqa: E402
 from retmask_interp.measure.detect import (  # noqa: E402
     DetectConfig,
@@ -145,11 +146,6 @@ def setup_distributed(device_arg: str):
     else:
         dist.init_process_group("gloo")
     return dist.get_rank(), dist.get_world_size(), device, dist.barrier, dist.destroy_process_group
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def compare_heads(path_a: str | Path, path_b: str | Path, top: int = 20) -> dict:
