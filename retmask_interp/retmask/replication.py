@@ -460,6 +460,15 @@ def concentration_table(
     return _clean({"ready": ready, "need": need, "counts": counts, "rows": rows})
 
 
+def _interval(r: Mapping[str, Any], key: str) -> str:
+    """``r[key]`` with its 95 % interval (``key_ci_low`` / ``key_ci_high``), or a dash where it is absent."""
+    if r.get(key) is None:
+        return "–"
+    return (
+        f"{_f(r[key], sign=True)} [{_f(r[key + '_ci_low'], sign=True)}, {_f(r[key + '_ci_high'], sign=True)}]"
+    )
+
+
 def _concentration_lines(c: Mapping[str, Any]) -> list[str]:
     out = []
     if not c["ready"]:
@@ -475,19 +484,13 @@ def _concentration_lines(c: Mapping[str, Any]) -> list[str]:
     out += ["| model | Gini | effective heads | heads >= 0.1 | gain (RetMask - untrained) [95 % CI] | "
             "RetMask - random [95 % CI] | source |", "|---|---:|---:|---:|---|---|---|"]  # fmt: skip
     for r in c["rows"]:
-
-        def ci(key: str, r=r) -> str:
-            if r.get(key) is None:
-                return "–"
-            return f"{_f(r[key], sign=True)} [{_f(r[key + '_ci_low'], sign=True)}, {_f(r[key + '_ci_high'], sign=True)}]"
-
         out.append(f"| {r['model']} | {_f(r['gini'])} | {_f(r['effective_heads'], 1)} | {r['n_ge_0.1']} | "
-                   f"{ci('gain')} | {ci('vs_random')} | {r['source']} |")  # fmt: skip
+                   f"{_interval(r, 'gain')} | {_interval(r, 'vs_random')} | {r['source']} |")  # fmt: skip
     return out
 
 
 def _arm_lines(model: str, t: Mapping[str, Any]) -> list[str]:
-    """A further model's primary contrasts, harm table and means (the plan's section 6 arm)."""
+    """A further model's primary and secondary (score) contrasts and its harm table (the plan's section 6 arm)."""
     n = int(t["n_resamples"])
     out = [f"Units: {len(t['units'])} ({', '.join(f'`{u}`' for u in t['units'])}).", ""]
     out += ["Primary metric (the plan's, within this model):", ""] + _contrast_lines(t["primary"], n) + [""]

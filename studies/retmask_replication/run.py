@@ -40,6 +40,7 @@ import time
 from pathlib import Path
 
 from retmask_interp.core.io import atomic_write_json, atomic_write_text, read_jsonl
+from retmask_interp.retmask.pairs import PLAIN_QA, QA_STOP
 from retmask_interp.retmask.replication import PRIMARY_TASKS
 from retmask_interp.workflows.studies.retmask import StudyConfig, run_name, run_study
 
@@ -71,19 +72,11 @@ class Arm:
     subdir: str = ""  # its directory under --root
 
 
-def _gemma_arm() -> Arm:
-    from retmask_interp.retmask.pairs import PLAIN_QA, QA_STOP
-
-    return Arm("gemma3", GEMMA_GGUF, GEMMA_HEADS, ("retmask", "self", "random"),
-               ("retrieval", "d0", "d1", "d2", "d3", "d4"), PLAIN_QA, QA_STOP, "matched_or_window", "gemma3")  # fmt: skip
-
-
 ARMS = {
-    "smollm2": Arm(
-        "smollm2", GGUF, HEADS, ("retmask", "self", "random", "random_out", "top4", "top34"), HARM_SETS
-    ),
-    "gemma3": _gemma_arm(),
-}
+    "smollm2": Arm("smollm2", GGUF, HEADS, ("retmask", "self", "random", "random_out", "top4", "top34"), HARM_SETS),
+    "gemma3": Arm("gemma3", GEMMA_GGUF, GEMMA_HEADS, ("retmask", "self", "random"),
+                  ("retrieval", "d0", "d1", "d2", "d3", "d4"), PLAIN_QA, QA_STOP, "matched_or_window", "gemma3"),
+}  # fmt: skip
 
 
 # -- units -------------------------------------------------------------------------------------------------------
