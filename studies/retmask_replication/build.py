@@ -327,7 +327,7 @@ def concentration_inputs() -> dict:
         models[model] = {k: m[k] for k in keep} | {"heads_file": rel}
     organisms = []
     res = json.loads(ORGANISMS.read_text(encoding="utf-8"))
-    lr = res["settings"]["lr"][0] if isinstance(res["settings"].get("lr"), list) else None
+    lr = res["settings"]["lr"][0]  # run A's conditions are its first lr; variants hold the others
     for name, o in sorted(res["organisms"].items()):
         pooled = next(r for r in o["conditions"]["retmask"]["vs_none_by_task"] if r["task"] == "all")
         organisms.append({"model": f"organism {name}", **{k: o["metrics"][k] for k in keep},
