@@ -291,20 +291,24 @@ def head_sets(rm, arm: str = "smollm2", threshold: float = 0.1) -> dict[str, lis
     layers = {a for a, _ in retrieval}
     outside = [x for x in range(rm.geometry.num_layers) if x not in layers]
     ranked = [h for h, _ in sorted(hs.scores.items(), key=lambda kv: -kv[1])]
-    sets = {"retrieval": retrieval}
+    sets = {"none": [], "retrieval": retrieval}
     for k in range(5):
         sets[f"d{k}"] = random_heads(rm, n, exclude=retrieval, seed=k, like=retrieval, groups=groups)
     sets["out"] = random_heads(rm, n, exclude=retrieval, seed=0, layers=outside)
     sets["top4"], sets["top34"] = sorted(ranked[:4]), sorted(ranked[:34])
-    return {k: [(int(x), int(y)) for x, y in v] for k, v in sets.items() if k in a.harm_sets}
+    return {k: [(int(x), int(y)) for x, y in v] for k, v in sets.items()}
+
+
+HARM_LENGTHS = (2048, 4096, 7000)
 
 
 def run_harm(
     root: Path, *, arm: str = "smollm2", model: str | None = None, device: str = "cuda", batch: int = 64,
-    n: int = 100,
+    n: int = 100, lengths: tuple[int, ...] = HARM_LENGTHS, sets: tuple[str, ...] | None = None,
 ) -> dict:  # fmt: skip
-    """Per head set of ``arm``, a stage ``harm/<set>``: the untrained model's niah (eval seed 0, 100 examples a
-    length) with the set zeroed; predictions and scores in ``harm/<set>.jsonl`` (Gemma-3: under ``gemma3/``)."""
+    """Per head set of ``arm`` (``sets``: default the arm's ``harm_sets``; ``none`` masks nothing), a stage
+    ``harm/<set>``: the untrained model's niah (eval seed 0, ``n`` examples a length) with the set zeroed;
+    predictions and scores in ``harm/<set>.jsonl`` (Gemma-3: under ``gemma3/``)."""
     from retmask_interp.core.models import load_model
     from retmask_interp.core.stages import Stages
     from retmask_interp.heads.formats import load_any_head_list
@@ -312,17 +316,21 @@ def run_harm(
 
     a = ARMS[arm]
     model = model or a.model
+    names = a.harm_sets if sets is None else sets
     st = Stages(root / a.subdir / "harm_run")
     rm = load_model(model, device=device, dtype="auto")
-    sets = head_sets(rm, arm)
+    all_sets = head_sets(rm, arm)
+    unknown = [x for x in names if x not in all_sets]
+    if unknown:
+        raise ValueError(f"unknown head set(s) {unknown}; choose from {sorted(all_sets)}")
     hs = load_any_head_list(str(REPO / a.heads))
     out = {}
-    for name in a.harm_sets:
-        heads = sets[name]
-        settings = {"model": model, "heads": heads, "lengths": [2048, 4096, 7000], "n": n, "eval_seed": 0}
+    for name in names:
+        heads = all_sets[name]
+        settings = {"model": model, "heads": heads, "lengths": list(lengths), "n": n, "eval_seed": 0}
 
         def work(ctx, heads=heads, name=name) -> dict:
-            df = evaluate(rm, tasks=("niah",), lengths=(2048, 4096, 7000), n_per_cell=n, seed=0, batch_size=batch,
+            df = evaluate(rm, tasks=("niah",), lengths=lengths, n_per_cell=n, seed=0, batch_size=batch,
                           ppl_length=None, heads=heads, progress=False)  # fmt: skip
             recs = [{"task": r.task, "length": int(r.length), "example": int(r.index), "score": float(r.score),
                      "prediction": r.prediction} for r in df.itertuples()]  # fmt: skip
@@ -415,6 +423,9 @@ def main(argv=None) -> int:
             q.add_argument("unit")
         if name == "harm":
             q.add_argument("--arm", default="smollm2", choices=tuple(ARMS))
+            q.add_argument("--n", type=int, default=100, help="examples a length")
+            q.add_argument("--lengths", default=",".join(map(str, HARM_LENGTHS)), help="'2048,4096,7000'")
+            q.add_argument("--sets", default=None, help="'none,retrieval,d0' (default: the arm's harm sets)")
         if name == "lanes":
             q.add_argument("--lanes", required=True, help="'harm,random:d1:s0;self:s0,random:d2:s0'")
             q.add_argument("--seconds", type=float, required=True)
@@ -431,8 +442,10 @@ def main(argv=None) -> int:
     elif args.cmd == "unit":
         run_unit(Unit.parse(args.unit), root, args)
     elif args.cmd == "harm":
+        lengths = tuple(int(x) for x in args.lengths.split(","))
+        sets = tuple(x.strip() for x in args.sets.split(",")) if args.sets else None
         log.info("%s", json.dumps(run_harm(root, arm=args.arm, model=args.model, device=args.device,
-                                           batch=args.batch)))  # fmt: skip
+                                           batch=args.batch, n=args.n, lengths=lengths, sets=sets)))  # fmt: skip
     elif args.cmd == "lanes":
         return lanes(args)
     elif args.cmd == "lane":
