@@ -12,9 +12,11 @@ from typing import Any
 
 from retmask_interp.core.io import InputError
 
-__all__ = ["Head", "as_head", "as_heads", "head_key", "parse_head_key"]
+__all__ = ["MASK_MODES", "Head", "as_head", "as_heads", "head_key", "parse_head_key"]
 
 Head = tuple[int, int]
+# The ways a head is masked (``interventions.masking`` says what each does); zero is RetMask's.
+MASK_MODES = ("zero", "uniform", "mean")
 
 
 def head_key(layer: int, head: int) -> str:

@@ -140,6 +140,18 @@ PERCENT = Range(low=0, high=100)
 GATE = Range(low=0, high=1, note="DuoAttention gates are in [0, 1]")
 
 
+def _check_choice(value: Any, choices: tuple[Any, ...], name: str, cli: str | None) -> None:
+    """``InputError`` unless ``value`` (a list or tuple: each of its elements) is one of ``choices``."""
+    many = isinstance(value, (list, tuple))
+    bad = [v for v in (value if many else [value]) if v not in choices]
+    if bad:
+        what = f"every value of {name}" if many else name
+        listed = ", ".join(repr(c) for c in choices)
+        raise InputError(
+            f"{what} must be one of {listed}, got {bad[0]!r}" + (f" (CLI: {cli})" if cli else "")
+        )
+
+
 def field_range(f: dataclasses.Field) -> Range | None:
     """The ``Range`` of a dataclass field made with ``core.options.option`` (None for other fields)."""
     return f.metadata.get("range")
@@ -147,17 +159,23 @@ def field_range(f: dataclasses.Field) -> Range | None:
 
 def check_fields(obj: Any) -> None:
     """Check every field of the dataclass instance ``obj`` that has a range (``option(..., range=...)``; lists:
-    every element); ``InputError`` naming the first bad one. ``None`` passes for an optional field."""
+    every element) or choices (``option(..., choices=...)``; lists: every element); ``InputError`` naming the
+    first bad one. ``None`` passes for an optional field (a range's, or a field whose default is None)."""
     for f in dataclasses.fields(obj):
         rng = field_range(f)
-        if rng is None:
+        choices = f.metadata.get("choices")
+        if rng is None and choices is None:
             continue
         value = getattr(obj, f.name)
-        if value is None and f.metadata.get("optional"):
+        if value is None and (f.metadata.get("optional") or f.default is None):
             continue
         cli = (
             f.metadata.get("flag") or "--" + f.name.replace("_", "-") if f.metadata.get("cli", True) else None
         )
+        if choices is not None:
+            _check_choice(value, tuple(choices), f.name, cli)
+        if rng is None:
+            continue
         if isinstance(value, (list, tuple)):
             for v in value:
                 rng.check(v, f"every value of {f.name}", cli)

@@ -33,7 +33,7 @@ import torch
 from retmask_interp.core.architectures import query_features
 from retmask_interp.core.generation import generate_ids, generate_text, prompt_ids
 from retmask_interp.core.models import RetModel, as_model, get_submodule
-from retmask_interp.core.notation import head_key
+from retmask_interp.core.notation import MASK_MODES, head_key
 from retmask_interp.heads.scores import by_layer
 
 __all__ = [
@@ -49,7 +49,7 @@ __all__ = [
     "site_envoy",
 ]
 
-MODES = ("zero", "uniform", "mean")
+MODES = MASK_MODES  # core.notation
 Head = tuple[int, int]
 
 

@@ -20,6 +20,7 @@ import torch
 
 from retmask_interp.core.io import InputError
 from retmask_interp.core.models import as_model
+from retmask_interp.core.notation import MASK_MODES
 from retmask_interp.heads.scores import Head, HeadScores
 
 __all__ = ["CONTROLS", "ExperimentConfig", "RetrievalVsRandom", "grid_mean_values", "retrieval_vs_random"]
@@ -27,7 +28,7 @@ __all__ = ["CONTROLS", "ExperimentConfig", "RetrievalVsRandom", "grid_mean_value
 log = logging.getLogger(__name__)
 
 CONTROLS = ("random", "matched")
-MODES = ("zero", "uniform", "mean")
+MODES = MASK_MODES  # core.notation
 
 
 @dataclass

@@ -50,3 +50,29 @@ def test_dataclass_and_argparse_share_the_rule():
     assert STEPS.arg("-1") == -1
     with pytest.raises(argparse.ArgumentTypeError, match="is not an integer"):
         POSITIVE_INT.arg("1e9")
+
+
+@dataclass
+class _Choices:
+    mode: str = option("zero", choices=("zero", "mean"))
+    modes: list[str] = option(factory=lambda: ["zero"], choices=("zero", "mean"), flag="--mode")
+    style: str | None = option(None, choices=("chat", "qa"))
+    quiet: str = option("a", choices=("a", "b"), cli=False)
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+
+def test_choices_are_checked_as_ranges_are():
+    """A value outside a field's ``choices`` is an ``InputError`` naming the field, the choices and the option,
+    for Python callers as on the command line (before, a misspelt choice could pass silently)."""
+    _Choices(mode="mean", modes=["mean", "zero"], style=None)  # None passes for a field whose default is None
+    for kwargs, message in [
+        ({"mode": "Mean"}, r"mode must be one of 'zero', 'mean', got 'Mean' \(CLI: --mode\)"),
+        ({"modes": ["zero", "uniform"]}, r"every value of modes must be one of 'zero', 'mean', got 'uniform' "
+                                          r"\(CLI: --mode\)"),
+        ({"style": "QA"}, "style must be one of 'chat', 'qa', got 'QA'"),
+        ({"quiet": "c"}, r"quiet must be one of 'a', 'b', got 'c'$"),  # no option to name
+    ]:  # fmt: skip
+        with pytest.raises(InputError, match=message):
+            _Choices(**kwargs)

@@ -38,10 +38,13 @@ def test_full_grid_follows_the_window():
 @pytest.mark.parametrize(
     "kwargs, cuda, chat, message",
     [
-        ({"grid": "huge"}, False, True, "unknown grid"),
+        ({"grid": "huge"}, False, True, "grid must be one of 'full', 'small', got 'huge'"),
         ({"dtypes": ["bfloat16"]}, False, True, "need a GPU"),
         ({"styles": ["chat"]}, False, False, "chat template"),
-        ({"modes": ["zero", "bogus"]}, False, True, "masking modes"),
+        ({"modes": ["zero", "bogus"]}, False, True, "every value of modes must be one of .*, got 'bogus'"),
+        ({"modes": []}, False, True, "no masking mode"),
+        ({"styles": ["Chat"]}, False, True, "every value of styles must be one of"),
+        ({"stages": ["detect"]}, False, True, r"every value of stages .* \(CLI: --stage\)"),
         ({"seeds": 0}, False, True, "seeds must be >= 1"),
         ({"min_length": 5000, "max_length": 1000}, False, True, "lengths"),
         ({"haystacks": ["synthetic:0", "synthetic:0"]}, False, True, "duplicates"),
