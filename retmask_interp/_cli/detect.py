@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from retmask_interp._cli.options import add_config_arguments, config_from_args
 from retmask_interp._cli.validate import (
     check_device,
     check_model_source,
@@ -17,20 +18,20 @@ from retmask_interp._cli.validate import (
     nonnegative_int,
     percent,
     positive_int,
-    unit_interval,
 )
 from retmask_interp.core.architectures import ATTN_IMPLEMENTATIONS  # light: no torch
 
 
-def model_help(default: str | None) -> str:
-    """The help of --model in every command: what names a model, with the real models the package installs."""
+def model_help(default: str | None = None, *, tail: bool = True) -> str:
+    """The help of --model in every command: what names a model, with the real models the package installs (and
+    the default, unless ``tail`` is off: a generated option adds its own)."""
     from retmask_interp.core.real_models import real_model_names
 
     names = ", ".join(real_model_names())
-    tail = f" (default {default})" if default else " (required)"
+    end = (f" (default {default})" if default else " (required)") if tail else ""
     return (
         "hub name, local path, .gguf file, 'organism' or 'organism:distributed' (the embedded organisms), or a "
-        f"real model the package installs (scripts/setup.sh): {names}{tail}"
+        f"real model the package installs (scripts/setup.sh): {names}{end}"
     )
 
 
@@ -196,18 +197,9 @@ def register(sub) -> None:
     add_model_args(p)
     p.add_argument("--out", required=True, type=Path, help="head list JSON to write")
     add_grid_args(p)
-    p.add_argument(
-        "--max-new-tokens", type=positive_int, default=50, help="longest answer decoded per sample"
-    )
-    p.add_argument(
-        "--rouge-threshold",
-        type=unit_interval,
-        default=0.5,
-        help="count a sample if ROUGE-1 recall of the answer > this (0 disables the filter)",
-    )
-    p.add_argument(
-        "--batch-size", type=positive_int, default=1, help="samples decoded together (similar lengths)"
-    )
+    from retmask_interp.measure.detect import DetectConfig
+
+    add_config_arguments(p.add_argument_group("detection"), DetectConfig)
     p.add_argument(
         "--save-samples",
         type=Path,
@@ -272,21 +264,9 @@ def register(sub) -> None:
         "report.md and summary.json to --out.",
     )
     d.add_argument("--out", type=Path, default=Path("demo_out"), help="output directory")
-    d.add_argument("--model", default="organism", metavar="NAME", help=model_help("organism"))
-    d.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (auto: a GPU if there is one)")
-    d.add_argument(
-        "--dtype", default="auto", help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16"
-    )
-    d.add_argument("--threshold", type=finite_float, default=0.1, help="retrieval heads: score >= this")
-    d.add_argument("--seeds", type=positive_int, default=5, help="random-head control seeds")
-    d.add_argument(
-        "--lengths", type=positive_int, nargs="+", default=None, help="NIAH lengths (default: model's)"
-    )
-    d.add_argument(
-        "--num-depths", type=positive_int, default=None, help="needle depths 0-100 %% (default: model's)"
-    )
-    d.add_argument("--overwrite", action="store_true", help="run again over a finished --out")
-    d.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
+    from retmask_interp.workflows.demo import DemoConfig
+
+    add_config_arguments(d, DemoConfig, helps={"model": model_help(tail=False)})
     d.set_defaults(func=run_demo)
 
 
@@ -334,9 +314,7 @@ def run_detect(args) -> int:
             "the NIAH grid is empty: every length is below the needles' minimum prompt; give longer --lengths "
             "(or --min-length / --max-length)"
         )
-    config = DetectConfig(
-        max_new_tokens=args.max_new_tokens, rouge_threshold=args.rouge_threshold, batch_size=args.batch_size
-    )
+    config = config_from_args(DetectConfig, args)
     params = {
         "haystack": niah.haystack,
         "needles": niah.needles or "retmask_interp default",
@@ -352,7 +330,9 @@ def run_detect(args) -> int:
         return 0
     save_head_scores(hs, args.out, overwrite=args.overwrite, format=args.format)
     rule = (
-        f"ROUGE-1 recall > {args.rouge_threshold}" if args.rouge_threshold > 0 else "success filter disabled"
+        f"ROUGE-1 recall > {config.rouge_threshold}"
+        if config.rouge_threshold > 0
+        else "success filter disabled"
     )
     print(f"{hs.num_counted}/{hs.num_samples} samples counted ({rule})")
     print(format_head_table(hs, top=10))
@@ -406,21 +386,11 @@ def run_demo(args) -> int:
     from retmask_interp.workflows.demo import DemoConfig
     from retmask_interp.workflows.demo import run_demo as demo
 
+    config = config_from_args(DemoConfig, args)  # a bad value fails here, before anything is locked or loaded
     check_writable(args.out / "summary.json", "demo output (--out)")
-    check_device(args.device)
-    check_model_source(str(args.model))  # a misspelt name fails here, not after a minute of hub retries
+    check_device(config.device)
+    check_model_source(config.model)  # a misspelt name fails here, not after a minute of hub retries
     lock_outputs(args, args.out, what="demo output")
-    config = DemoConfig(
-        model=args.model,
-        device=args.device,
-        dtype=args.dtype,
-        threshold=args.threshold,
-        seeds=args.seeds,
-        lengths=args.lengths,
-        num_depths=args.num_depths,
-        overwrite=args.overwrite,
-        progress=not args.no_progress,
-    )
     summary = demo(args.out, config)
     print(summary["table"], file=sys.stdout)
     return 0

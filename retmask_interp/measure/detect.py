@@ -31,11 +31,12 @@ from retmask_interp.core.decode import cap_new_tokens, decode_steps, left_pad
 from retmask_interp.core.io import InputError, append_jsonl, read_jsonl, refuse_overwrite, settings_diff
 from retmask_interp.core.locks import run_lock
 from retmask_interp.core.models import as_model
+from retmask_interp.core.notation import MASK_MODES
 from retmask_interp.core.options import option
 from retmask_interp.core.ranges import POSITIVE_INT, UNIT_INTERVAL, check_fields
-from retmask_interp.core.static_decode import decode_static, resolve_backend, traced_forward
+from retmask_interp.core.static_decode import BACKENDS, decode_static, resolve_backend, traced_forward
 from retmask_interp.heads.scores import HeadScores, head_key, parse_head_key
-from retmask_interp.measure.stats import niah_success
+from retmask_interp.measure.stats import ROUGE_SCORERS, niah_success
 
 __all__ = [
     "DetectConfig",
@@ -166,17 +167,29 @@ def copy_paste_scores(
 class DetectConfig:
     """Settings of a detection run (those that change the numbers are recorded in the head file)."""
 
-    max_new_tokens: int = option(50, range=POSITIVE_INT)
+    max_new_tokens: int = option(50, "longest answer decoded per sample", range=POSITIVE_INT)
     # a sample counts if ROUGE-1 recall > threshold (so 1 or more counts nothing); 0 disables the filter
-    rouge_threshold: float = option(0.5, range=UNIT_INTERVAL)
-    batch_size: int = option(1, range=POSITIVE_INT)
-    mask_heads: list[Head] = field(default_factory=list)
-    mask_mode: str = "zero"
-    stop: str = (
-        "newline"  # Wu et al.: decoding stops at the first generated newline (scored) or EOS; "eos": EOS only
+    rouge_threshold: float = option(
+        0.5,
+        "count a sample if ROUGE-1 recall of the answer > this (0 disables the filter)",
+        range=UNIT_INTERVAL,
     )
-    rouge: str = "wu"  # Wu et al.'s ROUGE-1 (rouge-score, Porter stemmer); "simple": no stemming
-    backend: str = "auto"  # decode loop (see copy_paste_scores_batch); every backend gives the same numbers
+    batch_size: int = option(1, "samples decoded together (similar lengths)", range=POSITIVE_INT)
+    mask_heads: list[Head] = field(default_factory=list)
+    mask_mode: str = option("zero", "how mask_heads are masked", choices=MASK_MODES, cli=False)
+    stop: str = option(
+        "newline",
+        "newline: decoding stops at the first generated line break or EOS (Wu et al.); eos: at EOS only",
+        choices=("newline", "eos"),
+    )
+    rouge: str = option(
+        "wu", "the success filter's ROUGE-1: wu (rouge-score, Porter stemmer) or simple (no stemming)",
+        choices=ROUGE_SCORERS,
+    )  # fmt: skip
+    backend: str = option(
+        "auto", "decode loop: eager, static (static cache, CUDA graphs on a GPU) or auto; the same numbers",
+        choices=BACKENDS,
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         check_fields(self)

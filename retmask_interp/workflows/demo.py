@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from retmask_interp.core.io import atomic_write_json, atomic_write_text, refuse_overwrite
+from retmask_interp.core.notation import MASK_MODES
 from retmask_interp.core.options import option
 from retmask_interp.core.ranges import FINITE, POSITIVE_INT, check_fields
 
@@ -25,22 +26,29 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class DemoConfig:
-    model: str = "organism"
-    device: str = "auto"
-    dtype: str = "auto"
-    threshold: float = option(0.1, range=FINITE)
-    seeds: int = option(5, range=POSITIVE_INT)  # random-head controls
-    # organism: 4 lengths to 1600; real: 500, 1000
-    lengths: list[int] | None = option(None, range=POSITIVE_INT)
-    num_depths: int | None = option(None, range=POSITIVE_INT)  # default 5 (organism), 3 (real)
-    num_needles: int = option(3, range=POSITIVE_INT)
-    max_new_tokens: int = option(24, range=POSITIVE_INT)
-    batch_size: int = option(
-        16, range=POSITIVE_INT
-    )  # the grid has 15 samples per length: one batch per length
-    mask_mode: str = "zero"
-    overwrite: bool = False
-    progress: bool = True
+    """Settings of the demo (``retmask demo``: one option per field)."""
+
+    model: str = option("organism", "the model (any name load_model takes)")
+    device: str = option("auto", "cpu, cuda, cuda:1, ... (auto: a GPU if there is one)")
+    dtype: str = option("auto", "auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16")
+    threshold: float = option(0.1, "retrieval heads: score >= this", range=FINITE)
+    seeds: int = option(5, "random-head control sets", range=POSITIVE_INT)
+    lengths: list[int] | None = option(
+        None, "NIAH context lengths in tokens (none: 4 lengths to 1600 on the organism, 500 1000 otherwise)",
+        range=POSITIVE_INT,
+    )  # fmt: skip
+    num_depths: int | None = option(
+        None,
+        "needle depths, evenly from 0 to 100 percent (none: 5 on the organism, 3 otherwise)",
+        range=POSITIVE_INT,
+    )
+    num_needles: int = option(3, "held-out needles per length and depth", range=POSITIVE_INT)
+    max_new_tokens: int = option(24, "longest answer decoded per sample", range=POSITIVE_INT)
+    # the organism's grid has 15 samples per length: one batch per length
+    batch_size: int = option(16, "samples decoded together", range=POSITIVE_INT)
+    mask_mode: str = option("zero", "how the heads are masked", choices=MASK_MODES)
+    overwrite: bool = option(False, "run again over a finished output directory")
+    progress: bool = option(True, "progress bars (--no-progress: logs only)")
 
     def __post_init__(self) -> None:
         from retmask_interp.core.io import InputError

@@ -151,3 +151,36 @@ def test_every_command_has_a_description_and_every_option_a_help():
 
     walk(build_parser(), "retmask")
     assert not missing, missing
+
+
+def test_detect_and_demo_options_are_their_configs(stories_path, tmp_path):
+    """`retmask detect` and `retmask demo` take one option per field of DetectConfig / DemoConfig (generated, as
+    every command with a config): an option given reaches the run, a bad choice is a usage error."""
+    import dataclasses
+
+    from retmask_interp._cli.options import config_from_args
+    from retmask_interp.cli import build_parser
+    from retmask_interp.measure.detect import DetectConfig
+    from retmask_interp.workflows.demo import DemoConfig
+
+    parser = build_parser()
+    for command, cls in (("detect", DetectConfig), ("demo", DemoConfig)):
+        sub = parser._subparsers._group_actions[0].choices[command]
+        dests = {a.dest for a in sub._actions}
+        cli = [f.name for f in dataclasses.fields(cls) if f.metadata.get("cli", True)]
+        # mask_heads, a list of heads, is given in Python only
+        missing = [n for n in cli if n not in dests and n != "mask_heads"]
+        assert not missing, f"{command} lacks options for {missing}"
+    args = parser.parse_args(["demo", "--num-needles", "2", "--no-progress", "--mask-mode", "uniform"])
+    want = DemoConfig(num_needles=2, progress=False, mask_mode="uniform")
+    assert config_from_args(DemoConfig, args) == want
+    with pytest.raises(SystemExit):
+        parser.parse_args(["detect", "--out", "x.json", "--stop", "newlines"])
+
+    out = tmp_path / "heads.json"
+    argv = _detect_args(stories_path, out, "--lengths", "150", "--num-depths", "1", "--stop", "eos", "--rouge",
+                        "simple", "--max-new-tokens", "3")  # fmt: skip
+    assert main(argv) == 0
+    recs = [json.loads(x) for x in (tmp_path / "heads.json.samples.jsonl").read_text().splitlines()]
+    assert recs and all(r["settings"]["stop"] == "eos" and r["settings"]["rouge"] == "simple" for r in recs)
+    assert all(r["settings"]["max_new_tokens"] == 3 for r in recs)
