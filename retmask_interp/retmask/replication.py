@@ -490,18 +490,28 @@ def _concentration_lines(c: Mapping[str, Any]) -> list[str]:
 
 
 def _arm_lines(model: str, t: Mapping[str, Any]) -> list[str]:
-    """A further model's primary and secondary (score) contrasts and its harm table (the plan's section 6 arm)."""
+    """A further model's primary and secondary (score) contrasts (one line while none has run) and its harm table
+    (the plan's section 6 arm)."""
     n = int(t["n_resamples"])
     out = [f"Units: {len(t['units'])} ({', '.join(f'`{u}`' for u in t['units'])}).", ""]
-    out += ["Primary metric (the plan's, within this model):", ""] + _contrast_lines(t["primary"], n) + [""]
-    out += primary_sentences(t) + [""]
-    out += ["Secondary (score):", ""] + _contrast_lines(t["secondary"]["score"], n) + [""]
+    if all(r["status"] == "not run" for r in t["primary"] + t["secondary"]["score"]):
+        out += [
+            "No trained unit of this model is in the table yet: every contrast of the plan is not run.",
+            "",
+        ]
+    else:
+        out += (
+            ["Primary metric (the plan's, within this model):", ""] + _contrast_lines(t["primary"], n) + [""]
+        )
+        out += primary_sentences(t) + [""]
+        out += ["Secondary (score):", ""] + _contrast_lines(t["secondary"]["score"], n) + [""]
     if t["harm"]:
-        out += ["What each head set removes:", "", "| task | heads | examples | masked | unmasked | Δ | 95 % CI |",
-                "|---|---|---:|---:|---:|---:|---|"]  # fmt: skip
+        out += ["What each head set removes:", "",
+                "| source | task | heads | examples | masked | unmasked | Δ | 95 % CI |", "|---|---|---|---:|---:|---:|---:|---|"]  # fmt: skip
         for r in t["harm"]:
-            out.append(f"| {r['task']} | {r['heads']} | {r['examples']} | {_f(r['masked'])} | {_f(r['unmasked'])} "
-                       f"| {_f(r['delta'], sign=True)} | [{_f(r['ci_low'], sign=True)}, {_f(r['ci_high'], sign=True)}] |")  # fmt: skip
+            out.append(f"| {r['source']} | {r['task']} | {r['heads']} | {r['examples']} | {_f(r['masked'])} | "
+                       f"{_f(r['unmasked'])} | {_f(r['delta'], sign=True)} | [{_f(r['ci_low'], sign=True)}, "
+                       f"{_f(r['ci_high'], sign=True)}] |")  # fmt: skip
     return out
 
 

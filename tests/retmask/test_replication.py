@@ -117,6 +117,24 @@ def test_harm_pairs_masked_with_unmasked_examples():
     assert harm["retrieval"]["delta"] == -0.75 and harm["retrieval"]["ci_high"] <= 0
 
 
+def test_an_arm_with_only_masked_sets_shows_its_harm_and_no_contrast_table():
+    """A further model with nothing trained yet (a harm pilot): one line says its contrasts are not run, and its harm
+    table names each row's source."""
+    main, _ = _table({"retmask": [0.1], "random": [0.0]}, n=12, cells=ALL_CELLS)
+    main["model"] = R.MAIN_MODEL
+    rows = [{"model": "gemma-3-270m", "condition": "masked", "control_draw": name, "seed": -1, "pair_seed": -1,
+             "eval_seed": 0, "lr": 0.0, "task": "niah", "length": 2048, "example": i, "score": float(x),
+             "score_len_controlled": np.nan, "token_f1": np.nan, "answer_words": np.nan, "score_first15": np.nan,
+             "source": "pilot"}
+            for name, scores in (("none", [1, 1, 0, 1]), ("d0", [1, 0, 0, 1])) for i, x in enumerate(scores)]  # fmt: skip
+    both = pd.concat([main, pd.DataFrame(rows, columns=list(R.COLUMNS))], ignore_index=True)
+    tables, text = R.render_report(both, "notes", n_resamples=50)
+    arm = text[text.index("## gemma-3-270m: the plan's section 6 arm") :]
+    assert "every contrast of the plan is not run" in arm and "Primary metric" not in arm
+    assert "| pilot | niah | d0 | 4 | 0.500 | 0.750 | -0.250 |" in arm
+    assert [r["heads"] for r in tables["arms"]["gemma-3-270m"]["harm"]] == ["d0"]
+
+
 ALL_CELLS = [(t, n) for t in R.PRIMARY_TASKS for n in (2048, 4096, 7000)]
 
 
