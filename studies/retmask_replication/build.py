@@ -177,6 +177,9 @@ def new_units(root: Path, source: str, model: str = MODEL) -> list[tuple[pd.Data
 
 
 REAL_MODEL_RUN = REPO / "studies/real_models/smollm2/masking_outcomes.csv.gz"
+# Measurements outside the plan's run states, read as ``run.py`` writes them (NOTES.md says what each is and why):
+# (model, directory holding ``harm_run/harm/<set>.jsonl``, source label).
+PILOTS = [(GEMMA, HERE / "cpu_pilot_2026-12-08", "CPU pilot 2026-12-08")]
 
 
 def real_model_harm(path: Path = REAL_MODEL_RUN, draws: int = 5) -> list[tuple[pd.DataFrame, dict]]:
@@ -365,6 +368,8 @@ def build_table(out_csv: Path, states: list[Path]) -> pd.DataFrame:
     with tempfile.TemporaryDirectory() as tmp:
         units[MODEL] += old_units(_untar(old, Path(tmp) / "old"))
         units[MODEL] += real_model_harm()
+        for model, d, label in PILOTS:
+            units[model] += new_units(d, label, model)
         for i, state in enumerate(states):
             root = _untar(state, Path(tmp) / f"new{i}")
             root = root / "replication" if (root / "replication").is_dir() else root
