@@ -89,3 +89,19 @@ def test_concentration_figures_once_the_table_is_ready():
     point = figs["gain_vs_effective_heads"].data[0]
     assert list(point.x) == [20.5, 6.5] and list(point.y) == [0.04, 0.08]
     assert list(point.error_y.arrayminus) == pytest.approx([0.01, 0.01])
+
+
+@pytest.mark.skipif(not (STUDY / "scores.csv").exists(), reason="the replication's table is not built yet")
+def test_the_pilot_rows_are_its_committed_predictions():
+    """Every row of a pilot (PILOTS in build.py) in ``scores.csv`` is a record of its committed JSONL files, and every
+    record is in the table: a changed or lost score in either fails here."""
+    df = R.read_table(STUDY / "scores.csv")
+    key = ["model", "control_draw", "task", "length", "example", "score"]
+    with _build_module() as build:
+        assert build.PILOTS
+        for model, directory, label in build.PILOTS:
+            units = build.new_units(directory, label, model)
+            assert len(units) == len(list((directory / "harm_run" / "harm").glob("*.jsonl"))) > 0
+            read = sorted(tuple(r) for u, _ in units for r in u[key].itertuples(index=False))
+            table = sorted(tuple(r) for r in df[df["source"] == label][key].itertuples(index=False))
+            assert read == table
