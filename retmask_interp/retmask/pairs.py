@@ -77,6 +77,7 @@ __all__ = [
     "load_prompts",
     "make_pairs",
     "pair_paths",
+    "pair_records",
     "pairs_from_responses",
     "plain_qa",
     "apply_template",
@@ -493,6 +494,13 @@ def pair_paths(out: str | Path) -> PairPaths:
     out = Path(out)
     stem = out.name[: -len(".jsonl")] if out.name.endswith(".jsonl") else out.name
     return PairPaths(out, out.with_name(stem + ".dropped.jsonl"), out.with_name(stem + ".stats.json"))
+
+
+def pair_records(out: str | Path) -> list[dict[str, Any]]:
+    """Every record of a pairs run: the kept pairs of ``out`` then the dropped ones (``pair_paths``), each as
+    written (a dropped record carries its ``drop_reason``)."""
+    paths = pair_paths(out)
+    return [*read_jsonl(paths.pairs), *(read_jsonl(paths.dropped) if paths.dropped.exists() else [])]
 
 
 def _drop_reason(chosen: str, rejected: str) -> str | None:

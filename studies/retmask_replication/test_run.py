@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from retmask_interp.core.io import read_jsonl
+from retmask_interp.retmask.pairs import pair_records
 
 HERE = Path(__file__).resolve().parent
 
@@ -125,8 +126,7 @@ def test_gemma_arm_runs_end_to_end_on_a_tiny_gemma3(tmp_path):
     assert layers.count(13) == 1 and sum(a in (11, 17) for a in layers) == 5  # layer 5's four: global layers
     assert control == set(run.head_sets(_load(model), "gemma3")["d0"])  # what the harm stage masks
     for cond in ("retmask", "random"):
-        recs = list(read_jsonl(d / "pairs" / f"{cond}.train.jsonl"))
-        recs += list(read_jsonl(d / "pairs" / f"{cond}.train.dropped.jsonl"))
+        recs = pair_records(d / "pairs" / f"{cond}.train.jsonl")
         assert len(recs) == 4
         for r in recs:
             assert r["prompt"].startswith("Question: ") and r["prompt"].endswith("\nAnswer:")

@@ -19,6 +19,7 @@ from retmask_interp.retmask.pairs import (
     load_prompts,
     make_pairs,
     pair_paths,
+    pair_records,
     pairs_from_responses,
     resolve_heads,
     sample_seed,
@@ -186,7 +187,7 @@ def test_masked_side_is_masking_generate(stories, tmp_path):
     """The rejected text equals masking.generate's output with the heads masked and the pair's seed."""
     cfg = PairsConfig(max_new_tokens=8, batch_size=1, seed=5)
     make_pairs(stories, PROMPTS[:1], HEADS, tmp_path / "p.jsonl", config=cfg, progress=False)
-    rec = (_records(tmp_path / "p.jsonl") + list(read_jsonl(tmp_path / "p.dropped.jsonl")))[0]
+    rec = pair_records(tmp_path / "p.jsonl")[0]
     ids = encode_prompt(stories.tokenizer, PROMPTS[0], False)
     kw = dict(max_new_tokens=8, do_sample=True, temperature=0.6, top_p=1.0, seed=rec["sample_seed"])
     for side, heads in (("chosen", ()), ("rejected", HEADS)):
@@ -262,7 +263,7 @@ def test_conversational_pairs_use_the_chat_template(stories, tmp_path):
     assert tok.decode(ids) == "<s>user: Tell me a story\nassistant:"
     stats = make_pairs(rm, PROMPTS[:2], HEADS, tmp_path / "c.jsonl", config=CFG, progress=False)
     assert stats.format == "conversational"
-    for rec in list(read_jsonl(tmp_path / "c.jsonl")) + list(read_jsonl(tmp_path / "c.dropped.jsonl")):
+    for rec in pair_records(tmp_path / "c.jsonl"):
         assert rec["prompt"][0]["role"] == "user" and rec["chosen"][0]["role"] == "assistant"
     with pytest.raises(ValueError, match="chat template"):
         make_pairs(
@@ -398,7 +399,7 @@ def test_a_template_with_a_chat_model_is_refused(stories, tmp_path):
         make_pairs(rm, PROMPTS[:1], HEADS, tmp_path / "c.jsonl", config=cfg, progress=False)
     forced = PairsConfig(max_new_tokens=4, template=TEMPLATE, format="plain")
     make_pairs(rm, PROMPTS[:1], HEADS, tmp_path / "f.jsonl", config=forced, progress=False)
-    rec = (list(read_jsonl(tmp_path / "f.jsonl")) + list(read_jsonl(tmp_path / "f.dropped.jsonl")))[0]
+    rec = pair_records(tmp_path / "f.jsonl")[0]
     assert rec["prompt"] == "Story: " + PROMPTS[0] + "\nEnd:"
 
 

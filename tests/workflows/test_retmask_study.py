@@ -263,6 +263,7 @@ def test_a_base_model_study_writes_its_prompts_into_the_template_and_stops(tmp_p
         pytest.skip("../shared/models/stories260K is absent")
     from retmask_interp.core.io import read_jsonl
     from retmask_interp.heads.scores import HeadScores, save_head_scores
+    from retmask_interp.retmask.pairs import pair_records
     from retmask_interp.workflows.studies.retmask import StageMismatch, StudyConfig, run_study
 
     m = np.zeros((5, 8))
@@ -279,8 +280,7 @@ def test_a_base_model_study_writes_its_prompts_into_the_template_and_stops(tmp_p
     prompts = {r["prompt_index"]: r for r in read_jsonl(run / "responses" / "normal.train.jsonl")}
     assert len(prompts) == 4 and not any("." in r["text"] for r in prompts.values())
     for cond in ("retmask", "self"):
-        recs = list(read_jsonl(run / "pairs" / f"{cond}.train.jsonl"))
-        recs += list(read_jsonl(run / "pairs" / f"{cond}.train.dropped.jsonl"))
+        recs = pair_records(run / "pairs" / f"{cond}.train.jsonl")
         assert len(recs) == 4
         for r in recs:
             assert r["prompt"].startswith("Story: ") and r["prompt"].endswith("\nEnd:")
